@@ -1,0 +1,133 @@
+//! The suite must be able to fail: each deliberately broken backend below is caught.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mux_conformance::{CaseOutcome, Report, run};
+use mux_core::{
+    Backend, BackendInfo, Key, ListPage, ListRequest, MemoryBackend, PutOutcome, Record, Result,
+    Version,
+};
+
+/// How a [`Broken`] backend misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Flaw {
+    /// Every put overwrites, whatever the versions.
+    IgnoresVersions,
+    /// Listings come back in reverse order.
+    ListsOutOfOrder,
+    /// Delete removes the record instead of keeping a tombstone.
+    LosesTombstones,
+}
+
+#[derive(Debug)]
+struct Broken {
+    inner: MemoryBackend,
+    flaw: Flaw,
+}
+
+#[async_trait]
+impl Backend for Broken {
+    fn info(&self) -> &BackendInfo {
+        self.inner.info()
+    }
+    async fn put(&self, record: &Record) -> Result<PutOutcome> {
+        if self.flaw == Flaw::IgnoresVersions {
+            self.inner.purge(record.key(), Version::new(u64::MAX, u32::MAX, u32::MAX)).await?;
+        }
+        self.inner.put(record).await
+    }
+    async fn get(&self, key: &Key) -> Result<Option<Record>> {
+        self.inner.get(key).await
+    }
+    async fn list(&self, request: &ListRequest) -> Result<ListPage> {
+        let mut page = self.inner.list(request).await?;
+        if self.flaw == Flaw::ListsOutOfOrder {
+            page.entries.reverse();
+        }
+        Ok(page)
+    }
+    async fn delete(&self, key: &Key, version: Version) -> Result<PutOutcome> {
+        if self.flaw == Flaw::LosesTombstones {
+            self.inner.purge(key, Version::new(u64::MAX, u32::MAX, u32::MAX)).await?;
+            return Ok(PutOutcome::Applied);
+        }
+        self.inner.delete(key, version).await
+    }
+    async fn put_batch(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
+        let mut out = Vec::new();
+        for r in records {
+            out.push(self.put(r).await?);
+        }
+        Ok(out)
+    }
+    async fn purge(&self, key: &Key, up_to: Version) -> Result<bool> {
+        self.inner.purge(key, up_to).await
+    }
+}
+
+async fn report_for(flaw: Flaw) -> Report {
+    run(Arc::new(Broken {
+        inner: MemoryBackend::new(format!("{flaw:?}")),
+        flaw,
+    }))
+    .await
+}
+
+fn assert_caught(report: &Report, cases: &[&str]) {
+    println!("{report}");
+    for case in cases {
+        assert!(
+            matches!(report.outcome(case), Some(CaseOutcome::Failed(_))),
+            "{} should fail case {case}:\n{report}",
+            report.backend
+        );
+    }
+    assert!(!report.all_passed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_backend_passes_everything() {
+    let report = run(Arc::new(MemoryBackend::new("memory"))).await;
+    println!("{report}");
+    assert!(report.all_passed(), "{report}");
+    assert_eq!(report.skipped(), 0, "{report}");
+    assert_eq!(report.passed(), mux_conformance::cases::ALL.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_a_backend_that_ignores_versions() {
+    let report = report_for(Flaw::IgnoresVersions).await;
+    assert_caught(
+        &report,
+        &["stale_put_superseded", "delete_then_get", "concurrent_writers", "batch_mixed"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_a_backend_that_lists_out_of_order() {
+    let report = report_for(Flaw::ListsOutOfOrder).await;
+    assert_caught(&report, &["list_order", "list_prefix_boundary", "list_pagination", "special_keys"]);
+    // The flaw is in listing only: the other cases still pass.
+    assert!(matches!(report.outcome("round_trip"), Some(CaseOutcome::Passed)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_a_backend_that_loses_tombstones() {
+    let report = report_for(Flaw::LosesTombstones).await;
+    assert_caught(&report, &["delete_then_get", "delete_absent_key", "list_shows_tombstones"]);
+}
+
+#[tokio::test]
+async fn skips_only_by_capability_and_names_it() {
+    let info = BackendInfo::new("nolist", "memory", mux_core::Capability::default());
+    let report = run(Arc::new(MemoryBackend::with_info(info))).await;
+    println!("{report}");
+    assert!(report.all_passed(), "{report}");
+    for case in ["list_order", "list_pagination", "tags_round_trip", "purge_respects_versions"] {
+        match report.outcome(case) {
+            Some(CaseOutcome::Skipped(why)) => assert!(why.contains("capability"), "{why}"),
+            other => panic!("{case}: {other:?}"),
+        }
+    }
+}

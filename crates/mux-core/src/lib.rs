@@ -1,0 +1,57 @@
+//! # mux-core
+//!
+//! The thin core of mux: the record model ([`Key`], [`Version`], [`Record`]), the
+//! [`Backend`] trait every store implements, its [`Capability`] declaration, the one
+//! [`Error`] type, and the in-memory [`MemoryBackend`].
+//!
+//! Every record carries a [`Version`] from a hybrid logical [`Clock`]. A backend applies
+//! a write or a tombstone only when its version is higher than the stored one, so
+//! retries, replays and repairs are idempotent and every replica converges to the
+//! highest version.
+//!
+//! ```
+//! use mux_core::{Backend, BackendExt, Clock, Key, MemoryBackend, PutOutcome, Record};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), mux_core::Error> {
+//! let store = MemoryBackend::new("mem");
+//! let clock = Clock::new(1);
+//! let key = Key::new("tenantconfig/acme/limits")?;
+//!
+//! let first = clock.now();
+//! let second = clock.now();
+//! assert_eq!(store.put(&Record::new(key.clone(), "v2", second)).await?, PutOutcome::Applied);
+//! // An older version arriving late never replaces a newer one.
+//! assert!(store.put(&Record::new(key.clone(), "v1", first)).await?.is_superseded());
+//! assert_eq!(store.get_live(&key).await?.unwrap().value(), "v2".as_bytes());
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+
+mod backend;
+mod capability;
+pub mod codec;
+mod error;
+mod key;
+mod memory;
+mod record;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod version;
+
+pub use backend::{
+    Backend, BackendExt, BackendInfo, ListEntry, ListPage, ListRequest, PutOutcome,
+    DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
+};
+pub use capability::Capability;
+pub use error::{Error, ErrorKind, Operation, Result};
+pub use key::{Key, Prefix, MAX_KEY_LEN};
+pub use memory::MemoryBackend;
+pub use record::{Metadata, Record};
+pub use version::{Clock, Version};
+
+/// Re-exported so that implementors of [`Backend`] use the same macro version.
+pub use async_trait::async_trait;
+/// Re-exported: record values are [`bytes::Bytes`].
+pub use bytes::Bytes;

@@ -1,0 +1,170 @@
+//! The in-memory backend.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::RwLock;
+
+use async_trait::async_trait;
+
+use crate::backend::{Backend, BackendInfo, ListEntry, ListPage, ListRequest, PutOutcome};
+use crate::capability::Capability;
+use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::key::Key;
+use crate::record::Record;
+use crate::version::Version;
+
+/// A backend that keeps records in a `BTreeMap` in memory.
+///
+/// Fast and complete (every capability but durability); the reference implementation
+/// of the [`Backend`] contract and the store of choice for tests and caches.
+#[derive(Debug)]
+pub struct MemoryBackend {
+    info: BackendInfo,
+    records: RwLock<BTreeMap<Key, Record>>,
+}
+
+impl MemoryBackend {
+    /// The capability of every memory backend.
+    pub const CAPABILITY: Capability = Capability {
+        list: true,
+        batch: true,
+        atomic_conditional_write: true,
+        history: false,
+        tags: true,
+        content_type: true,
+        purge: true,
+        durable: false,
+        max_value_size: Some(Self::DEFAULT_MAX_VALUE_SIZE),
+    };
+
+    /// The default largest value, in bytes (64 MiB).
+    pub const DEFAULT_MAX_VALUE_SIZE: usize = 64 << 20;
+
+    /// An empty memory backend called `name`.
+    pub fn new(name: impl AsRef<str>) -> MemoryBackend {
+        MemoryBackend::with_info(BackendInfo::new(name, "memory", Self::CAPABILITY))
+    }
+
+    /// An empty memory backend with custom info (labels, a narrower capability).
+    pub fn with_info(info: BackendInfo) -> MemoryBackend {
+        MemoryBackend {
+            info,
+            records: RwLock::new(BTreeMap::new()),
+        }
+    }
+
+    /// How many records (tombstones included) are stored.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Key, Record>> {
+        self.records.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<Key, Record>> {
+        self.records.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn check_size(&self, record: &Record, op: Operation) -> Result<()> {
+        if let Some(max) = self.info.capability.max_value_size
+            && record.value().len() > max
+        {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "value of {} is {} bytes, the limit is {max}",
+                    record.key(),
+                    record.value().len()
+                ),
+            )
+            .with_backend(&self.info.name)
+            .with_operation(op));
+        }
+        Ok(())
+    }
+
+    fn apply(map: &mut BTreeMap<Key, Record>, record: &Record) -> PutOutcome {
+        let outcome = PutOutcome::decide(map.get(record.key()).map(Record::version), record.version());
+        if outcome.is_applied() {
+            map.insert(record.key().clone(), record.clone());
+        }
+        outcome
+    }
+}
+
+#[async_trait]
+impl Backend for MemoryBackend {
+    fn info(&self) -> &BackendInfo {
+        &self.info
+    }
+
+    async fn put(&self, record: &Record) -> Result<PutOutcome> {
+        self.check_size(record, Operation::Put)?;
+        Ok(Self::apply(&mut self.write(), record))
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Record>> {
+        Ok(self.read().get(key).cloned())
+    }
+
+    async fn list(&self, request: &ListRequest) -> Result<ListPage> {
+        let limit = request.effective_limit().map_err(|e| e.with_backend(&self.info.name))?;
+        let map = self.read();
+        let start: &str = match &request.cursor {
+            Some(c) if c.as_str() >= request.prefix.scan_start() => c.as_str(),
+            _ => request.prefix.scan_start(),
+        };
+        let mut page = ListPage::default();
+        for (key, record) in map.range::<str, _>((Bound::Included(start), Bound::Unbounded)) {
+            if request.prefix.is_past(key.as_str()) {
+                break;
+            }
+            if !request.wants(key.as_str()) {
+                continue;
+            }
+            if page.entries.len() == limit {
+                page.next_cursor = page.entries.last().map(|e| e.key.clone());
+                break;
+            }
+            page.entries.push(ListEntry {
+                key: key.clone(),
+                meta: record.meta().clone(),
+                size: record.value().len() as u64,
+            });
+        }
+        Ok(page)
+    }
+
+    async fn delete(&self, key: &Key, version: Version) -> Result<PutOutcome> {
+        Ok(Self::apply(&mut self.write(), &Record::tombstone(key.clone(), version)))
+    }
+
+    async fn put_batch(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
+        for r in records {
+            self.check_size(r, Operation::PutBatch)?;
+        }
+        let mut map = self.write();
+        Ok(records.iter().map(|r| Self::apply(&mut map, r)).collect())
+    }
+
+    async fn purge(&self, key: &Key, up_to: Version) -> Result<bool> {
+        let mut map = self.write();
+        match map.get(key) {
+            Some(r) if r.version() <= up_to => {
+                map.remove(key);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn health(&self) -> Result<()> {
+        Ok(())
+    }
+}
