@@ -7,9 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
-use mux_core::{
-    BackendExt, ErrorKind, Key, ListRequest, Prefix, PutOutcome, Record, Version,
-};
+use mux_core::{BackendExt, ErrorKind, Key, ListRequest, Prefix, PutOutcome, Record, Version};
 
 use crate::{CaseResult, Ctx, Failure};
 
@@ -79,15 +77,22 @@ fn require(cond: bool, capability: &str) -> CaseResult {
     if cond {
         Ok(())
     } else {
-        Err(Failure::Skipped(format!("capability `{capability}` is not declared")))
+        Err(Failure::Skipped(format!(
+            "capability `{capability}` is not declared"
+        )))
     }
 }
 
 async fn expect_live(ctx: &Ctx, key: &Key, value: &[u8], version: Version) -> CaseResult {
     let Some(r) = ctx.backend().get(key).await? else {
-        return Err(fail(format!("get {key}: nothing stored, expected version {version}")));
+        return Err(fail(format!(
+            "get {key}: nothing stored, expected version {version}"
+        )));
     };
-    ensure!(!r.is_tombstone(), "get {key}: got a tombstone, expected a live record");
+    ensure!(
+        !r.is_tombstone(),
+        "get {key}: got a tombstone, expected a live record"
+    );
     ensure_eq!(r.version(), version, "get {key}: version");
     ensure!(
         r.value().as_ref() == value,
@@ -101,7 +106,13 @@ async fn expect_live(ctx: &Ctx, key: &Key, value: &[u8], version: Version) -> Ca
 
 async fn put_expect(ctx: &Ctx, record: &Record, expected: PutOutcome) -> CaseResult {
     let got = ctx.backend().put(record).await?;
-    ensure_eq!(got, expected, "put {} at {}", record.key(), record.version());
+    ensure_eq!(
+        got,
+        expected,
+        "put {} at {}",
+        record.key(),
+        record.version()
+    );
     Ok(())
 }
 
@@ -119,7 +130,12 @@ async fn list_keys(ctx: &Ctx, prefix: &Prefix) -> Result<Vec<String>, Failure> {
 pub async fn round_trip(ctx: &Ctx) -> CaseResult {
     let key = ctx.key("round/trip");
     let v = ctx.version();
-    put_expect(ctx, &Record::new(key.clone(), "hello, mux", v), PutOutcome::Applied).await?;
+    put_expect(
+        ctx,
+        &Record::new(key.clone(), "hello, mux", v),
+        PutOutcome::Applied,
+    )
+    .await?;
     expect_live(ctx, &key, b"hello, mux", v).await?;
     let r = ctx.backend().get(&key).await?.expect("checked above");
     let expected = Record::new(key.clone(), "hello, mux", v);
@@ -138,17 +154,31 @@ pub async fn get_missing(ctx: &Ctx) -> CaseResult {
 pub async fn empty_value(ctx: &Ctx) -> CaseResult {
     let key = ctx.key("empty");
     let v = ctx.version();
-    put_expect(ctx, &Record::new(key.clone(), Bytes::new(), v), PutOutcome::Applied).await?;
+    put_expect(
+        ctx,
+        &Record::new(key.clone(), Bytes::new(), v),
+        PutOutcome::Applied,
+    )
+    .await?;
     expect_live(ctx, &key, b"", v).await
 }
 
 /// A value at the backend's size limit (or 8 MiB when it has none or a larger one).
 pub async fn large_value(ctx: &Ctx) -> CaseResult {
-    let size = ctx.capability().max_value_size.unwrap_or(usize::MAX).min(8 << 20);
+    let size = ctx
+        .capability()
+        .max_value_size
+        .unwrap_or(usize::MAX)
+        .min(8 << 20);
     let value: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
     let key = ctx.key("large");
     let v = ctx.version();
-    put_expect(ctx, &Record::new(key.clone(), value.clone(), v), PutOutcome::Applied).await?;
+    put_expect(
+        ctx,
+        &Record::new(key.clone(), value.clone(), v),
+        PutOutcome::Applied,
+    )
+    .await?;
     expect_live(ctx, &key, &value, v).await
 }
 
@@ -168,8 +198,16 @@ pub async fn too_large_rejected(ctx: &Ctx) -> CaseResult {
         .put(&Record::new(key.clone(), vec![7u8; max + 1], ctx.version()))
         .await;
     match err {
-        Ok(outcome) => return Err(fail(format!("a value of max+1 bytes was accepted: {outcome:?}"))),
-        Err(e) => ensure_eq!(e.kind(), ErrorKind::TooLarge, "error kind for a value over the limit ({e})"),
+        Ok(outcome) => {
+            return Err(fail(format!(
+                "a value of max+1 bytes was accepted: {outcome:?}"
+            )));
+        }
+        Err(e) => ensure_eq!(
+            e.kind(),
+            ErrorKind::TooLarge,
+            "error kind for a value over the limit ({e})"
+        ),
     }
     let stored = ctx.backend().get(&key).await?;
     ensure!(stored.is_none(), "a rejected value left a record behind");
@@ -181,7 +219,12 @@ pub async fn all_byte_values(ctx: &Ctx) -> CaseResult {
     let value: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
     let key = ctx.key("bytes");
     let v = ctx.version();
-    put_expect(ctx, &Record::new(key.clone(), value.clone(), v), PutOutcome::Applied).await?;
+    put_expect(
+        ctx,
+        &Record::new(key.clone(), value.clone(), v),
+        PutOutcome::Applied,
+    )
+    .await?;
     expect_live(ctx, &key, &value, v).await
 }
 
@@ -208,7 +251,12 @@ pub async fn special_keys(ctx: &Ctx) -> CaseResult {
         let key = ctx.key(&format!("special/{s}"));
         let v = ctx.version();
         let value = format!("value {i}");
-        put_expect(ctx, &Record::new(key.clone(), value.clone(), v), PutOutcome::Applied).await?;
+        put_expect(
+            ctx,
+            &Record::new(key.clone(), value.clone(), v),
+            PutOutcome::Applied,
+        )
+        .await?;
         expect_live(ctx, &key, value.as_bytes(), v).await?;
         expected.push(key.as_str().to_owned());
     }
@@ -224,8 +272,18 @@ pub async fn special_keys(ctx: &Ctx) -> CaseResult {
 pub async fn newer_version_overwrites(ctx: &Ctx) -> CaseResult {
     let key = ctx.key("overwrite");
     let (v1, v2) = (ctx.version(), ctx.version());
-    put_expect(ctx, &Record::new(key.clone(), "one", v1), PutOutcome::Applied).await?;
-    put_expect(ctx, &Record::new(key.clone(), "two", v2), PutOutcome::Applied).await?;
+    put_expect(
+        ctx,
+        &Record::new(key.clone(), "one", v1),
+        PutOutcome::Applied,
+    )
+    .await?;
+    put_expect(
+        ctx,
+        &Record::new(key.clone(), "two", v2),
+        PutOutcome::Applied,
+    )
+    .await?;
     expect_live(ctx, &key, b"two", v2).await
 }
 
@@ -233,9 +291,24 @@ pub async fn newer_version_overwrites(ctx: &Ctx) -> CaseResult {
 pub async fn stale_put_superseded(ctx: &Ctx) -> CaseResult {
     let key = ctx.key("stale/put");
     let (v1, v2) = (ctx.version(), ctx.version());
-    put_expect(ctx, &Record::new(key.clone(), "new", v2), PutOutcome::Applied).await?;
-    put_expect(ctx, &Record::new(key.clone(), "old", v1), PutOutcome::Superseded { stored: v2 }).await?;
-    put_expect(ctx, &Record::new(key.clone(), "same", v2), PutOutcome::Superseded { stored: v2 }).await?;
+    put_expect(
+        ctx,
+        &Record::new(key.clone(), "new", v2),
+        PutOutcome::Applied,
+    )
+    .await?;
+    put_expect(
+        ctx,
+        &Record::new(key.clone(), "old", v1),
+        PutOutcome::Superseded { stored: v2 },
+    )
+    .await?;
+    put_expect(
+        ctx,
+        &Record::new(key.clone(), "same", v2),
+        PutOutcome::Superseded { stored: v2 },
+    )
+    .await?;
     expect_live(ctx, &key, b"new", v2).await
 }
 
@@ -243,9 +316,18 @@ pub async fn stale_put_superseded(ctx: &Ctx) -> CaseResult {
 pub async fn stale_tombstone_superseded(ctx: &Ctx) -> CaseResult {
     let key = ctx.key("stale/tombstone");
     let (v1, v2) = (ctx.version(), ctx.version());
-    put_expect(ctx, &Record::new(key.clone(), "live", v2), PutOutcome::Applied).await?;
+    put_expect(
+        ctx,
+        &Record::new(key.clone(), "live", v2),
+        PutOutcome::Applied,
+    )
+    .await?;
     let got = ctx.backend().delete(&key, v1).await?;
-    ensure_eq!(got, PutOutcome::Superseded { stored: v2 }, "delete at an older version");
+    ensure_eq!(
+        got,
+        PutOutcome::Superseded { stored: v2 },
+        "delete at an older version"
+    );
     expect_live(ctx, &key, b"live", v2).await
 }
 
@@ -253,19 +335,38 @@ pub async fn stale_tombstone_superseded(ctx: &Ctx) -> CaseResult {
 pub async fn delete_then_get(ctx: &Ctx) -> CaseResult {
     let key = ctx.key("deleted");
     let (v1, v2, v3, v4) = (ctx.version(), ctx.version(), ctx.version(), ctx.version());
-    put_expect(ctx, &Record::new(key.clone(), "live", v1), PutOutcome::Applied).await?;
+    put_expect(
+        ctx,
+        &Record::new(key.clone(), "live", v1),
+        PutOutcome::Applied,
+    )
+    .await?;
     let got = ctx.backend().delete(&key, v3).await?;
     ensure_eq!(got, PutOutcome::Applied, "delete at a newer version");
     let Some(t) = ctx.backend().get(&key).await? else {
-        return Err(fail("get after delete returned nothing: the tombstone was lost"));
+        return Err(fail(
+            "get after delete returned nothing: the tombstone was lost",
+        ));
     };
     ensure!(t.is_tombstone(), "get after delete returned a live record");
     ensure_eq!(t.version(), v3, "tombstone version");
     ensure!(t.value().is_empty(), "the tombstone carries a value");
-    ensure!(ctx.backend().get_live(&key).await?.is_none(), "get_live after delete found a record");
-    put_expect(ctx, &Record::new(key.clone(), "resurrected?", v2), PutOutcome::Superseded { stored: v3 })
-        .await?;
-    put_expect(ctx, &Record::new(key.clone(), "back", v4), PutOutcome::Applied).await?;
+    ensure!(
+        ctx.backend().get_live(&key).await?.is_none(),
+        "get_live after delete found a record"
+    );
+    put_expect(
+        ctx,
+        &Record::new(key.clone(), "resurrected?", v2),
+        PutOutcome::Superseded { stored: v3 },
+    )
+    .await?;
+    put_expect(
+        ctx,
+        &Record::new(key.clone(), "back", v4),
+        PutOutcome::Applied,
+    )
+    .await?;
     expect_live(ctx, &key, b"back", v4).await
 }
 
@@ -277,17 +378,24 @@ pub async fn delete_absent_key(ctx: &Ctx) -> CaseResult {
     ensure_eq!(got, PutOutcome::Applied, "delete of an absent key");
     let t = ctx.backend().get(&key).await?;
     ensure!(
-        t.as_ref().is_some_and(|t| t.is_tombstone() && t.version() == v2),
+        t.as_ref()
+            .is_some_and(|t| t.is_tombstone() && t.version() == v2),
         "get after deleting an absent key: got {t:?}, expected a tombstone at {v2}"
     );
-    put_expect(ctx, &Record::new(key.clone(), "late", v1), PutOutcome::Superseded { stored: v2 }).await
+    put_expect(
+        ctx,
+        &Record::new(key.clone(), "late", v1),
+        PutOutcome::Superseded { stored: v2 },
+    )
+    .await
 }
 
 /// `list` returns keys in byte order, whatever order they were written in.
 pub async fn list_order(ctx: &Ctx) -> CaseResult {
     require(ctx.capability().list, "list")?;
     let mut names: Vec<String> = [
-        "b", "a", "A", "a/b", "a b", "a-b", "a.b", "a_b", "Z", "z", "0", "~", "é", "aa", "a/a", "ab",
+        "b", "a", "A", "a/b", "a b", "a-b", "a.b", "a_b", "Z", "z", "0", "~", "é", "aa", "a/a",
+        "ab",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -296,7 +404,9 @@ pub async fn list_order(ctx: &Ctx) -> CaseResult {
     let mut expected = Vec::new();
     for n in &names {
         let key = ctx.key(&format!("order/{n}"));
-        ctx.backend().put(&Record::new(key.clone(), n.clone(), ctx.version())).await?;
+        ctx.backend()
+            .put(&Record::new(key.clone(), n.clone(), ctx.version()))
+            .await?;
         expected.push(key.as_str().to_owned());
     }
     expected.sort();
@@ -308,18 +418,44 @@ pub async fn list_order(ctx: &Ctx) -> CaseResult {
 /// A prefix matches whole segments: `a/b` lists `a/b` and `a/b/…` but never `a/bc`.
 pub async fn list_prefix_boundary(ctx: &Ctx) -> CaseResult {
     require(ctx.capability().list, "list")?;
-    for s in ["a/b", "a/b/c", "a/b/d/e", "a/bc", "a/b-c", "a/b c", "a/a", "a/c", "ab"] {
+    for s in [
+        "a/b", "a/b/c", "a/b/d/e", "a/bc", "a/b-c", "a/b c", "a/a", "a/c", "ab",
+    ] {
         let key = ctx.key(&format!("bound/{s}"));
-        ctx.backend().put(&Record::new(key, "x", ctx.version())).await?;
+        ctx.backend()
+            .put(&Record::new(key, "x", ctx.version()))
+            .await?;
     }
-    let full = |s: &[&str]| -> Vec<String> { s.iter().map(|s| format!("{}/bound/{s}", ctx.root())).collect() };
-    ensure_eq!(list_keys(ctx, &ctx.prefix("bound/a/b")).await?, full(&["a/b", "a/b/c", "a/b/d/e"]), "list a/b");
-    ensure_eq!(list_keys(ctx, &ctx.prefix("bound/a/b/")).await?, full(&["a/b/c", "a/b/d/e"]), "list a/b/");
-    ensure_eq!(list_keys(ctx, &ctx.prefix("bound/a/bc")).await?, full(&["a/bc"]), "list a/bc");
-    ensure_eq!(list_keys(ctx, &ctx.prefix("bound/a/x")).await?, full(&[]), "list a/x");
+    let full = |s: &[&str]| -> Vec<String> {
+        s.iter()
+            .map(|s| format!("{}/bound/{s}", ctx.root()))
+            .collect()
+    };
+    ensure_eq!(
+        list_keys(ctx, &ctx.prefix("bound/a/b")).await?,
+        full(&["a/b", "a/b/c", "a/b/d/e"]),
+        "list a/b"
+    );
+    ensure_eq!(
+        list_keys(ctx, &ctx.prefix("bound/a/b/")).await?,
+        full(&["a/b/c", "a/b/d/e"]),
+        "list a/b/"
+    );
+    ensure_eq!(
+        list_keys(ctx, &ctx.prefix("bound/a/bc")).await?,
+        full(&["a/bc"]),
+        "list a/bc"
+    );
+    ensure_eq!(
+        list_keys(ctx, &ctx.prefix("bound/a/x")).await?,
+        full(&[]),
+        "list a/x"
+    );
     ensure_eq!(
         list_keys(ctx, &ctx.prefix("bound/a")).await?,
-        full(&["a/a", "a/b", "a/b c", "a/b-c", "a/b/c", "a/b/d/e", "a/bc", "a/c"]),
+        full(&[
+            "a/a", "a/b", "a/b c", "a/b-c", "a/b/c", "a/b/d/e", "a/bc", "a/c"
+        ]),
         "list a"
     );
     Ok(())
@@ -329,13 +465,22 @@ pub async fn list_prefix_boundary(ctx: &Ctx) -> CaseResult {
 pub async fn list_pagination(ctx: &Ctx) -> CaseResult {
     require(ctx.capability().list, "list")?;
     let mut records: Vec<Record> = (0..1500)
-        .map(|i| Record::new(ctx.key(&format!("page/k{i:05}")), format!("{i}"), ctx.version()))
+        .map(|i| {
+            Record::new(
+                ctx.key(&format!("page/k{i:05}")),
+                format!("{i}"),
+                ctx.version(),
+            )
+        })
         .collect();
     ctx.shuffle(&mut records);
     for chunk in records.chunks(250) {
         ctx.backend().put_batch(chunk).await?;
     }
-    let mut expected: Vec<String> = records.iter().map(|r| r.key().as_str().to_owned()).collect();
+    let mut expected: Vec<String> = records
+        .iter()
+        .map(|r| r.key().as_str().to_owned())
+        .collect();
     expected.sort();
 
     let mut req = ListRequest::new(ctx.prefix("page")).with_limit(97);
@@ -344,7 +489,11 @@ pub async fn list_pagination(ctx: &Ctx) -> CaseResult {
     loop {
         let page = ctx.backend().list(&req).await?;
         pages += 1;
-        ensure!(page.entries.len() <= 97, "a page of limit 97 held {} entries", page.entries.len());
+        ensure!(
+            page.entries.len() <= 97,
+            "a page of limit 97 held {} entries",
+            page.entries.len()
+        );
         ensure!(pages <= 1500, "pagination does not end");
         got.extend(page.entries.iter().map(|e| e.key.as_str().to_owned()));
         match page.next_cursor {
@@ -355,18 +504,44 @@ pub async fn list_pagination(ctx: &Ctx) -> CaseResult {
             None => break,
         }
     }
-    ensure!(got.len() == expected.len(), "listed {} keys over {pages} pages, expected {}", got.len(), expected.len());
-    ensure!(got == expected, "paged listing is out of order or has duplicates");
+    ensure!(
+        got.len() == expected.len(),
+        "listed {} keys over {pages} pages, expected {}",
+        got.len(),
+        expected.len()
+    );
+    ensure!(
+        got == expected,
+        "paged listing is out of order or has duplicates"
+    );
 
     // A cursor from the middle continues strictly after it.
     let mid = Key::new(&expected[700]).expect("valid");
-    let page = ctx.backend().list(&ListRequest::new(ctx.prefix("page")).with_limit(3).with_cursor(Some(mid))).await?;
+    let page = ctx
+        .backend()
+        .list(
+            &ListRequest::new(ctx.prefix("page"))
+                .with_limit(3)
+                .with_cursor(Some(mid)),
+        )
+        .await?;
     let keys: Vec<&str> = page.entries.iter().map(|e| e.key.as_str()).collect();
-    ensure_eq!(keys, expected[701..704].iter().map(String::as_str).collect::<Vec<_>>(), "page after a cursor");
+    ensure_eq!(
+        keys,
+        expected[701..704]
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        "page after a cursor"
+    );
 
-    let err = ctx.backend().list(&ListRequest::new(ctx.prefix("page")).with_limit(0)).await;
+    let err = ctx
+        .backend()
+        .list(&ListRequest::new(ctx.prefix("page")).with_limit(0))
+        .await;
     ensure!(
-        err.as_ref().is_err_and(|e| e.kind() == ErrorKind::InvalidInput),
+        err.as_ref()
+            .is_err_and(|e| e.kind() == ErrorKind::InvalidInput),
         "list with limit 0 must fail as invalid input, got {err:?}"
     );
     Ok(())
@@ -377,15 +552,25 @@ pub async fn list_shows_tombstones(ctx: &Ctx) -> CaseResult {
     require(ctx.capability().list, "list")?;
     let live = ctx.key("tomb/live");
     let dead = ctx.key("tomb/dead");
-    ctx.backend().put(&Record::new(live.clone(), "x", ctx.version())).await?;
-    ctx.backend().put(&Record::new(dead.clone(), "x", ctx.version())).await?;
+    ctx.backend()
+        .put(&Record::new(live.clone(), "x", ctx.version()))
+        .await?;
+    ctx.backend()
+        .put(&Record::new(dead.clone(), "x", ctx.version()))
+        .await?;
     let v = ctx.version();
     ctx.backend().delete(&dead, v).await?;
     let entries = ctx.backend().list_all(&ctx.prefix("tomb")).await?;
     ensure_eq!(entries.len(), 2, "entries listed");
-    ensure!(entries[0].key == dead && entries[0].meta.tombstone, "the deleted key must list as a tombstone");
+    ensure!(
+        entries[0].key == dead && entries[0].meta.tombstone,
+        "the deleted key must list as a tombstone"
+    );
     ensure_eq!(entries[0].meta.version, v, "listed tombstone version");
-    ensure!(entries[1].key == live && !entries[1].meta.tombstone, "the live key must list as live");
+    ensure!(
+        entries[1].key == live && !entries[1].meta.tombstone,
+        "the live key must list as live"
+    );
     ensure_eq!(entries[1].size, 1, "listed size of the live value");
     Ok(())
 }
@@ -403,7 +588,9 @@ pub async fn concurrent_writers(ctx: &Ctx) -> CaseResult {
         tasks.push(tokio::spawn(async move { (v, backend.put(&record).await) }));
     }
     for t in tasks {
-        let (v, outcome) = t.await.map_err(|e| fail(format!("writer task failed: {e}")))?;
+        let (v, outcome) = t
+            .await
+            .map_err(|e| fail(format!("writer task failed: {e}")))?;
         let outcome = outcome?;
         if v == highest {
             ensure_eq!(outcome, PutOutcome::Applied, "the highest version's write");
@@ -414,10 +601,18 @@ pub async fn concurrent_writers(ctx: &Ctx) -> CaseResult {
 
 /// A batch of newer, stale and new records gets one correct outcome per record.
 pub async fn batch_mixed(ctx: &Ctx) -> CaseResult {
-    let (k1, k2, k3) = (ctx.key("batch/newer"), ctx.key("batch/stale"), ctx.key("batch/new"));
+    let (k1, k2, k3) = (
+        ctx.key("batch/newer"),
+        ctx.key("batch/stale"),
+        ctx.key("batch/new"),
+    );
     let (old, mid, new) = (ctx.version(), ctx.version(), ctx.version());
-    ctx.backend().put(&Record::new(k1.clone(), "k1 v1", old)).await?;
-    ctx.backend().put(&Record::new(k2.clone(), "k2 v3", new)).await?;
+    ctx.backend()
+        .put(&Record::new(k1.clone(), "k1 v1", old))
+        .await?;
+    ctx.backend()
+        .put(&Record::new(k2.clone(), "k2 v3", new))
+        .await?;
     let outcomes = ctx
         .backend()
         .put_batch(&[
@@ -428,7 +623,11 @@ pub async fn batch_mixed(ctx: &Ctx) -> CaseResult {
         .await?;
     ensure_eq!(
         outcomes,
-        vec![PutOutcome::Applied, PutOutcome::Superseded { stored: new }, PutOutcome::Applied],
+        vec![
+            PutOutcome::Applied,
+            PutOutcome::Superseded { stored: new },
+            PutOutcome::Applied
+        ],
         "batch outcomes"
     );
     expect_live(ctx, &k1, b"k1 v2", mid).await?;
@@ -448,11 +647,18 @@ pub async fn tags_round_trip(ctx: &Ctx) -> CaseResult {
         .with_tag("tenant", "acme corp")
         .with_tag("ünï", "çødé=1,2");
     ctx.backend().put(&r).await?;
-    let got = ctx.backend().get(&key).await?.ok_or_else(|| fail("nothing stored"))?;
+    let got = ctx
+        .backend()
+        .get(&key)
+        .await?
+        .ok_or_else(|| fail("nothing stored"))?;
     ensure_eq!(got.meta().tags, r.meta().tags, "tags from get");
     if ctx.capability().list {
         let listed = ctx.backend().list_all(&Prefix::from(&key)).await?;
-        ensure!(listed.len() == 1 && listed[0].meta.tags == r.meta().tags, "tags from list: {listed:?}");
+        ensure!(
+            listed.len() == 1 && listed[0].meta.tags == r.meta().tags,
+            "tags from list: {listed:?}"
+        );
     }
     Ok(())
 }
@@ -461,14 +667,33 @@ pub async fn tags_round_trip(ctx: &Ctx) -> CaseResult {
 pub async fn content_type_round_trip(ctx: &Ctx) -> CaseResult {
     require(ctx.capability().content_type, "content_type")?;
     let key = ctx.key("typed");
-    let r = Record::new(key.clone(), "{}", ctx.version()).with_content_type("application/json; charset=utf-8");
+    let r = Record::new(key.clone(), "{}", ctx.version())
+        .with_content_type("application/json; charset=utf-8");
     ctx.backend().put(&r).await?;
-    let got = ctx.backend().get(&key).await?.ok_or_else(|| fail("nothing stored"))?;
-    ensure_eq!(got.meta().content_type.as_deref(), Some("application/json; charset=utf-8"), "content type");
+    let got = ctx
+        .backend()
+        .get(&key)
+        .await?
+        .ok_or_else(|| fail("nothing stored"))?;
+    ensure_eq!(
+        got.meta().content_type.as_deref(),
+        Some("application/json; charset=utf-8"),
+        "content type"
+    );
     let plain = ctx.key("untyped");
-    ctx.backend().put(&Record::new(plain.clone(), "x", ctx.version())).await?;
-    let got = ctx.backend().get(&plain).await?.ok_or_else(|| fail("nothing stored"))?;
-    ensure_eq!(got.meta().content_type, None, "content type of a record written without one");
+    ctx.backend()
+        .put(&Record::new(plain.clone(), "x", ctx.version()))
+        .await?;
+    let got = ctx
+        .backend()
+        .get(&plain)
+        .await?
+        .ok_or_else(|| fail("nothing stored"))?;
+    ensure_eq!(
+        got.meta().content_type,
+        None,
+        "content type of a record written without one"
+    );
     Ok(())
 }
 
@@ -478,11 +703,26 @@ pub async fn purge_respects_versions(ctx: &Ctx) -> CaseResult {
     let key = ctx.key("purged");
     let (v1, v2) = (ctx.version(), ctx.version());
     ctx.backend().delete(&key, v2).await?;
-    ensure!(!ctx.backend().purge(&key, v1).await?, "purge below the stored version removed the record");
-    ensure!(ctx.backend().get(&key).await?.is_some(), "the record is gone after a refused purge");
-    ensure!(ctx.backend().purge(&key, v2).await?, "purge at the stored version did not remove it");
-    ensure!(ctx.backend().get(&key).await?.is_none(), "get after purge still finds the record");
-    ensure!(!ctx.backend().purge(&key, v2).await?, "purging a missing key reported a removal");
+    ensure!(
+        !ctx.backend().purge(&key, v1).await?,
+        "purge below the stored version removed the record"
+    );
+    ensure!(
+        ctx.backend().get(&key).await?.is_some(),
+        "the record is gone after a refused purge"
+    );
+    ensure!(
+        ctx.backend().purge(&key, v2).await?,
+        "purge at the stored version did not remove it"
+    );
+    ensure!(
+        ctx.backend().get(&key).await?.is_none(),
+        "get after purge still finds the record"
+    );
+    ensure!(
+        !ctx.backend().purge(&key, v2).await?,
+        "purging a missing key reported a removal"
+    );
     Ok(())
 }
 

@@ -69,7 +69,10 @@ impl Ctx {
     pub fn key(&self, suffix: &str) -> Key {
         let key = Key::new(format!("{}/{suffix}", self.root))
             .unwrap_or_else(|e| panic!("conformance key {suffix:?} is invalid: {e}"));
-        self.written.lock().unwrap_or_else(|p| p.into_inner()).push(key.clone());
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(key.clone());
         key
     }
 
@@ -104,14 +107,22 @@ impl Ctx {
         let cap = self.capability();
         if cap.list {
             let root = Prefix::new(&self.root)?;
-            keys.extend(self.backend.list_all(&root).await?.into_iter().map(|e| e.key));
+            keys.extend(
+                self.backend
+                    .list_all(&root)
+                    .await?
+                    .into_iter()
+                    .map(|e| e.key),
+            );
         }
         keys.sort();
         keys.dedup();
         let top = Version::new(u64::MAX >> 1, 0, 0);
         for key in keys {
             if cap.purge {
-                self.backend.purge(&key, Version::new(u64::MAX, u32::MAX, u32::MAX)).await?;
+                self.backend
+                    .purge(&key, Version::new(u64::MAX, u32::MAX, u32::MAX))
+                    .await?;
             } else {
                 self.backend.delete(&key, top).await?;
             }

@@ -57,7 +57,10 @@ impl Report {
 
     /// The outcome of the case called `name`.
     pub fn outcome(&self, name: &str) -> Option<&CaseOutcome> {
-        self.cases.iter().find(|c| c.name == name).map(|c| &c.outcome)
+        self.cases
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| &c.outcome)
     }
 
     /// The names of the failed cases.
@@ -81,8 +84,12 @@ impl fmt::Display for Report {
             let ms = c.elapsed.as_secs_f64() * 1e3;
             match &c.outcome {
                 CaseOutcome::Passed => writeln!(f, "  pass  {:<34} {ms:>8.1} ms", c.name)?,
-                CaseOutcome::Failed(why) => writeln!(f, "  FAIL  {:<34} {ms:>8.1} ms  {why}", c.name)?,
-                CaseOutcome::Skipped(why) => writeln!(f, "  skip  {:<34} {ms:>8.1} ms  {why}", c.name)?,
+                CaseOutcome::Failed(why) => {
+                    writeln!(f, "  FAIL  {:<34} {ms:>8.1} ms  {why}", c.name)?
+                }
+                CaseOutcome::Skipped(why) => {
+                    writeln!(f, "  skip  {:<34} {ms:>8.1} ms  {why}", c.name)?
+                }
             }
         }
         write!(

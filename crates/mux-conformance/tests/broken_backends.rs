@@ -33,7 +33,9 @@ impl Backend for Broken {
     }
     async fn put(&self, record: &Record) -> Result<PutOutcome> {
         if self.flaw == Flaw::IgnoresVersions {
-            self.inner.purge(record.key(), Version::new(u64::MAX, u32::MAX, u32::MAX)).await?;
+            self.inner
+                .purge(record.key(), Version::new(u64::MAX, u32::MAX, u32::MAX))
+                .await?;
         }
         self.inner.put(record).await
     }
@@ -49,7 +51,9 @@ impl Backend for Broken {
     }
     async fn delete(&self, key: &Key, version: Version) -> Result<PutOutcome> {
         if self.flaw == Flaw::LosesTombstones {
-            self.inner.purge(key, Version::new(u64::MAX, u32::MAX, u32::MAX)).await?;
+            self.inner
+                .purge(key, Version::new(u64::MAX, u32::MAX, u32::MAX))
+                .await?;
             return Ok(PutOutcome::Applied);
         }
         self.inner.delete(key, version).await
@@ -100,22 +104,45 @@ async fn catches_a_backend_that_ignores_versions() {
     let report = report_for(Flaw::IgnoresVersions).await;
     assert_caught(
         &report,
-        &["stale_put_superseded", "delete_then_get", "concurrent_writers", "batch_mixed"],
+        &[
+            "stale_put_superseded",
+            "delete_then_get",
+            "concurrent_writers",
+            "batch_mixed",
+        ],
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catches_a_backend_that_lists_out_of_order() {
     let report = report_for(Flaw::ListsOutOfOrder).await;
-    assert_caught(&report, &["list_order", "list_prefix_boundary", "list_pagination", "special_keys"]);
+    assert_caught(
+        &report,
+        &[
+            "list_order",
+            "list_prefix_boundary",
+            "list_pagination",
+            "special_keys",
+        ],
+    );
     // The flaw is in listing only: the other cases still pass.
-    assert!(matches!(report.outcome("round_trip"), Some(CaseOutcome::Passed)));
+    assert!(matches!(
+        report.outcome("round_trip"),
+        Some(CaseOutcome::Passed)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catches_a_backend_that_loses_tombstones() {
     let report = report_for(Flaw::LosesTombstones).await;
-    assert_caught(&report, &["delete_then_get", "delete_absent_key", "list_shows_tombstones"]);
+    assert_caught(
+        &report,
+        &[
+            "delete_then_get",
+            "delete_absent_key",
+            "list_shows_tombstones",
+        ],
+    );
 }
 
 #[tokio::test]
@@ -124,7 +151,12 @@ async fn skips_only_by_capability_and_names_it() {
     let report = run(Arc::new(MemoryBackend::with_info(info))).await;
     println!("{report}");
     assert!(report.all_passed(), "{report}");
-    for case in ["list_order", "list_pagination", "tags_round_trip", "purge_respects_versions"] {
+    for case in [
+        "list_order",
+        "list_pagination",
+        "tags_round_trip",
+        "purge_respects_versions",
+    ] {
         match report.outcome(case) {
             Some(CaseOutcome::Skipped(why)) => assert!(why.contains("capability"), "{why}"),
             other => panic!("{case}: {other:?}"),

@@ -116,7 +116,8 @@ impl ListRequest {
     /// The limit clamped to `1..=MAX_LIST_LIMIT`; zero is an error.
     pub fn effective_limit(&self) -> Result<usize> {
         if self.limit == 0 {
-            return Err(Error::invalid_input("list limit must be at least 1").with_operation(Operation::List));
+            return Err(Error::invalid_input("list limit must be at least 1")
+                .with_operation(Operation::List));
         }
         Ok(self.limit.min(MAX_LIST_LIMIT))
     }

@@ -73,20 +73,33 @@ mod tests {
 
     #[test]
     fn round_trips_and_is_readable() {
-        let r = Record::new(Key::new("a/b").unwrap(), &b"line1\nline2\x00\xff"[..], Version::new(1, 2, 3))
-            .with_content_type("text/plain")
-            .with_tag("class", "pii");
+        let r = Record::new(
+            Key::new("a/b").unwrap(),
+            &b"line1\nline2\x00\xff"[..],
+            Version::new(1, 2, 3),
+        )
+        .with_content_type("text/plain")
+        .with_tag("class", "pii");
         let bytes = encode(&r);
         let first_line = bytes.split(|b| *b == b'\n').next().unwrap();
         let text = std::str::from_utf8(first_line).unwrap();
         assert!(text.contains("\"key\":\"a/b\""), "{text}");
-        assert!(text.contains("\"version\":\"0000000000000001-00000002-00000003\""), "{text}");
+        assert!(
+            text.contains("\"version\":\"0000000000000001-00000002-00000003\""),
+            "{text}"
+        );
         assert_eq!(decode(Bytes::from(bytes)).unwrap(), r);
     }
 
     #[test]
     fn rejects_garbage() {
-        assert_eq!(decode(Bytes::from_static(b"no header")).unwrap_err().kind(), ErrorKind::Corrupt);
-        assert_eq!(decode(Bytes::from_static(b"{}\nvalue")).unwrap_err().kind(), ErrorKind::Corrupt);
+        assert_eq!(
+            decode(Bytes::from_static(b"no header")).unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
+        assert_eq!(
+            decode(Bytes::from_static(b"{}\nvalue")).unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
     }
 }

@@ -198,7 +198,12 @@ impl Prefix {
     pub fn matches(&self, key: &str) -> bool {
         match key.strip_prefix(self.0.as_str()) {
             None => false,
-            Some(rest) => self.0.is_empty() || self.0.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+            Some(rest) => {
+                self.0.is_empty()
+                    || self.0.ends_with('/')
+                    || rest.is_empty()
+                    || rest.starts_with('/')
+            }
         }
     }
 
@@ -260,7 +265,10 @@ mod tests {
     #[test]
     fn names_the_broken_rule() {
         rejects("", "must not be empty");
-        rejects(&"x".repeat(MAX_KEY_LEN + 1), "1025 bytes long, the limit is 1024");
+        rejects(
+            &"x".repeat(MAX_KEY_LEN + 1),
+            "1025 bytes long, the limit is 1024",
+        );
         rejects("/a", "must not start with '/'");
         rejects("a//b", "segment 2 is empty");
         rejects("a/", "segment 2 is empty");

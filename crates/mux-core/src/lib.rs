@@ -41,12 +41,12 @@ pub mod testing;
 mod version;
 
 pub use backend::{
-    Backend, BackendExt, BackendInfo, ListEntry, ListPage, ListRequest, PutOutcome,
-    DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
+    Backend, BackendExt, BackendInfo, DEFAULT_LIST_LIMIT, ListEntry, ListPage, ListRequest,
+    MAX_LIST_LIMIT, PutOutcome,
 };
 pub use capability::Capability;
 pub use error::{Error, ErrorKind, Operation, Result};
-pub use key::{Key, Prefix, MAX_KEY_LEN};
+pub use key::{Key, MAX_KEY_LEN, Prefix};
 pub use memory::MemoryBackend;
 pub use record::{Metadata, Record};
 pub use version::{Clock, Version};

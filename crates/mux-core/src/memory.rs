@@ -90,7 +90,8 @@ impl MemoryBackend {
     }
 
     fn apply(map: &mut BTreeMap<Key, Record>, record: &Record) -> PutOutcome {
-        let outcome = PutOutcome::decide(map.get(record.key()).map(Record::version), record.version());
+        let outcome =
+            PutOutcome::decide(map.get(record.key()).map(Record::version), record.version());
         if outcome.is_applied() {
             map.insert(record.key().clone(), record.clone());
         }
@@ -114,7 +115,9 @@ impl Backend for MemoryBackend {
     }
 
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {
-        let limit = request.effective_limit().map_err(|e| e.with_backend(&self.info.name))?;
+        let limit = request
+            .effective_limit()
+            .map_err(|e| e.with_backend(&self.info.name))?;
         let map = self.read();
         let start: &str = match &request.cursor {
             Some(c) if c.as_str() >= request.prefix.scan_start() => c.as_str(),
@@ -142,7 +145,10 @@ impl Backend for MemoryBackend {
     }
 
     async fn delete(&self, key: &Key, version: Version) -> Result<PutOutcome> {
-        Ok(Self::apply(&mut self.write(), &Record::tombstone(key.clone(), version)))
+        Ok(Self::apply(
+            &mut self.write(),
+            &Record::tombstone(key.clone(), version),
+        ))
     }
 
     async fn put_batch(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {

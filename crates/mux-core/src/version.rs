@@ -70,10 +70,7 @@ impl Version {
     /// Parses the binary form.
     pub fn from_bytes(bytes: &[u8]) -> Result<Version> {
         let b: &[u8; 16] = bytes.try_into().map_err(|_| {
-            Error::invalid_input(format!(
-                "a binary version is 16 bytes, got {}",
-                bytes.len()
-            ))
+            Error::invalid_input(format!("a binary version is 16 bytes, got {}", bytes.len()))
         })?;
         let (ms, rest) = b.split_at(8);
         let (logical, node) = rest.split_at(4);
@@ -116,7 +113,8 @@ impl std::str::FromStr for Version {
             ))
         };
         let mut parts = s.split('-');
-        let (Some(a), Some(b), Some(c), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(a), Some(b), Some(c), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(bad());
         };
@@ -217,7 +215,9 @@ impl Clock {
 
 impl fmt::Debug for Clock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Clock").field("node", &self.node).finish_non_exhaustive()
+        f.debug_struct("Clock")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
     }
 }
 
@@ -229,7 +229,10 @@ mod tests {
     fn manual(start: u64) -> (Arc<AtomicU64>, Clock) {
         let t = Arc::new(AtomicU64::new(start));
         let src = t.clone();
-        (t, Clock::with_time_source(7, Arc::new(move || src.load(Ordering::SeqCst))))
+        (
+            t,
+            Clock::with_time_source(7, Arc::new(move || src.load(Ordering::SeqCst))),
+        )
     }
 
     #[test]
@@ -266,8 +269,16 @@ mod tests {
             "0000018c2f3a1b2c-00000003-00000001"
         );
         assert!("0000018c2f3a1b2c-00000003".parse::<Version>().is_err());
-        assert!("0000018c2f3a1b2c-0000000g-00000001".parse::<Version>().is_err());
-        assert!("+000018c2f3a1b2c-00000000-00000001".parse::<Version>().is_err());
+        assert!(
+            "0000018c2f3a1b2c-0000000g-00000001"
+                .parse::<Version>()
+                .is_err()
+        );
+        assert!(
+            "+000018c2f3a1b2c-00000000-00000001"
+                .parse::<Version>()
+                .is_err()
+        );
         assert!(Version::from_bytes(&[0; 15]).is_err());
     }
 

@@ -172,7 +172,10 @@ impl RedbBackend {
         {
             let mut table = txn.open_table(TABLE).map_err(|e| err(e.into()))?;
             for record in records {
-                let stored = match table.get(record.key().as_str()).map_err(|e| err(e.into()))? {
+                let stored = match table
+                    .get(record.key().as_str())
+                    .map_err(|e| err(e.into()))?
+                {
                     Some(bytes) => Some(codec::decode_header(bytes.value())?.1.version),
                     None => None,
                 };
@@ -325,7 +328,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn passes_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
-        let store: Arc<dyn Backend> = Arc::new(RedbBackend::open("redb", dir.path().join("mux.redb")).unwrap());
+        let store: Arc<dyn Backend> =
+            Arc::new(RedbBackend::open("redb", dir.path().join("mux.redb")).unwrap());
         let report = mux_conformance::run(store).await;
         println!("{report}");
         assert!(report.all_passed(), "{report}");
@@ -339,7 +343,10 @@ mod tests {
         let key = Key::new("a/b").unwrap();
         {
             let store = RedbBackend::open("redb", &path).unwrap();
-            store.put(&Record::new(key.clone(), "v", Version::new(5, 0, 1))).await.unwrap();
+            store
+                .put(&Record::new(key.clone(), "v", Version::new(5, 0, 1)))
+                .await
+                .unwrap();
         }
         let store = RedbBackend::open("redb", &path).unwrap();
         let r = store.get(&key).await.unwrap().unwrap();

@@ -136,7 +136,11 @@ impl<B: Backend> FaultyBackend<B> {
 
     async fn before(&self, op: Operation) -> Result<()> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
-        let config = self.config.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let config = self
+            .config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         if !config.operations.is_empty() && !config.operations.contains(&op) {
             return Ok(());
         }
@@ -242,7 +246,9 @@ mod tests {
         });
         let k = Key::new("k").unwrap();
         let t = tokio::time::Instant::now();
-        b.put(&Record::new(k.clone(), "v", Version::new(1, 0, 0))).await.unwrap();
+        b.put(&Record::new(k.clone(), "v", Version::new(1, 0, 0)))
+            .await
+            .unwrap();
         assert_eq!(t.elapsed(), Duration::ZERO);
         b.get(&k).await.unwrap();
         assert_eq!(t.elapsed(), Duration::from_millis(10));

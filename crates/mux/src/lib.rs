@@ -1,0 +1,26 @@
+//! # mux
+//!
+//! One interface, many stores. mux writes each record to several heterogeneous stores
+//! at once and reads it back through routing, with versioned, convergent writes.
+//!
+//! This facade re-exports [`mux_core`] (the model, the [`Backend`] trait, the in-memory
+//! backend) and, behind one cargo feature each, the store crates, so nobody compiles a
+//! store they do not use:
+//!
+//! | feature | module | store |
+//! |---|---|---|
+//! | `fs` | [`fs`](crate) | a local directory, one file per record |
+//! | `redb` | [`redb`](crate) | the embedded redb database |
+//!
+//! The default features compile no networked store.
+#![deny(missing_docs)]
+
+pub use mux_core::*;
+
+/// The local-directory backend (feature `fs`).
+#[cfg(feature = "fs")]
+pub use mux_fs as fs;
+
+/// The embedded redb backend (feature `redb`).
+#[cfg(feature = "redb")]
+pub use mux_redb as redb;

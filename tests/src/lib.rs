@@ -1,0 +1,62 @@
+//! Shared helpers for mux's cross-crate tests and the conformance runner.
+#![deny(missing_docs)]
+
+use std::sync::Arc;
+
+use mux::{Backend, Error, MemoryBackend, Result};
+
+/// Every backend name the runner knows, in table order.
+pub const BACKENDS: &[&str] = &["memory", "fs", "redb"];
+
+/// A backend under test plus whatever must live as long as it (temp dirs).
+#[derive(Debug)]
+pub struct TestBackend {
+    /// The backend.
+    pub backend: Arc<dyn Backend>,
+    /// Kept alive until the backend is dropped.
+    pub _guard: Option<tempfile::TempDir>,
+}
+
+/// Why a backend could not be built.
+#[derive(Debug)]
+pub enum Unavailable {
+    /// Not reachable here (no server, no Docker); the text says why.
+    Skip(String),
+    /// A real error (bad configuration, unknown name).
+    Error(Error),
+}
+
+/// Builds the backend called `name` for tests.
+pub async fn backend(name: &str) -> std::result::Result<TestBackend, Unavailable> {
+    let temp = || tempfile::tempdir().map_err(|e| Unavailable::Error(Error::from(e)));
+    match name {
+        "memory" => Ok(TestBackend {
+            backend: Arc::new(MemoryBackend::new("memory")),
+            _guard: None,
+        }),
+        "fs" => {
+            let dir = temp()?;
+            let b = mux::fs::FsBackend::open("fs", dir.path()).map_err(Unavailable::Error)?;
+            Ok(TestBackend {
+                backend: Arc::new(b),
+                _guard: Some(dir),
+            })
+        }
+        "redb" => {
+            let dir = temp()?;
+            let b = mux::redb::RedbBackend::open("redb", dir.path().join("mux.redb"))
+                .map_err(Unavailable::Error)?;
+            Ok(TestBackend {
+                backend: Arc::new(b),
+                _guard: Some(dir),
+            })
+        }
+        other => Err(Unavailable::Error(Error::invalid_input(format!(
+            "unknown backend '{other}'; known backends: {}",
+            BACKENDS.join(", ")
+        )))),
+    }
+}
+
+/// Result alias for tests.
+pub type TestResult = Result<()>;

@@ -1,0 +1,158 @@
+//! Runs the conformance runner (`mux-tests`' `mux-conformance` binary) per backend.
+
+use std::process::Command;
+
+/// One backend's line in the summary table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub backend: String,
+    pub passed: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    /// Set when the whole backend was skipped (unreachable here).
+    pub skipped_reason: Option<String>,
+}
+
+fn parse_summary(line: &str) -> Option<(usize, usize, usize)> {
+    // "N passed, M failed, K skipped"
+    let mut nums = line
+        .split(',')
+        .map(|part| part.split_whitespace().next().and_then(|n| n.parse().ok()));
+    Some((nums.next()??, nums.next()??, nums.next()??))
+}
+
+/// Runs the suite for one backend, streaming its output.
+pub fn run_one(backend: &str) -> Result<Row, String> {
+    crate::cargo(&[
+        "build",
+        "--quiet",
+        "-p",
+        "mux-tests",
+        "--bin",
+        "mux-conformance",
+    ])?;
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "mux-tests",
+            "--bin",
+            "mux-conformance",
+            "--",
+            backend,
+        ])
+        .output()
+        .map_err(|e| format!("cannot run the conformance runner: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    print!("{stdout}");
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    match output.status.code() {
+        Some(3) => {
+            let reason = stdout
+                .lines()
+                .find_map(|l| l.split_once("skipped: ").map(|(_, r)| r.to_owned()))
+                .unwrap_or_else(|| "unreachable".into());
+            Ok(Row {
+                backend: backend.into(),
+                passed: 0,
+                failed: 0,
+                skipped: 0,
+                skipped_reason: Some(reason),
+            })
+        }
+        Some(0 | 1) => {
+            let (passed, failed, skipped) = stdout
+                .lines()
+                .rev()
+                .find_map(parse_summary)
+                .ok_or_else(|| format!("the runner printed no summary for {backend}"))?;
+            Ok(Row {
+                backend: backend.into(),
+                passed,
+                failed,
+                skipped,
+                skipped_reason: None,
+            })
+        }
+        _ => Err(format!(
+            "the conformance runner failed for {backend} ({})",
+            output.status
+        )),
+    }
+}
+
+/// The backends the runner knows, in table order (asked from the runner itself).
+pub fn backends() -> Result<Vec<String>, String> {
+    crate::cargo(&[
+        "build",
+        "--quiet",
+        "-p",
+        "mux-tests",
+        "--bin",
+        "mux-conformance",
+    ])?;
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "mux-tests",
+            "--bin",
+            "mux-conformance",
+            "--",
+            "--list",
+        ])
+        .output()
+        .map_err(|e| format!("cannot run the conformance runner: {e}"))?;
+    if !output.status.success() {
+        return Err("the conformance runner could not list its backends".into());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Runs the suite for every backend.
+pub fn run_all() -> Result<Vec<Row>, String> {
+    backends()?.iter().map(|b| run_one(b)).collect()
+}
+
+pub fn print_table(rows: &[Row]) {
+    println!("\nconformance summary");
+    println!(
+        "{:<10} {:>7} {:>7} {:>8}  note",
+        "backend", "passed", "failed", "skipped"
+    );
+    for r in rows {
+        let note = match (&r.skipped_reason, r.failed) {
+            (Some(why), _) => format!("backend skipped: {why}"),
+            (None, 0) => String::new(),
+            (None, _) => "FAILED".into(),
+        };
+        let line = format!(
+            "{:<10} {:>7} {:>7} {:>8}  {note}",
+            r.backend, r.passed, r.failed, r.skipped
+        );
+        println!("{}", line.trim_end());
+    }
+    let (p, f, s) = rows.iter().fold((0, 0, 0), |(p, f, s), r| {
+        (p + r.passed, f + r.failed, s + r.skipped)
+    });
+    println!("conformance: {p} passed, {f} failed, {s} skipped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_runner_summary() {
+        assert_eq!(
+            parse_summary("22 passed, 1 failed, 3 skipped"),
+            Some((22, 1, 3))
+        );
+        assert_eq!(parse_summary("  pass  round_trip  1.0 ms"), None);
+    }
+}

@@ -1,0 +1,121 @@
+//! `cargo xtask` — mux's project tasks. Run bare for help.
+
+mod conformance;
+
+use std::env;
+use std::process::{Command, ExitCode};
+
+const HELP: &str = "\
+cargo xtask <task>
+
+Tasks:
+  test                    fmt check, clippy (-D warnings), workspace tests, then the
+                          conformance suite for every backend; prints a summary table
+  ci                      what .ci/run calls: `test`, then fails if a backend named in
+                          MUX_REQUIRE (comma-separated) was skipped or failed
+  conformance <backend>   the conformance suite for one backend; ends with
+                          `N passed, M failed, K skipped`
+                          (`cargo run -p mux-tests --bin mux-conformance -- --list`)
+
+Environment:
+  MUX_REQUIRE             backends that must run and pass in `ci` (e.g. memory,fs,redb)
+  CARGO_TARGET_DIR        where cargo builds (CI points it outside the clone)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        None | Some("help" | "-h" | "--help") => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some("test") => test().map(|_| ()),
+        Some("ci") => ci(),
+        Some("conformance") => match args.get(1) {
+            Some(backend) => conformance::run_one(backend).and_then(|row| {
+                if row.failed > 0 || row.skipped_reason.is_some() {
+                    Err(format!("conformance of {backend} did not pass"))
+                } else {
+                    Ok(())
+                }
+            }),
+            None => Err("usage: cargo xtask conformance <backend>".into()),
+        },
+        Some(other) => Err(format!("unknown task '{other}'\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a cargo command in the workspace, echoing it; fails on a non-zero exit.
+pub(crate) fn cargo(args: &[&str]) -> Result<(), String> {
+    eprintln!("\n$ cargo {}", args.join(" "));
+    let status = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(args)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn test() -> Result<Vec<conformance::Row>, String> {
+    cargo(&["fmt", "--all", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    cargo(&["test", "--workspace", "--all-features"])?;
+    let rows = conformance::run_all()?;
+    conformance::print_table(&rows);
+    let failed: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.failed > 0)
+        .map(|r| r.backend.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(rows)
+    } else {
+        Err(format!("conformance failed for: {}", failed.join(", ")))
+    }
+}
+
+fn ci() -> Result<(), String> {
+    let rows = test()?;
+    let required = env::var("MUX_REQUIRE").unwrap_or_default();
+    let mut missing = Vec::new();
+    for name in required.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        match rows.iter().find(|r| r.backend == name) {
+            None => missing.push(format!("{name} (not a backend xtask knows)")),
+            Some(r) if r.skipped_reason.is_some() => missing.push(format!(
+                "{name} (skipped: {})",
+                r.skipped_reason.as_deref().unwrap_or_default()
+            )),
+            Some(r) if r.failed > 0 || r.passed == 0 => {
+                missing.push(format!("{name} ({} failed, {} passed)", r.failed, r.passed))
+            }
+            Some(_) => {}
+        }
+    }
+    if missing.is_empty() {
+        eprintln!("ci: every required backend ran and passed ({required})");
+        Ok(())
+    } else {
+        Err(format!(
+            "required backends did not pass: {}",
+            missing.join("; ")
+        ))
+    }
+}
