@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
-use mux::{Backend, Error, MemoryBackend, Result};
+use mux::{
+    Backend, Error, MemoryBackend, Mux, ReadPolicy, Result, Role, RouteConfig, WriteConsistency,
+};
 
 /// Every backend name the runner knows, in table order.
-pub const BACKENDS: &[&str] = &["memory", "fs", "redb"];
+pub const BACKENDS: &[&str] = &["memory", "fs", "redb", "mux"];
 
 /// A backend under test plus whatever must live as long as it (temp dirs).
 #[derive(Debug)]
@@ -51,11 +53,40 @@ pub async fn backend(name: &str) -> std::result::Result<TestBackend, Unavailable
                 _guard: Some(dir),
             })
         }
+        "mux" => {
+            let dir = temp()?;
+            let mux = embedded_mux(dir.path()).map_err(Unavailable::Error)?;
+            Ok(TestBackend {
+                backend: Arc::new(mux),
+                _guard: Some(dir),
+            })
+        }
         other => Err(Unavailable::Error(Error::invalid_input(format!(
             "unknown backend '{other}'; known backends: {}",
             BACKENDS.join(", ")
         )))),
     }
+}
+
+/// A `Mux` over memory, fs (under `dir/fs`) and redb (`dir/mux.redb`), writing and
+/// reading at `All`, so it keeps the single-store contract exactly.
+pub fn embedded_mux(dir: &std::path::Path) -> Result<Mux> {
+    Mux::builder()
+        .backend(Arc::new(MemoryBackend::new("memory")))
+        .backend(Arc::new(mux::fs::FsBackend::open("fs", dir.join("fs"))?))
+        .backend(Arc::new(mux::redb::RedbBackend::open(
+            "redb",
+            dir.join("mux.redb"),
+        )?))
+        .default_route(
+            RouteConfig::new("")
+                .backend("redb", Role::Primary)
+                .backend("fs", Role::Replica)
+                .backend("memory", Role::Replica)
+                .write(WriteConsistency::All)
+                .read(ReadPolicy::All),
+        )
+        .build()
 }
 
 /// Result alias for tests.

@@ -130,6 +130,7 @@ pub struct Error {
     backend: Option<Arc<str>>,
     operation: Option<Operation>,
     source: Option<Source>,
+    report: Option<Arc<crate::coordinator::WriteReport>>,
 }
 
 impl Error {
@@ -142,6 +143,7 @@ impl Error {
             backend: None,
             operation: None,
             source: None,
+            report: None,
         }
     }
 
@@ -198,6 +200,18 @@ impl Error {
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.source = Some(Arc::new(source));
         self
+    }
+
+    /// Attaches the per-backend outcome of a coordinated write.
+    pub fn with_write_report(mut self, report: crate::coordinator::WriteReport) -> Self {
+        self.report = Some(Arc::new(report));
+        self
+    }
+
+    /// For a coordinated write that missed its consistency level: what each backend did
+    /// (applied, superseded, failed, still pending).
+    pub fn write_report(&self) -> Option<&crate::coordinator::WriteReport> {
+        self.report.as_deref()
     }
 
     /// What went wrong.

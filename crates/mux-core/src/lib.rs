@@ -32,11 +32,12 @@
 mod backend;
 mod capability;
 pub mod codec;
+mod coordinator;
 mod error;
 mod key;
 mod memory;
 mod record;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod version;
 
@@ -45,6 +46,10 @@ pub use backend::{
     MAX_LIST_LIMIT, PutOutcome,
 };
 pub use capability::Capability;
+pub use coordinator::{
+    BackendWrite, Mux, MuxBuilder, MuxConfig, MuxStats, ReadOptions, ReadPolicy, Role, RouteConfig,
+    RouteTarget, WriteConsistency, WriteOptions, WriteOutcome, WriteReport,
+};
 pub use error::{Error, ErrorKind, Operation, Result};
 pub use key::{Key, MAX_KEY_LEN, Prefix};
 pub use memory::MemoryBackend;

@@ -1,0 +1,348 @@
+//! The coordinator's configuration: routes, roles, consistency levels, read policies.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{Error, Result};
+
+/// How many backends must apply a write before it is acknowledged.
+///
+/// Counted over a route's *voters* (primaries and replicas; async replicas never count).
+/// A backend that already holds the same or a newer version counts as applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WriteConsistency {
+    /// Every voter.
+    All,
+    /// A majority of the voters.
+    Quorum,
+    /// At least this many voters.
+    AtLeast(usize),
+    /// Any one voter.
+    One,
+    /// The primary; the others are written asynchronously.
+    Primary,
+}
+
+impl WriteConsistency {
+    /// How many of `voters` must apply the write (`Primary` needs the primary: 1).
+    pub fn required(self, voters: usize) -> usize {
+        match self {
+            WriteConsistency::All => voters,
+            WriteConsistency::Quorum => voters / 2 + 1,
+            WriteConsistency::AtLeast(n) => n,
+            WriteConsistency::One | WriteConsistency::Primary => 1,
+        }
+    }
+}
+
+impl fmt::Display for WriteConsistency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WriteConsistency::All => f.write_str("all"),
+            WriteConsistency::Quorum => f.write_str("quorum"),
+            WriteConsistency::AtLeast(n) => write!(f, "at_least:{n}"),
+            WriteConsistency::One => f.write_str("one"),
+            WriteConsistency::Primary => f.write_str("primary"),
+        }
+    }
+}
+
+impl FromStr for WriteConsistency {
+    type Err = Error;
+    /// `all`, `quorum`, `one`, `primary`, or `at_least:N`.
+    fn from_str(s: &str) -> Result<Self> {
+        let lower = s.trim().to_ascii_lowercase();
+        Ok(match lower.as_str() {
+            "all" => WriteConsistency::All,
+            "quorum" => WriteConsistency::Quorum,
+            "one" => WriteConsistency::One,
+            "primary" => WriteConsistency::Primary,
+            other => match other.strip_prefix("at_least:").map(str::parse::<usize>) {
+                Some(Ok(n)) if n > 0 => WriteConsistency::AtLeast(n),
+                _ => {
+                    return Err(Error::invalid_input(format!(
+                        "unknown write consistency \"{}\": use all, quorum, one, primary or at_least:N (N ≥ 1)",
+                        s.escape_debug()
+                    )));
+                }
+            },
+        })
+    }
+}
+
+/// How a read picks the backends it asks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReadPolicy {
+    /// Ask the primary only.
+    Primary,
+    /// Ask backends one at a time in route order until one answers.
+    FirstHealthy,
+    /// Ask every backend at once; the first successful answer wins.
+    Fastest,
+    /// Ask the first backend; if it has not answered after `delay`, ask the next too,
+    /// and so on; the first successful answer wins. With `delay` unset, the first
+    /// backend's observed p95 read latency is used.
+    Hedged {
+        /// How long to wait before asking the next backend.
+        delay: Option<Duration>,
+    },
+    /// Ask every voter; wait for a majority; the highest version wins; stale answers
+    /// are repaired in the background.
+    Quorum,
+    /// Ask every voter; wait for all; the highest version wins; stale ones are repaired.
+    All,
+}
+
+impl fmt::Display for ReadPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReadPolicy::Primary => f.write_str("primary"),
+            ReadPolicy::FirstHealthy => f.write_str("first_healthy"),
+            ReadPolicy::Fastest => f.write_str("fastest"),
+            ReadPolicy::Hedged { delay: None } => f.write_str("hedged"),
+            ReadPolicy::Hedged { delay: Some(d) } => write!(f, "hedged:{}ms", d.as_millis()),
+            ReadPolicy::Quorum => f.write_str("quorum"),
+            ReadPolicy::All => f.write_str("all"),
+        }
+    }
+}
+
+impl FromStr for ReadPolicy {
+    type Err = Error;
+    /// `primary`, `first_healthy`, `fastest`, `hedged`, `hedged:5ms`, `quorum`, `all`.
+    fn from_str(s: &str) -> Result<Self> {
+        let lower = s.trim().to_ascii_lowercase();
+        Ok(match lower.as_str() {
+            "primary" => ReadPolicy::Primary,
+            "first_healthy" => ReadPolicy::FirstHealthy,
+            "fastest" => ReadPolicy::Fastest,
+            "hedged" => ReadPolicy::Hedged { delay: None },
+            "quorum" => ReadPolicy::Quorum,
+            "all" => ReadPolicy::All,
+            other => match other
+                .strip_prefix("hedged:")
+                .and_then(|d| d.strip_suffix("ms"))
+                .map(str::parse::<u64>)
+            {
+                Some(Ok(ms)) => ReadPolicy::Hedged {
+                    delay: Some(Duration::from_millis(ms)),
+                },
+                _ => {
+                    return Err(Error::invalid_input(format!(
+                        "unknown read policy \"{}\": use primary, first_healthy, fastest, hedged, hedged:<N>ms, quorum or all",
+                        s.escape_debug()
+                    )));
+                }
+            },
+        })
+    }
+}
+
+macro_rules! serde_via_str {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+serde_via_str!(WriteConsistency);
+serde_via_str!(ReadPolicy);
+
+/// A backend's role on a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Acknowledges `Primary` writes and answers `Primary` reads; counts as a voter.
+    Primary,
+    /// A synchronous replica; counts as a voter.
+    #[default]
+    Replica,
+    /// Written in the background; never counted for consistency.
+    AsyncReplica,
+}
+
+/// A backend on a route.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteTarget {
+    /// The backend's name.
+    pub backend: String,
+    /// Its role.
+    #[serde(default)]
+    pub role: Role,
+}
+
+impl RouteTarget {
+    /// A target with a role.
+    pub fn new(backend: impl Into<String>, role: Role) -> RouteTarget {
+        RouteTarget {
+            backend: backend.into(),
+            role,
+        }
+    }
+}
+
+/// One route: which keys (prefix, tags, tenant) go to which backends, and how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// The key prefix, matched on whole segments (`tenantconfig/`); empty matches all.
+    #[serde(default)]
+    pub prefix: String,
+    /// Record tags that must all be present with these values (e.g. `class = "pii"`).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Only for this tenant (`None`: any tenant).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// The backends, in preference order for reads.
+    pub backends: Vec<RouteTarget>,
+    /// The default write consistency.
+    #[serde(default = "default_write")]
+    pub write: WriteConsistency,
+    /// The default read policy.
+    #[serde(default = "default_read")]
+    pub read: ReadPolicy,
+    /// Whether the route is listed (then every backend must support `list`).
+    #[serde(default = "default_listed")]
+    pub listed: bool,
+}
+
+fn default_write() -> WriteConsistency {
+    WriteConsistency::Quorum
+}
+fn default_read() -> ReadPolicy {
+    ReadPolicy::FirstHealthy
+}
+fn default_listed() -> bool {
+    true
+}
+
+impl RouteConfig {
+    /// A route for `prefix` with default consistency (quorum), read policy
+    /// (first healthy), listed, and no backends yet.
+    pub fn new(prefix: impl Into<String>) -> RouteConfig {
+        RouteConfig {
+            prefix: prefix.into(),
+            tags: BTreeMap::new(),
+            tenant: None,
+            backends: Vec::new(),
+            write: default_write(),
+            read: default_read(),
+            listed: default_listed(),
+        }
+    }
+
+    /// Adds a backend with a role.
+    pub fn backend(mut self, name: impl Into<String>, role: Role) -> RouteConfig {
+        self.backends.push(RouteTarget::new(name, role));
+        self
+    }
+
+    /// Requires a tag.
+    pub fn tag(mut self, name: impl Into<String>, value: impl Into<String>) -> RouteConfig {
+        self.tags.insert(name.into(), value.into());
+        self
+    }
+
+    /// Restricts the route to a tenant.
+    pub fn tenant(mut self, tenant: impl Into<String>) -> RouteConfig {
+        self.tenant = Some(tenant.into());
+        self
+    }
+
+    /// Sets the default write consistency.
+    pub fn write(mut self, level: WriteConsistency) -> RouteConfig {
+        self.write = level;
+        self
+    }
+
+    /// Sets the default read policy.
+    pub fn read(mut self, policy: ReadPolicy) -> RouteConfig {
+        self.read = policy;
+        self
+    }
+
+    /// Sets whether the route is listed.
+    pub fn listed(mut self, listed: bool) -> RouteConfig {
+        self.listed = listed;
+        self
+    }
+
+    /// A short description for errors: `route "tenantconfig/" (tenant acme, tags class=pii)`.
+    pub fn describe(&self) -> String {
+        let mut s = if self.prefix.is_empty() {
+            "the default route".to_owned()
+        } else {
+            format!("route \"{}\"", self.prefix)
+        };
+        let mut extra = Vec::new();
+        if let Some(t) = &self.tenant {
+            extra.push(format!("tenant {t}"));
+        }
+        if !self.tags.is_empty() {
+            let tags: Vec<String> = self.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            extra.push(format!("tags {}", tags.join(",")));
+        }
+        if !extra.is_empty() {
+            s.push_str(&format!(" ({})", extra.join(", ")));
+        }
+        s
+    }
+}
+
+/// The coordinator's configuration (TOML or built in code).
+///
+/// ```
+/// let config = mux_core::MuxConfig::from_toml(r#"
+///     node_id = 1
+///
+///     [[routes]]
+///     prefix = "tenantconfig/"
+///     backends = [{ backend = "redis", role = "primary" }, { backend = "pg" }]
+///     write = "quorum"
+///     read = "hedged:5ms"
+///
+///     [default]
+///     backends = [{ backend = "pg", role = "primary" }]
+///     write = "all"
+///     read = "primary"
+/// "#).unwrap();
+/// assert_eq!(config.routes.len(), 1);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MuxConfig {
+    /// The node id stamped into versions (unique per writer node).
+    #[serde(default = "default_node")]
+    pub node_id: u32,
+    /// The routes, matched by longest prefix, then most tags, then tenant.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// The route for keys no other route matches (its prefix must be empty).
+    pub default: RouteConfig,
+}
+
+fn default_node() -> u32 {
+    1
+}
+
+impl MuxConfig {
+    /// Parses a TOML configuration; errors name the offending line and field.
+    pub fn from_toml(text: &str) -> Result<MuxConfig> {
+        toml::from_str(text)
+            .map_err(|e| Error::invalid_input(format!("invalid mux configuration: {e}")))
+    }
+}

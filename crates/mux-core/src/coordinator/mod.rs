@@ -1,0 +1,580 @@
+//! The coordinator: one call from the application becomes a coordinated operation over
+//! several stores.
+//!
+//! A [`Mux`] holds named backends and a route table. A route matches keys by prefix
+//! (longest wins), optionally by record tags and tenant, and lists its backends with
+//! roles. Writes fan out in parallel and return as soon as the consistency level is met;
+//! the rest finish in the background. Reads follow a [`ReadPolicy`] and repair stale
+//! replicas they notice.
+
+mod backend_impl;
+mod config;
+mod list;
+mod read;
+mod stats;
+mod write;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use crate::backend::{Backend, BackendInfo, ListPage, ListRequest};
+use crate::capability::Capability;
+use crate::error::{Error, Result};
+use crate::key::{Key, Prefix};
+use crate::record::Record;
+use crate::version::{Clock, Version};
+
+pub use config::{MuxConfig, ReadPolicy, Role, RouteConfig, RouteTarget, WriteConsistency};
+pub use stats::MuxStats;
+pub use write::{BackendWrite, WriteOutcome, WriteReport};
+
+use stats::{BackendStats, MuxCounters};
+
+/// Per-operation overrides for a write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Overrides the route's default consistency.
+    pub consistency: Option<WriteConsistency>,
+    /// Writes at this version instead of stamping one from the clock (imports, replays).
+    pub version: Option<Version>,
+    /// The tenant, for per-tenant routes.
+    pub tenant: Option<String>,
+}
+
+/// Per-operation overrides for a read or a listing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Overrides the route's default read policy.
+    pub policy: Option<ReadPolicy>,
+    /// The tenant, for per-tenant routes.
+    pub tenant: Option<String>,
+    /// The record's tags, to reach routes that match on tags. A route with tag
+    /// conditions is chosen for a read only when the read names those tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A backend as the coordinator holds it.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) name: Arc<str>,
+    pub(crate) stats: BackendStats,
+}
+
+/// A compiled route.
+#[derive(Debug)]
+pub(crate) struct Route {
+    pub(crate) config: RouteConfig,
+    pub(crate) prefix: Prefix,
+    /// Slot indices with roles, in configuration order.
+    pub(crate) targets: Vec<(usize, Role)>,
+    /// Positions in `targets`: primary first, then replicas, then async replicas.
+    pub(crate) read_order: Vec<usize>,
+    /// Positions in `targets` of the voters (primaries and replicas).
+    pub(crate) voters: Vec<usize>,
+    /// Position in `targets` of the primary (the first `Primary`, else the first voter).
+    pub(crate) primary: usize,
+}
+
+impl Route {
+    fn matches(&self, key: &str, tags: &BTreeMap<String, String>, tenant: Option<&str>) -> bool {
+        self.prefix.matches(key)
+            && self
+                .config
+                .tenant
+                .as_deref()
+                .is_none_or(|t| Some(t) == tenant)
+            && self.config.tags.iter().all(|(k, v)| tags.get(k) == Some(v))
+    }
+}
+
+/// Tracks background work (writes after the acknowledgement, read repairs).
+#[derive(Debug, Default)]
+pub(crate) struct Background {
+    pending: AtomicUsize,
+    idle: Notify,
+}
+
+impl Background {
+    pub(crate) fn spawn(self: &Arc<Self>, work: impl Future<Output = ()> + Send + 'static) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let this = self.clone();
+        tokio::spawn(async move {
+            work.await;
+            if this.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+                this.idle.notify_waiters();
+            }
+        });
+    }
+
+    async fn settle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.pending.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) clock: Clock,
+    pub(crate) slots: Vec<Arc<Slot>>,
+    /// Routes in matching order: longest prefix, then most tags, then tenant-specific.
+    pub(crate) routes: Vec<Route>,
+    pub(crate) default: Route,
+    pub(crate) counters: Arc<MuxCounters>,
+    pub(crate) background: Arc<Background>,
+    pub(crate) info: BackendInfo,
+}
+
+/// The multiplexer: routes each operation to its backends and coordinates them.
+///
+/// Cloning is cheap (shared state). A `Mux` is itself a [`Backend`], so it can be
+/// nested, wrapped, and checked with the conformance suite.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), mux_core::Error> {
+/// use std::sync::Arc;
+/// use mux_core::{Key, MemoryBackend, Mux, RouteConfig, Role, WriteConsistency, ReadPolicy};
+///
+/// let mux = Mux::builder()
+///     .backend(Arc::new(MemoryBackend::new("fast")))
+///     .backend(Arc::new(MemoryBackend::new("durable")))
+///     .route(RouteConfig::new("tenantconfig/")
+///         .backend("fast", Role::Primary)
+///         .backend("durable", Role::Replica)
+///         .write(WriteConsistency::All)
+///         .read(ReadPolicy::Primary))
+///     .default_route(RouteConfig::new("").backend("durable", Role::Primary))
+///     .build()?;
+///
+/// let key = Key::new("tenantconfig/acme/limits")?;
+/// let report = mux.put(key.clone(), "max=10").await?;
+/// assert_eq!(report.applied_on(), ["fast", "durable"]);
+/// assert_eq!(mux.get(&key).await?.unwrap().value(), "max=10".as_bytes());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Mux {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Mux {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mux")
+            .field(
+                "backends",
+                &self.inner.slots.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            )
+            .field("routes", &self.inner.routes.len())
+            .finish()
+    }
+}
+
+/// Builds a [`Mux`] from backends and routes.
+#[derive(Debug, Default)]
+pub struct MuxBuilder {
+    backends: Vec<Arc<dyn Backend>>,
+    routes: Vec<RouteConfig>,
+    default: Option<RouteConfig>,
+    node_id: Option<u32>,
+    clock: Option<Clock>,
+}
+
+impl MuxBuilder {
+    /// Adds a backend, known by its `info().name`.
+    pub fn backend(mut self, backend: Arc<dyn Backend>) -> Self {
+        self.backends.push(backend);
+        self
+    }
+
+    /// Adds a route.
+    pub fn route(mut self, route: RouteConfig) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// Sets the default route (its prefix must be empty).
+    pub fn default_route(mut self, route: RouteConfig) -> Self {
+        self.default = Some(route);
+        self
+    }
+
+    /// Sets the node id stamped into versions (default 1).
+    pub fn node_id(mut self, node: u32) -> Self {
+        self.node_id = Some(node);
+        self
+    }
+
+    /// Uses this clock (e.g. one on a test time source).
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Takes routes and node id from a configuration.
+    pub fn config(mut self, config: MuxConfig) -> Self {
+        self.node_id = Some(config.node_id);
+        self.routes = config.routes;
+        self.default = Some(config.default);
+        self
+    }
+
+    /// Validates the configuration and builds the `Mux`. Every problem found is named
+    /// in the error, one per line.
+    pub fn build(self) -> Result<Mux> {
+        let mut problems = Vec::new();
+        let mut by_name: HashMap<&str, usize> = HashMap::new();
+        for (i, b) in self.backends.iter().enumerate() {
+            let name = &*b.info().name;
+            if by_name.insert(name, i).is_some() {
+                problems.push(format!("backend \"{name}\" is registered twice"));
+            }
+        }
+        let Some(default) = self.default else {
+            return Err(Error::invalid_input(
+                "invalid mux configuration: there is no default route (the route for keys no other route matches)",
+            ));
+        };
+        if !default.prefix.is_empty() {
+            problems.push(format!(
+                "the default route must have an empty prefix, not \"{}\"",
+                default.prefix
+            ));
+        }
+        let mut seen = HashMap::new();
+        let mut compiled = Vec::new();
+        for route in &self.routes {
+            if route.prefix.is_empty() {
+                problems.push(format!(
+                    "{} has an empty prefix: use the default route for that",
+                    route.describe()
+                ));
+            }
+            let id = (
+                route.prefix.trim_end_matches('/').to_owned(),
+                route.prefix.ends_with('/'),
+                route.tenant.clone(),
+                route.tags.clone(),
+            );
+            if seen.insert(id, ()).is_some() {
+                problems.push(format!(
+                    "{} is defined twice (same prefix, tenant and tags)",
+                    route.describe()
+                ));
+            }
+            compiled.push(compile(route, &by_name, &self.backends, &mut problems));
+        }
+        let default = compile(&default, &by_name, &self.backends, &mut problems);
+        if !problems.is_empty() {
+            return Err(Error::invalid_input(format!(
+                "invalid mux configuration:\n  - {}",
+                problems.join("\n  - ")
+            )));
+        }
+        let mut routes: Vec<Route> = compiled.into_iter().flatten().collect();
+        routes.sort_by(|a, b| {
+            let key = |r: &Route| {
+                (
+                    r.config.prefix.len(),
+                    r.config.tags.len(),
+                    r.config.tenant.is_some(),
+                )
+            };
+            key(b).cmp(&key(a))
+        });
+        let default = default.expect("no problems means the default compiled");
+        let slots: Vec<Arc<Slot>> = self
+            .backends
+            .iter()
+            .map(|b| {
+                let name = b.info().name.clone();
+                Arc::new(Slot {
+                    backend: b.clone(),
+                    stats: BackendStats::new(&name),
+                    name,
+                })
+            })
+            .collect();
+        let info = BackendInfo::new("mux", "mux", combined_capability(&slots, &routes, &default));
+        Ok(Mux {
+            inner: Arc::new(Inner {
+                clock: self
+                    .clock
+                    .unwrap_or_else(|| Clock::new(self.node_id.unwrap_or(1))),
+                slots,
+                routes,
+                default,
+                counters: Arc::new(MuxCounters::default()),
+                background: Arc::new(Background::default()),
+                info,
+            }),
+        })
+    }
+}
+
+fn compile(
+    route: &RouteConfig,
+    by_name: &HashMap<&str, usize>,
+    backends: &[Arc<dyn Backend>],
+    problems: &mut Vec<String>,
+) -> Option<Route> {
+    let before = problems.len();
+    let what = route.describe();
+    let prefix = match Prefix::new(&route.prefix) {
+        Ok(p) => p,
+        Err(e) => {
+            problems.push(format!("{what}: {}", e.message()));
+            Prefix::all()
+        }
+    };
+    if route.backends.is_empty() {
+        problems.push(format!("{what} has no backend"));
+    }
+    let mut targets = Vec::new();
+    for t in &route.backends {
+        match by_name.get(t.backend.as_str()) {
+            None => {
+                let mut known: Vec<&&str> = by_name.keys().collect();
+                known.sort();
+                problems.push(format!(
+                    "{what} names unknown backend \"{}\" (known: {})",
+                    t.backend,
+                    known
+                        .iter()
+                        .map(|s| format!("\"{s}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            Some(&i) => {
+                if targets.iter().any(|(j, _)| *j == i) {
+                    problems.push(format!("{what} lists backend \"{}\" twice", t.backend));
+                }
+                let cap = backends[i].info().capability;
+                if route.listed && !cap.list {
+                    problems.push(format!(
+                        "{what} is listed but backend \"{}\" cannot list (capability `list` is false); set listed = false or use another backend",
+                        t.backend
+                    ));
+                }
+                targets.push((i, t.role));
+            }
+        }
+    }
+    let voters: Vec<usize> = (0..targets.len())
+        .filter(|&p| targets[p].1 != Role::AsyncReplica)
+        .collect();
+    if !route.backends.is_empty() && voters.is_empty() {
+        problems.push(format!(
+            "{what} has only async replicas: at least one primary or replica must acknowledge writes"
+        ));
+    }
+    let primaries = targets.iter().filter(|(_, r)| *r == Role::Primary).count();
+    if primaries > 1 {
+        problems.push(format!(
+            "{what} has {primaries} primaries; at most one is allowed"
+        ));
+    }
+    if let WriteConsistency::AtLeast(n) = route.write
+        && n > voters.len()
+    {
+        problems.push(format!(
+            "{what}: write consistency at_least:{n} needs {n} voters but the route has {} (primaries and replicas)",
+            voters.len()
+        ));
+    }
+    if problems.len() > before {
+        return None;
+    }
+    let primary = targets
+        .iter()
+        .position(|(_, r)| *r == Role::Primary)
+        .unwrap_or(voters[0]);
+    let rank = |r: Role| match r {
+        Role::Primary => 0,
+        Role::Replica => 1,
+        Role::AsyncReplica => 2,
+    };
+    let mut read_order: Vec<usize> = (0..targets.len()).collect();
+    read_order.sort_by_key(|&p| (p != primary, rank(targets[p].1)));
+    Some(Route {
+        config: route.clone(),
+        prefix,
+        targets,
+        read_order,
+        voters,
+        primary,
+    })
+}
+
+/// What a `Mux` used as a `Backend` can promise: what every routed backend can.
+fn combined_capability(slots: &[Arc<Slot>], routes: &[Route], default: &Route) -> Capability {
+    let used: Vec<Capability> = routes
+        .iter()
+        .chain(std::iter::once(default))
+        .flat_map(|r| {
+            r.targets
+                .iter()
+                .map(|(i, _)| slots[*i].backend.info().capability)
+        })
+        .collect();
+    let all = |f: fn(&Capability) -> bool| used.iter().all(f);
+    Capability {
+        list: all(|c| c.list),
+        batch: false,
+        atomic_conditional_write: all(|c| c.atomic_conditional_write),
+        history: false,
+        tags: all(|c| c.tags),
+        content_type: all(|c| c.content_type),
+        purge: all(|c| c.purge),
+        durable: all(|c| c.durable),
+        max_value_size: used.iter().filter_map(|c| c.max_value_size).min(),
+    }
+}
+
+impl Mux {
+    /// Starts building a `Mux`.
+    pub fn builder() -> MuxBuilder {
+        MuxBuilder::default()
+    }
+
+    /// Builds a `Mux` from a configuration and the backends it names.
+    pub fn from_config(config: MuxConfig, backends: Vec<Arc<dyn Backend>>) -> Result<Mux> {
+        backends
+            .into_iter()
+            .fold(Mux::builder(), MuxBuilder::backend)
+            .config(config)
+            .build()
+    }
+
+    /// The clock stamping versions.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
+    }
+
+    /// The backend called `name`.
+    pub fn backend(&self, name: &str) -> Option<&Arc<dyn Backend>> {
+        self.inner
+            .slots
+            .iter()
+            .find(|s| &*s.name == name)
+            .map(|s| &s.backend)
+    }
+
+    /// The names of the backends a key is routed to (for writes with these tags and tenant).
+    pub fn route_backends(&self, key: &Key, options: &ReadOptions) -> Vec<Arc<str>> {
+        self.inner
+            .route_for(key.as_str(), &options.tags, options.tenant.as_deref())
+            .targets
+            .iter()
+            .map(|(i, _)| self.inner.slots[*i].name.clone())
+            .collect()
+    }
+
+    /// Writes `value` under `key` with a fresh version and the route's defaults.
+    pub async fn put(&self, key: Key, value: impl Into<Bytes>) -> Result<WriteReport> {
+        self.write(
+            Record::new(key, value, Version::ZERO),
+            &WriteOptions::default(),
+        )
+        .await
+    }
+
+    /// Writes a record (its tags and content type kept) with a fresh version, or the
+    /// one in `options`.
+    pub async fn write(&self, record: Record, options: &WriteOptions) -> Result<WriteReport> {
+        let version = match options.version {
+            Some(v) => {
+                self.inner.clock.observe(v);
+                v
+            }
+            None => self.inner.clock.now(),
+        };
+        self.inner
+            .write(
+                record.with_version(version),
+                options.consistency,
+                options.tenant.as_deref(),
+            )
+            .await
+    }
+
+    /// Deletes `key` (a tombstone write) under the same rules as a write.
+    pub async fn delete(&self, key: &Key, options: &WriteOptions) -> Result<WriteReport> {
+        self.write(Record::tombstone(key.clone(), Version::ZERO), options)
+            .await
+    }
+
+    /// Reads the live record under `key` with the route's default policy.
+    pub async fn get(&self, key: &Key) -> Result<Option<Record>> {
+        self.get_with(key, &ReadOptions::default()).await
+    }
+
+    /// Reads the live record under `key` (`None` if missing or deleted).
+    pub async fn get_with(&self, key: &Key, options: &ReadOptions) -> Result<Option<Record>> {
+        Ok(self
+            .inner
+            .read(key, options)
+            .await?
+            .filter(|r| !r.is_tombstone()))
+    }
+
+    /// Lists live entries under a prefix, merged over every backend that may hold them:
+    /// deduplicated by key, highest version kept, tombstones hidden, in byte order.
+    pub async fn list(&self, request: &ListRequest, options: &ReadOptions) -> Result<ListPage> {
+        let mut request = request.clone();
+        loop {
+            let mut page = self.inner.list(&request, options).await?;
+            page.entries.retain(|e| !e.meta.tombstone);
+            if !page.entries.is_empty() || page.next_cursor.is_none() {
+                return Ok(page);
+            }
+            request.cursor = page.next_cursor;
+        }
+    }
+
+    /// Waits until every background write and repair started so far has finished.
+    pub async fn settle(&self) {
+        self.inner.background.settle().await;
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> MuxStats {
+        let c = &self.inner.counters;
+        MuxStats {
+            read_repairs: c.read_repairs.load(Ordering::Relaxed),
+            hedged_requests: c.hedged_requests.load(Ordering::Relaxed),
+            background_failures: c.background_failures.load(Ordering::Relaxed),
+            background_pending: self.inner.background.pending.load(Ordering::SeqCst),
+        }
+    }
+}
+
+impl Inner {
+    pub(crate) fn route_for(
+        &self,
+        key: &str,
+        tags: &BTreeMap<String, String>,
+        tenant: Option<&str>,
+    ) -> &Route {
+        self.routes
+            .iter()
+            .find(|r| r.matches(key, tags, tenant))
+            .unwrap_or(&self.default)
+    }
+}
+
+#[cfg(test)]
+mod tests;

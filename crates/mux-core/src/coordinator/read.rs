@@ -1,0 +1,247 @@
+//! The read path: read policies, hedging and read repair.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tracing::Instrument;
+
+use super::{Inner, ReadOptions, ReadPolicy, Route, Slot};
+use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::key::Key;
+use crate::record::Record;
+
+/// The hedge delay when the policy names none and the first backend has no history.
+const DEFAULT_HEDGE_DELAY: Duration = Duration::from_millis(10);
+/// The shortest automatic hedge delay.
+const MIN_HEDGE_DELAY: Duration = Duration::from_micros(500);
+
+type Answer = (usize, Result<Option<Record>>);
+type Call = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+async fn fetch(slot: &Slot, key: &Key) -> Result<Option<Record>> {
+    let started = Instant::now();
+    let result = slot
+        .backend
+        .get(key)
+        .await
+        .map_err(|e| e.with_backend(&slot.name).with_operation(Operation::Get));
+    slot.stats
+        .record(Operation::Get, started.elapsed(), result.is_ok());
+    result
+}
+
+fn call(slot: Arc<Slot>, position: usize, key: Key) -> Call {
+    Box::pin(async move { (position, fetch(&slot, &key).await) })
+}
+
+fn version_of(r: &Option<Record>) -> Option<crate::version::Version> {
+    r.as_ref().map(Record::version)
+}
+
+impl Inner {
+    /// Reads `key` under its route's policy (or the override); tombstones included.
+    pub(crate) async fn read(&self, key: &Key, options: &ReadOptions) -> Result<Option<Record>> {
+        let route = self.route_for(key.as_str(), &options.tags, options.tenant.as_deref());
+        let policy = options.policy.unwrap_or(route.config.read);
+        let span = tracing::debug_span!("mux.read", %key, %policy);
+        async move {
+            match policy {
+                ReadPolicy::Primary => fetch(self.slot(route, route.primary), key).await,
+                ReadPolicy::FirstHealthy => self.first_healthy(route, key).await,
+                ReadPolicy::Fastest => self.fastest(route, key).await,
+                ReadPolicy::Hedged { delay } => self.hedged(route, key, delay).await,
+                ReadPolicy::Quorum => {
+                    let n = route.voters.len();
+                    self.gather(route, key, n / 2 + 1).await
+                }
+                ReadPolicy::All => self.gather(route, key, route.voters.len()).await,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn slot(&self, route: &Route, position: usize) -> &Arc<Slot> {
+        &self.slots[route.targets[position].0]
+    }
+
+    async fn first_healthy(&self, route: &Route, key: &Key) -> Result<Option<Record>> {
+        let mut errors = Vec::new();
+        for &p in &route.read_order {
+            match fetch(self.slot(route, p), key).await {
+                Ok(r) => return Ok(r),
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(no_answer(route, key, errors))
+    }
+
+    async fn fastest(&self, route: &Route, key: &Key) -> Result<Option<Record>> {
+        let mut calls: FuturesUnordered<Call> = route
+            .read_order
+            .iter()
+            .map(|&p| call(self.slot(route, p).clone(), p, key.clone()))
+            .collect();
+        let mut errors = Vec::new();
+        while let Some((_, result)) = calls.next().await {
+            match result {
+                Ok(r) => return Ok(r),
+                Err(e) => errors.push(e),
+            }
+        }
+        Err(no_answer(route, key, errors))
+    }
+
+    async fn hedged(
+        &self,
+        route: &Route,
+        key: &Key,
+        delay: Option<Duration>,
+    ) -> Result<Option<Record>> {
+        let order = &route.read_order;
+        let delay = delay.unwrap_or_else(|| {
+            self.slot(route, order[0])
+                .stats
+                .get_p95()
+                .map_or(DEFAULT_HEDGE_DELAY, |p| p.max(MIN_HEDGE_DELAY))
+        });
+        let mut calls: FuturesUnordered<Call> = FuturesUnordered::new();
+        calls.push(call(
+            self.slot(route, order[0]).clone(),
+            order[0],
+            key.clone(),
+        ));
+        let mut next = 1;
+        let mut errors = Vec::new();
+        loop {
+            let launch_next = if next < order.len() {
+                tokio::select! {
+                    biased;
+                    answer = calls.next() => match answer {
+                        Some((_, Ok(r))) => return Ok(r),
+                        Some((_, Err(e))) => { errors.push(e); true }
+                        None => true,
+                    },
+                    () = tokio::time::sleep(delay) => {
+                        self.counters.hedged_requests.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("mux_hedged_requests_total").increment(1);
+                        true
+                    }
+                }
+            } else {
+                match calls.next().await {
+                    Some((_, Ok(r))) => return Ok(r),
+                    Some((_, Err(e))) => {
+                        errors.push(e);
+                        false
+                    }
+                    None => return Err(no_answer(route, key, errors)),
+                }
+            };
+            if launch_next {
+                let p = order[next];
+                calls.push(call(self.slot(route, p).clone(), p, key.clone()));
+                next += 1;
+            }
+        }
+    }
+
+    /// Asks every voter, waits for `required` answers, returns the highest version and
+    /// repairs the answers that were stale.
+    async fn gather(&self, route: &Route, key: &Key, required: usize) -> Result<Option<Record>> {
+        let mut calls: FuturesUnordered<Call> = route
+            .voters
+            .iter()
+            .map(|&p| call(self.slot(route, p).clone(), p, key.clone()))
+            .collect();
+        let mut answers: Vec<(usize, Option<Record>)> = Vec::new();
+        let mut errors = Vec::new();
+        while answers.len() < required {
+            match calls.next().await {
+                Some((p, Ok(r))) => answers.push((p, r)),
+                Some((_, Err(e))) => {
+                    errors.push(e);
+                    if answers.len() + calls.len() < required {
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+        if answers.len() < required {
+            let mut e = no_answer(route, key, errors);
+            e = Error::new(
+                ErrorKind::ConsistencyNotMet,
+                format!(
+                    "read of {key} needed {required} answers, got {}: {}",
+                    answers.len(),
+                    e.message()
+                ),
+            )
+            .with_operation(Operation::Get);
+            return Err(e);
+        }
+        let best = answers
+            .iter()
+            .max_by_key(|(_, r)| version_of(r))
+            .and_then(|(_, r)| r.clone());
+        if let Some(best) = &best {
+            self.repair(
+                route,
+                answers
+                    .iter()
+                    .filter(|(_, r)| version_of(r) < Some(best.version()))
+                    .map(|(p, _)| *p),
+                best,
+            );
+        }
+        Ok(best)
+    }
+
+    /// Writes `best` to the stale backends at `positions`, in the background.
+    fn repair(&self, route: &Route, positions: impl Iterator<Item = usize>, best: &Record) {
+        for p in positions {
+            let slot = self.slot(route, p).clone();
+            let record = best.clone();
+            self.counters.read_repairs.fetch_add(1, Ordering::Relaxed);
+            slot.stats.read_repaired();
+            tracing::debug!(backend = %slot.name, key = %record.key(), version = %record.version(), "read repair");
+            self.background.spawn(async move {
+                let result = if record.is_tombstone() {
+                    slot.backend.delete(record.key(), record.version()).await
+                } else {
+                    slot.backend.put(&record).await
+                };
+                if let Err(e) = result {
+                    tracing::warn!(backend = %slot.name, key = %record.key(), error = %e, "read repair failed");
+                }
+            });
+        }
+    }
+}
+
+/// The error when no backend of a route answered.
+fn no_answer(route: &Route, key: &Key, errors: Vec<Error>) -> Error {
+    let temporary = errors.is_empty() || errors.iter().any(Error::is_temporary);
+    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let e = Error::new(
+        ErrorKind::Unavailable,
+        format!(
+            "no backend of {} answered for {key}: [{}]",
+            route.config.describe(),
+            list.join("; ")
+        ),
+    )
+    .with_operation(Operation::Get);
+    if temporary {
+        e.temporary()
+    } else {
+        e.permanent()
+    }
+}

@@ -1,0 +1,183 @@
+//! Per-backend latency windows, counters and `metrics` handles.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use metrics::{Counter, Histogram};
+
+use crate::error::Operation;
+
+const WINDOW: usize = 128;
+
+/// The last [`WINDOW`] latencies of one operation on one backend, for percentiles.
+#[derive(Debug)]
+pub(crate) struct LatencyWindow {
+    samples: [AtomicU32; WINDOW],
+    next: AtomicUsize,
+    p95_us: AtomicU64,
+}
+
+impl LatencyWindow {
+    fn new() -> Self {
+        LatencyWindow {
+            samples: std::array::from_fn(|_| AtomicU32::new(0)),
+            next: AtomicUsize::new(0),
+            p95_us: AtomicU64::new(0),
+        }
+    }
+
+    fn record(&self, elapsed: Duration) {
+        let us = elapsed.as_micros().min(u128::from(u32::MAX)) as u32;
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.samples[n % WINDOW].store(us, Ordering::Relaxed);
+        // Recompute the cached percentile every 16 samples (and while warming up).
+        if n < 32 || n % 16 == 15 {
+            self.p95_us
+                .store(self.percentile(0.95).as_micros() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// The `q` quantile over the window (zero with no samples).
+    pub(crate) fn percentile(&self, q: f64) -> Duration {
+        let filled = self.next.load(Ordering::Relaxed).min(WINDOW);
+        if filled == 0 {
+            return Duration::ZERO;
+        }
+        let mut v: Vec<u32> = self.samples[..filled]
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+            .collect();
+        let idx = ((filled as f64 * q).ceil() as usize).clamp(1, filled) - 1;
+        let (_, nth, _) = v.select_nth_unstable(idx);
+        Duration::from_micros(u64::from(*nth))
+    }
+
+    /// The cached p95; `None` before any sample.
+    pub(crate) fn p95(&self) -> Option<Duration> {
+        if self.next.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        Some(Duration::from_micros(self.p95_us.load(Ordering::Relaxed)))
+    }
+}
+
+#[derive(Debug)]
+struct OpMetrics {
+    duration: Histogram,
+    ok: Counter,
+    error: Counter,
+}
+
+const OPS: [Operation; 6] = [
+    Operation::Put,
+    Operation::Get,
+    Operation::Delete,
+    Operation::List,
+    Operation::Purge,
+    Operation::Health,
+];
+
+fn op_index(op: Operation) -> usize {
+    match op {
+        Operation::Put | Operation::PutBatch => 0,
+        Operation::Get => 1,
+        Operation::Delete => 2,
+        Operation::List => 3,
+        Operation::Purge => 4,
+        _ => 5,
+    }
+}
+
+/// Latency and outcome recording for one backend.
+///
+/// `metrics` handles are registered once, when the `Mux` is built: install the metrics
+/// recorder (e.g. a Prometheus exporter) before building the `Mux`.
+#[derive(Debug)]
+pub(crate) struct BackendStats {
+    ops: Vec<OpMetrics>,
+    get_latency: LatencyWindow,
+    read_repairs: Counter,
+}
+
+impl BackendStats {
+    pub(crate) fn new(backend: &Arc<str>) -> Self {
+        let b = backend.to_string();
+        let ops = OPS
+            .iter()
+            .map(|op| OpMetrics {
+                duration: metrics::histogram!("mux_backend_request_duration_seconds", "backend" => b.clone(), "op" => op.as_str()),
+                ok: metrics::counter!("mux_backend_requests_total", "backend" => b.clone(), "op" => op.as_str(), "outcome" => "ok"),
+                error: metrics::counter!("mux_backend_requests_total", "backend" => b.clone(), "op" => op.as_str(), "outcome" => "error"),
+            })
+            .collect();
+        BackendStats {
+            ops,
+            get_latency: LatencyWindow::new(),
+            read_repairs: metrics::counter!("mux_read_repairs_total", "backend" => b),
+        }
+    }
+
+    pub(crate) fn record(&self, op: Operation, elapsed: Duration, ok: bool) {
+        let m = &self.ops[op_index(op)];
+        m.duration.record(elapsed.as_secs_f64());
+        if ok {
+            m.ok.increment(1);
+            if op == Operation::Get {
+                self.get_latency.record(elapsed);
+            }
+        } else {
+            m.error.increment(1);
+        }
+    }
+
+    pub(crate) fn get_p95(&self) -> Option<Duration> {
+        self.get_latency.p95()
+    }
+
+    pub(crate) fn read_repaired(&self) {
+        self.read_repairs.increment(1);
+    }
+}
+
+/// Counters of a whole `Mux`.
+#[derive(Debug, Default)]
+pub(crate) struct MuxCounters {
+    pub(crate) read_repairs: AtomicU64,
+    pub(crate) hedged_requests: AtomicU64,
+    pub(crate) background_failures: AtomicU64,
+}
+
+/// A snapshot of a `Mux`'s counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MuxStats {
+    /// Stale backends repaired by reads (one per backend repaired).
+    pub read_repairs: u64,
+    /// Extra requests sent by hedged reads.
+    pub hedged_requests: u64,
+    /// Background writes (after the acknowledgement) that failed.
+    pub background_failures: u64,
+    /// Background writes and repairs still running.
+    pub background_pending: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_over_the_window() {
+        let w = LatencyWindow::new();
+        assert_eq!(w.p95(), None);
+        for i in 1..=100u64 {
+            w.record(Duration::from_micros(i));
+        }
+        assert_eq!(w.percentile(0.95), Duration::from_micros(95));
+        assert_eq!(w.percentile(0.5), Duration::from_micros(50));
+        let cached = w.p95().unwrap();
+        assert!(
+            (Duration::from_micros(90)..=Duration::from_micros(95)).contains(&cached),
+            "{cached:?}"
+        );
+    }
+}

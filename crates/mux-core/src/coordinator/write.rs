@@ -1,0 +1,336 @@
+//! The write path: fan out in parallel, acknowledge at the consistency level, finish
+//! the rest in the background.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::time::Instant;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tracing::Instrument;
+
+use super::{Inner, Role, Route, Slot, WriteConsistency};
+use crate::backend::PutOutcome;
+use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::key::Key;
+use crate::record::Record;
+use crate::version::Version;
+
+/// What one backend did with a coordinated write.
+#[derive(Clone, Debug)]
+pub enum WriteOutcome {
+    /// The backend stored the record.
+    Applied,
+    /// The backend already held this or a newer version.
+    Superseded {
+        /// The version it holds.
+        stored: Version,
+    },
+    /// The backend failed.
+    Failed(Error),
+    /// Still running in the background when the write was acknowledged.
+    Pending,
+}
+
+impl WriteOutcome {
+    /// Whether the backend holds this version or a newer one.
+    pub fn is_success(&self) -> bool {
+        matches!(
+            self,
+            WriteOutcome::Applied | WriteOutcome::Superseded { .. }
+        )
+    }
+
+    /// A short name: `applied`, `superseded`, `failed`, `pending`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            WriteOutcome::Applied => "applied",
+            WriteOutcome::Superseded { .. } => "superseded",
+            WriteOutcome::Failed(_) => "failed",
+            WriteOutcome::Pending => "pending",
+        }
+    }
+}
+
+impl From<Result<PutOutcome>> for WriteOutcome {
+    fn from(r: Result<PutOutcome>) -> Self {
+        match r {
+            Ok(PutOutcome::Applied) => WriteOutcome::Applied,
+            Ok(PutOutcome::Superseded { stored }) => WriteOutcome::Superseded { stored },
+            Err(e) => WriteOutcome::Failed(e),
+        }
+    }
+}
+
+/// One backend's part in a coordinated write.
+#[derive(Clone, Debug)]
+pub struct BackendWrite {
+    /// The backend's name.
+    pub backend: Arc<str>,
+    /// Its role on the route.
+    pub role: Role,
+    /// What it did (as of the acknowledgement).
+    pub outcome: WriteOutcome,
+}
+
+/// The result of a coordinated write: the version written and each backend's outcome.
+#[derive(Clone, Debug)]
+pub struct WriteReport {
+    /// The key written.
+    pub key: Key,
+    /// The version written.
+    pub version: Version,
+    /// The consistency level that applied.
+    pub consistency: WriteConsistency,
+    /// One entry per backend of the route, in route order.
+    pub backends: Vec<BackendWrite>,
+}
+
+impl WriteReport {
+    /// The backends that hold the version (applied or superseded).
+    pub fn applied_on(&self) -> Vec<&str> {
+        self.backends
+            .iter()
+            .filter(|b| b.outcome.is_success())
+            .map(|b| &*b.backend)
+            .collect()
+    }
+
+    /// The backends that failed, with their errors.
+    pub fn failed_on(&self) -> Vec<(&str, &Error)> {
+        self.backends
+            .iter()
+            .filter_map(|b| match &b.outcome {
+                WriteOutcome::Failed(e) => Some((&*b.backend, e)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The backends still working in the background.
+    pub fn pending_on(&self) -> Vec<&str> {
+        self.backends
+            .iter()
+            .filter(|b| matches!(b.outcome, WriteOutcome::Pending))
+            .map(|b| &*b.backend)
+            .collect()
+    }
+
+    /// The write as one `PutOutcome`: applied if any backend applied it, otherwise
+    /// superseded by the highest version a backend reported.
+    pub fn put_outcome(&self) -> PutOutcome {
+        let mut stored = None;
+        for b in &self.backends {
+            match b.outcome {
+                WriteOutcome::Applied => return PutOutcome::Applied,
+                WriteOutcome::Superseded { stored: s } => stored = stored.max(Some(s)),
+                _ => {}
+            }
+        }
+        match stored {
+            Some(stored) => PutOutcome::Superseded { stored },
+            None => PutOutcome::Applied,
+        }
+    }
+}
+
+impl fmt::Display for WriteReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at {} ({}):",
+            self.key, self.version, self.consistency
+        )?;
+        for b in &self.backends {
+            write!(f, " {}={}", b.backend, b.outcome.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+type Call = Pin<Box<dyn Future<Output = (usize, Result<PutOutcome>)> + Send>>;
+
+/// One backend write, timed and recorded.
+async fn apply(slot: &Slot, record: &Record) -> Result<PutOutcome> {
+    let started = Instant::now();
+    let op = if record.is_tombstone() {
+        Operation::Delete
+    } else {
+        Operation::Put
+    };
+    let result = if record.is_tombstone() {
+        slot.backend.delete(record.key(), record.version()).await
+    } else {
+        slot.backend.put(record).await
+    }
+    .map_err(|e| e.with_backend(&slot.name).with_operation(op));
+    slot.stats.record(op, started.elapsed(), result.is_ok());
+    result
+}
+
+fn call(slot: Arc<Slot>, position: usize, record: Arc<Record>) -> Call {
+    Box::pin(async move { (position, apply(&slot, &record).await) })
+}
+
+impl Inner {
+    fn check_size(&self, record: &Record) -> Result<()> {
+        if let Some(max) = self.info.capability.max_value_size
+            && record.value().len() > max
+        {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "value of {} is {} bytes; the smallest limit among the backends is {max}",
+                    record.key(),
+                    record.value().len()
+                ),
+            )
+            .with_operation(Operation::Put));
+        }
+        Ok(())
+    }
+
+    /// Writes a versioned record to its route's backends.
+    pub(crate) async fn write(
+        &self,
+        record: Record,
+        consistency: Option<WriteConsistency>,
+        tenant: Option<&str>,
+    ) -> Result<WriteReport> {
+        self.check_size(&record)?;
+        let route = self.route_for(record.key().as_str(), &record.meta().tags, tenant);
+        let level = consistency.unwrap_or(route.config.write);
+        let span = tracing::debug_span!("mux.write", key = %record.key(), version = %record.version(), %level);
+        self.fan_out(route, record, level).instrument(span).await
+    }
+
+    async fn fan_out(
+        &self,
+        route: &Route,
+        record: Record,
+        level: WriteConsistency,
+    ) -> Result<WriteReport> {
+        let n = route.targets.len();
+        let counted = |p: usize| match level {
+            WriteConsistency::Primary => p == route.primary,
+            _ => route.targets[p].1 != Role::AsyncReplica,
+        };
+        let required = level.required(route.voters.len());
+        let mut outcomes: Vec<WriteOutcome> = vec![WriteOutcome::Pending; n];
+
+        if n == 1 {
+            // One backend: no fan-out machinery.
+            outcomes[0] = apply(&self.slots[route.targets[0].0], &record).await.into();
+        } else {
+            let record = Arc::new(record.clone());
+            let mut calls: FuturesUnordered<Call> = route
+                .targets
+                .iter()
+                .enumerate()
+                .map(|(p, (slot, _))| call(self.slots[*slot].clone(), p, record.clone()))
+                .collect();
+            let mut ok = 0;
+            let mut counted_pending = (0..n).filter(|&p| counted(p)).count();
+            while ok < required && ok + counted_pending >= required {
+                let Some((p, result)) = calls.next().await else {
+                    break;
+                };
+                if counted(p) {
+                    counted_pending -= 1;
+                    ok += usize::from(result.is_ok());
+                }
+                outcomes[p] = result.into();
+            }
+            if !calls.is_empty() {
+                self.finish_in_background(calls, route, record.key().clone());
+            }
+        }
+
+        let report = WriteReport {
+            key: record.key().clone(),
+            version: record.version(),
+            consistency: level,
+            backends: route
+                .targets
+                .iter()
+                .zip(outcomes)
+                .map(|((slot, role), outcome)| BackendWrite {
+                    backend: self.slots[*slot].name.clone(),
+                    role: *role,
+                    outcome,
+                })
+                .collect(),
+        };
+        let ok = (0..n)
+            .filter(|&p| counted(p) && report.backends[p].outcome.is_success())
+            .count();
+        if ok >= required {
+            Ok(report)
+        } else {
+            Err(not_met(report, required))
+        }
+    }
+
+    fn finish_in_background(&self, mut calls: FuturesUnordered<Call>, route: &Route, key: Key) {
+        let names: Vec<Arc<str>> = route
+            .targets
+            .iter()
+            .map(|(slot, _)| self.slots[*slot].name.clone())
+            .collect();
+        let counters = self.counters.clone();
+        self.background.spawn(async move {
+            while let Some((p, result)) = calls.next().await {
+                if let Err(e) = result {
+                    counters.background_failures.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("mux_background_write_failures_total").increment(1);
+                    tracing::warn!(backend = %names[p], %key, error = %e, "background write failed");
+                }
+            }
+        });
+    }
+}
+
+fn not_met(report: WriteReport, required: usize) -> Error {
+    let failed = report.failed_on();
+    // When every failure is the caller's fault in the same way (too large, invalid),
+    // say so rather than blaming availability.
+    let same_kind = failed.first().map(|(_, e)| e.kind()).filter(|k| {
+        matches!(
+            k,
+            ErrorKind::TooLarge
+                | ErrorKind::InvalidInput
+                | ErrorKind::PermissionDenied
+                | ErrorKind::Unsupported
+        ) && failed.iter().all(|(_, e)| e.kind() == *k)
+    });
+    let temporary = failed.iter().any(|(_, e)| e.is_temporary());
+    let applied = report.applied_on();
+    let failures: Vec<String> = failed.iter().map(|(b, e)| format!("{b}: {e}")).collect();
+    let pending = report.pending_on();
+    let mut msg = format!(
+        "write of {} at {} needed {} ({required} backend{}); applied on [{}]",
+        report.key,
+        report.version,
+        report.consistency,
+        if required == 1 { "" } else { "s" },
+        applied.join(", "),
+    );
+    if !failures.is_empty() {
+        msg.push_str(&format!("; failed on [{}]", failures.join("; ")));
+    }
+    if !pending.is_empty() {
+        msg.push_str(&format!("; still pending on [{}]", pending.join(", ")));
+    }
+    msg.push_str(". The write is not confirmed, not rolled back: backends that applied it keep it, and it converges if retried");
+    let mut e = Error::new(same_kind.unwrap_or(ErrorKind::ConsistencyNotMet), msg)
+        .with_operation(Operation::Put)
+        .with_write_report(report);
+    e = if temporary {
+        e.temporary()
+    } else {
+        e.permanent()
+    };
+    e
+}
