@@ -107,7 +107,7 @@ async fn catches_a_backend_that_ignores_versions() {
         &[
             "stale_put_superseded",
             "delete_then_get",
-            "concurrent_writers",
+            "delete_absent_key",
             "batch_mixed",
         ],
     );
