@@ -13,6 +13,8 @@ Tasks:
                           conformance suite for every backend; prints a summary table
   ci                      what .ci/run calls: `test`, then fails if a backend named in
                           MUX_REQUIRE (comma-separated) was skipped or failed
+  bench <name>            a benchmark (coordinator); prints a table and writes
+                          $CARGO_TARGET_DIR/bench/<name>.json (target/bench/ by default)
   conformance <backend>   the conformance suite for one backend; ends with
                           `N passed, M failed, K skipped`
                           (`cargo run -p mux-tests --bin mux-conformance -- --list`)
@@ -31,6 +33,13 @@ fn main() -> ExitCode {
         }
         Some("test") => test().map(|_| ()),
         Some("ci") => ci(),
+        Some("bench") => match args.get(1) {
+            Some(name) => bench(name),
+            None => Err(format!(
+                "usage: cargo xtask bench <name>   (one of: {})",
+                BENCHES.join(", ")
+            )),
+        },
         Some("conformance") => match args.get(1) {
             Some(backend) => conformance::run_one(backend).and_then(|row| {
                 if row.failed > 0 || row.skipped_reason.is_some() {
@@ -64,6 +73,35 @@ pub(crate) fn cargo(args: &[&str]) -> Result<(), String> {
     } else {
         Err(format!("`cargo {}` failed ({status})", args.join(" ")))
     }
+}
+
+/// The benchmarks (bench targets of `mux-tests`).
+const BENCHES: &[&str] = &["coordinator"];
+
+fn bench(name: &str) -> Result<(), String> {
+    if !BENCHES.contains(&name) {
+        return Err(format!(
+            "unknown benchmark '{name}' (one of: {})",
+            BENCHES.join(", ")
+        ));
+    }
+    let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        root.join("target").display().to_string()
+    });
+    let out = std::path::Path::new(&target)
+        .join("bench")
+        .join(format!("{name}.json"));
+    let status = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["bench", "--quiet", "-p", "mux-tests", "--bench", name])
+        .env("MUX_BENCH_OUT", &out)
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("benchmark {name} failed ({status})"));
+    }
+    eprintln!("results: {}", out.display());
+    Ok(())
 }
 
 fn test() -> Result<Vec<conformance::Row>, String> {

@@ -1,60 +1,112 @@
-//! Writes a few tenant and parameter records to both embedded stores (fs and redb),
-//! shows that a stale write is ignored by both, and lists what each store holds.
+//! The main job until `muxd` exists: a `Mux` over the two embedded stores (fs and
+//! redb, under `./data` or the directory given), with tagged routing.
 //!
 //! ```text
 //! cargo run -p mux --features embedded --example embedded -- [DATA_DIR]
 //! ```
 use std::sync::Arc;
+use std::time::Duration;
 
 use mux::fs::FsBackend;
 use mux::redb::RedbBackend;
-use mux::{Backend, BackendExt, Clock, Key, Prefix, Record, Result};
+use mux::{
+    Backend, BackendExt, Key, ListRequest, Mux, Prefix, ReadOptions, ReadPolicy, Record, Result,
+    Role, RouteConfig, WriteConsistency, WriteOptions,
+};
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let data = std::env::args().nth(1).unwrap_or_else(|| "data".into());
-    let stores: Vec<Arc<dyn Backend>> = vec![
-        Arc::new(FsBackend::open("fs", format!("{data}/fs"))?),
-        Arc::new(RedbBackend::open("redb", format!("{data}/mux.redb"))?),
-    ];
-    let clock = Clock::new(1);
+    let fs = Arc::new(FsBackend::open("fs", format!("{data}/fs"))?);
+    let redb = Arc::new(RedbBackend::open("redb", format!("{data}/mux.redb"))?);
 
-    let records = [
+    // Tagged storage: tenant configuration on redb first, parameters on fs first;
+    // every record on both stores.
+    let mux = Mux::builder()
+        .backend(fs.clone())
+        .backend(redb.clone())
+        .route(
+            RouteConfig::new("tenantconfig/")
+                .backend("redb", Role::Primary)
+                .backend("fs", Role::Replica)
+                .write(WriteConsistency::All)
+                .read(ReadPolicy::Hedged {
+                    delay: Some(Duration::from_millis(5)),
+                }),
+        )
+        .route(
+            RouteConfig::new("paramconfig/")
+                .backend("fs", Role::Primary)
+                .backend("redb", Role::Replica)
+                .write(WriteConsistency::Primary)
+                .read(ReadPolicy::All),
+        )
+        .default_route(
+            RouteConfig::new("")
+                .backend("redb", Role::Primary)
+                .backend("fs", Role::Replica)
+                .write(WriteConsistency::Quorum),
+        )
+        .build()?;
+
+    for (key, value) in [
         ("tenantconfig/acme/limits", "max_requests=100"),
         ("tenantconfig/globex/limits", "max_requests=250"),
         ("paramconfig/eu/timeout_ms", "1500"),
-    ];
-    for (key, value) in records {
+        ("notes/readme", "anything else goes to the default route"),
+    ] {
         let record =
-            Record::new(Key::new(key)?, value, clock.now()).with_content_type("text/plain");
-        for store in &stores {
-            let outcome = store.put(&record).await?;
-            println!(
-                "{:<5} put {key} = {value:?} -> {outcome:?}",
-                store.info().name
-            );
-        }
+            Record::new(Key::new(key)?, value, mux::Version::ZERO).with_content_type("text/plain");
+        let report = mux.write(record, &WriteOptions::default()).await?;
+        println!("put {report}");
     }
+    mux.settle().await; // let the `Primary` route's replica finish
 
-    // A write carrying an older version arrives late: every store ignores it.
+    // A stale write (an old version replayed late) is ignored everywhere.
     let key = Key::new("tenantconfig/acme/limits")?;
-    let stale = Record::new(key.clone(), "max_requests=1", mux::Version::new(1, 0, 9));
-    for store in &stores {
-        let outcome = store.put(&stale).await?;
-        let current = store.get_live(&key).await?.expect("written above");
-        println!(
-            "{:<5} stale put -> {outcome:?}; {key} is still {:?} at {}",
-            store.info().name,
-            String::from_utf8_lossy(current.value()),
-            current.version()
-        );
-    }
+    let stale = WriteOptions {
+        version: Some(mux::Version::new(1, 0, 9)),
+        ..Default::default()
+    };
+    let report = mux
+        .write(
+            Record::new(key.clone(), "max_requests=1", mux::Version::ZERO),
+            &stale,
+        )
+        .await?;
+    println!("stale put -> {:?}", report.put_outcome());
+    let current = mux.get(&key).await?.expect("written above");
+    println!(
+        "{key} = {:?} at {}",
+        String::from_utf8_lossy(current.value()),
+        current.version()
+    );
 
-    for store in &stores {
-        let entries = store.list_all(&Prefix::new("tenantconfig")?).await?;
-        let keys: Vec<&str> = entries.iter().map(|e| e.key.as_str()).collect();
-        println!("{:<5} lists tenantconfig: {keys:?}", store.info().name);
-    }
+    // Read repair: fs loses a parameter; an `All` read returns redb's copy and repairs fs.
+    let param = Key::new("paramconfig/eu/timeout_ms")?;
+    fs.purge(&param, mux::Version::new(u64::MAX, 0, 0)).await?;
+    let all = ReadOptions {
+        policy: Some(ReadPolicy::All),
+        ..Default::default()
+    };
+    println!(
+        "{param} = {:?} (read at all)",
+        mux.get_with(&param, &all).await?.map(|r| r.value().clone())
+    );
+    mux.settle().await;
+    println!(
+        "fs has it again: {}, read repairs: {}",
+        fs.get_live(&param).await?.is_some(),
+        mux.stats().read_repairs
+    );
+
+    mux.delete(&Key::new("notes/readme")?, &WriteOptions::default())
+        .await?;
+    let page = mux
+        .list(&ListRequest::new(Prefix::all()), &ReadOptions::default())
+        .await?;
+    let keys: Vec<&str> = page.entries.iter().map(|e| e.key.as_str()).collect();
+    println!("live keys: {keys:?}");
     println!("data is under {data}/ (fs: one file per record; redb: table mux_records)");
     Ok(())
 }

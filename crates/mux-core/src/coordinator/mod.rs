@@ -73,6 +73,8 @@ pub(crate) struct Route {
     pub(crate) prefix: Prefix,
     /// Slot indices with roles, in configuration order.
     pub(crate) targets: Vec<(usize, Role)>,
+    /// Names and roles of the targets, shared with every write report.
+    pub(crate) names: Arc<[(Arc<str>, Role)]>,
     /// Positions in `targets`: primary first, then replicas, then async replicas.
     pub(crate) read_order: Vec<usize>,
     /// Positions in `targets` of the voters (primaries and replicas).
@@ -409,9 +411,14 @@ fn compile(
     };
     let mut read_order: Vec<usize> = (0..targets.len()).collect();
     read_order.sort_by_key(|&p| (p != primary, rank(targets[p].1)));
+    let names = targets
+        .iter()
+        .map(|(i, role)| (backends[*i].info().name.clone(), *role))
+        .collect();
     Some(Route {
         config: route.clone(),
         prefix,
+        names,
         targets,
         read_order,
         voters,

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use tokio::time::Instant;
 
 use futures_util::StreamExt;
+use futures_util::future::join_all;
 use futures_util::stream::FuturesUnordered;
 use tracing::Instrument;
 
@@ -65,14 +66,14 @@ impl From<Result<PutOutcome>> for WriteOutcome {
 }
 
 /// One backend's part in a coordinated write.
-#[derive(Clone, Debug)]
-pub struct BackendWrite {
+#[derive(Clone, Copy, Debug)]
+pub struct BackendWrite<'a> {
     /// The backend's name.
-    pub backend: Arc<str>,
+    pub backend: &'a str,
     /// Its role on the route.
     pub role: Role,
     /// What it did (as of the acknowledgement).
-    pub outcome: WriteOutcome,
+    pub outcome: &'a WriteOutcome,
 }
 
 /// The result of a coordinated write: the version written and each backend's outcome.
@@ -84,26 +85,38 @@ pub struct WriteReport {
     pub version: Version,
     /// The consistency level that applied.
     pub consistency: WriteConsistency,
-    /// One entry per backend of the route, in route order.
-    pub backends: Vec<BackendWrite>,
+    /// The route's backends and roles (shared by every write on the route).
+    targets: Arc<[(Arc<str>, Role)]>,
+    /// One outcome per backend, in route order.
+    outcomes: Vec<WriteOutcome>,
 }
 
 impl WriteReport {
+    /// Each backend of the route with its role and outcome, in route order.
+    pub fn backends(&self) -> impl Iterator<Item = BackendWrite<'_>> {
+        self.targets
+            .iter()
+            .zip(&self.outcomes)
+            .map(|((backend, role), outcome)| BackendWrite {
+                backend,
+                role: *role,
+                outcome,
+            })
+    }
+
     /// The backends that hold the version (applied or superseded).
     pub fn applied_on(&self) -> Vec<&str> {
-        self.backends
-            .iter()
+        self.backends()
             .filter(|b| b.outcome.is_success())
-            .map(|b| &*b.backend)
+            .map(|b| b.backend)
             .collect()
     }
 
     /// The backends that failed, with their errors.
     pub fn failed_on(&self) -> Vec<(&str, &Error)> {
-        self.backends
-            .iter()
-            .filter_map(|b| match &b.outcome {
-                WriteOutcome::Failed(e) => Some((&*b.backend, e)),
+        self.backends()
+            .filter_map(|b| match b.outcome {
+                WriteOutcome::Failed(e) => Some((b.backend, e)),
                 _ => None,
             })
             .collect()
@@ -111,10 +124,9 @@ impl WriteReport {
 
     /// The backends still working in the background.
     pub fn pending_on(&self) -> Vec<&str> {
-        self.backends
-            .iter()
+        self.backends()
             .filter(|b| matches!(b.outcome, WriteOutcome::Pending))
-            .map(|b| &*b.backend)
+            .map(|b| b.backend)
             .collect()
     }
 
@@ -122,8 +134,8 @@ impl WriteReport {
     /// superseded by the highest version a backend reported.
     pub fn put_outcome(&self) -> PutOutcome {
         let mut stored = None;
-        for b in &self.backends {
-            match b.outcome {
+        for outcome in &self.outcomes {
+            match *outcome {
                 WriteOutcome::Applied => return PutOutcome::Applied,
                 WriteOutcome::Superseded { stored: s } => stored = stored.max(Some(s)),
                 _ => {}
@@ -143,7 +155,7 @@ impl fmt::Display for WriteReport {
             "{} at {} ({}):",
             self.key, self.version, self.consistency
         )?;
-        for b in &self.backends {
+        for b in self.backends() {
             write!(f, " {}={}", b.backend, b.outcome.as_str())?;
         }
         Ok(())
@@ -152,9 +164,8 @@ impl fmt::Display for WriteReport {
 
 type Call = Pin<Box<dyn Future<Output = (usize, Result<PutOutcome>)> + Send>>;
 
-/// One backend write, timed and recorded.
-async fn apply(slot: &Slot, record: &Record) -> Result<PutOutcome> {
-    let started = Instant::now();
+/// One backend write, timed from `started` (the fan-out's start) and recorded.
+async fn apply(slot: &Slot, record: &Record, started: Instant) -> Result<PutOutcome> {
     let op = if record.is_tombstone() {
         Operation::Delete
     } else {
@@ -171,7 +182,7 @@ async fn apply(slot: &Slot, record: &Record) -> Result<PutOutcome> {
 }
 
 fn call(slot: Arc<Slot>, position: usize, record: Arc<Record>) -> Call {
-    Box::pin(async move { (position, apply(&slot, &record).await) })
+    Box::pin(async move { (position, apply(&slot, &record, Instant::now()).await) })
 }
 
 impl Inner {
@@ -222,7 +233,23 @@ impl Inner {
 
         if n == 1 {
             // One backend: no fan-out machinery.
-            outcomes[0] = apply(&self.slots[route.targets[0].0], &record).await.into();
+            outcomes[0] = apply(&self.slots[route.targets[0].0], &record, Instant::now())
+                .await
+                .into();
+        } else if required == n && (0..n).all(counted) {
+            // Every backend must answer anyway: join borrowed futures, nothing to finish
+            // in the background.
+            let started = Instant::now();
+            let results = join_all(
+                route
+                    .targets
+                    .iter()
+                    .map(|(slot, _)| apply(&self.slots[*slot], &record, started)),
+            )
+            .await;
+            for (outcome, result) in outcomes.iter_mut().zip(results) {
+                *outcome = result.into();
+            }
         } else {
             let record = Arc::new(record.clone());
             let mut calls: FuturesUnordered<Call> = route
@@ -252,19 +279,11 @@ impl Inner {
             key: record.key().clone(),
             version: record.version(),
             consistency: level,
-            backends: route
-                .targets
-                .iter()
-                .zip(outcomes)
-                .map(|((slot, role), outcome)| BackendWrite {
-                    backend: self.slots[*slot].name.clone(),
-                    role: *role,
-                    outcome,
-                })
-                .collect(),
+            targets: route.names.clone(),
+            outcomes,
         };
         let ok = (0..n)
-            .filter(|&p| counted(p) && report.backends[p].outcome.is_success())
+            .filter(|&p| counted(p) && report.outcomes[p].is_success())
             .count();
         if ok >= required {
             Ok(report)
