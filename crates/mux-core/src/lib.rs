@@ -37,6 +37,7 @@ mod error;
 mod key;
 mod memory;
 mod record;
+pub mod resilience;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod version;
@@ -47,13 +48,15 @@ pub use backend::{
 };
 pub use capability::Capability;
 pub use coordinator::{
-    BackendWrite, Mux, MuxBuilder, MuxConfig, MuxStats, ReadOptions, ReadPolicy, Role, RouteConfig,
-    RouteTarget, WriteConsistency, WriteOptions, WriteOutcome, WriteReport,
+    BackendWrite, Durability, HealthReport, Mux, MuxBuilder, MuxConfig, MuxStats, ReadOptions,
+    ReadPolicy, ResilienceConfig, Role, RouteConfig, RouteTarget, WriteConsistency, WriteOptions,
+    WriteOutcome, WriteReport,
 };
 pub use error::{Error, ErrorKind, Operation, Result};
 pub use key::{Key, MAX_KEY_LEN, Prefix};
 pub use memory::MemoryBackend;
 pub use record::{Metadata, Record};
+pub use resilience::{DeadLetter, IntentLog, IntentLogStats, MemoryIntentLog, PendingIntent};
 pub use version::{Clock, Version};
 
 /// Re-exported so that implementors of [`Backend`] use the same macro version.

@@ -25,6 +25,10 @@
 //! ```
 #![deny(missing_docs)]
 
+mod intent_log;
+
+pub use intent_log::RedbIntentLog;
+
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};

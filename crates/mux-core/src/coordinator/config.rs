@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
+use crate::resilience::{BreakerConfig, BulkheadConfig, RetryPolicy};
 
 /// How many backends must apply a write before it is acknowledged.
 ///
@@ -322,7 +323,7 @@ impl RouteConfig {
 /// "#).unwrap();
 /// assert_eq!(config.routes.len(), 1);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MuxConfig {
     /// The node id stamped into versions (unique per writer node).
@@ -333,6 +334,53 @@ pub struct MuxConfig {
     pub routes: Vec<RouteConfig>,
     /// The route for keys no other route matches (its prefix must be empty).
     pub default: RouteConfig,
+    /// Retries, circuit breakers, bulkheads, health probes, durability.
+    #[serde(default)]
+    pub resilience: ResilienceConfig,
+}
+
+/// Whether what a write still owes after its acknowledgement survives a crash.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Every write is appended to a durable intent log before it fans out; unfinished
+    /// entries are replayed on start. Needs `MuxBuilder::intent_log`.
+    Log,
+    /// Hints are kept in memory: they survive backend outages, not a crash of the process.
+    #[default]
+    None,
+}
+
+/// The fault-tolerance settings of a `Mux`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResilienceConfig {
+    /// `log` or `none`.
+    pub durability: Durability,
+    /// How hints are retried (and the timeout of every backend call).
+    pub retry: RetryPolicy,
+    /// Per-backend circuit breakers.
+    pub breaker: BreakerConfig,
+    /// Per-backend bulkheads.
+    pub bulkhead: BulkheadConfig,
+    /// How many hints are delivered to one backend at once.
+    pub handoff_concurrency: usize,
+    /// How often each backend is probed with `health` (0 turns probing off).
+    #[serde(with = "crate::resilience::millis")]
+    pub health_interval: Duration,
+}
+
+impl Default for ResilienceConfig {
+    fn default() -> Self {
+        ResilienceConfig {
+            durability: Durability::None,
+            retry: RetryPolicy::default(),
+            breaker: BreakerConfig::default(),
+            bulkhead: BulkheadConfig::default(),
+            handoff_concurrency: 32,
+            health_interval: Duration::from_secs(5),
+        }
+    }
 }
 
 fn default_node() -> u32 {

@@ -1,7 +1,7 @@
 //! Listing: merge the pages of every backend that may hold keys under a prefix.
 
 use std::collections::BTreeMap;
-use tokio::time::Instant;
+use std::sync::Arc;
 
 use futures_util::future::join_all;
 
@@ -66,10 +66,11 @@ impl Inner {
 
     /// One merged page, tombstones included (the `Backend` contract).
     pub(crate) async fn list(
-        &self,
+        self: &Arc<Self>,
         request: &ListRequest,
         options: &ReadOptions,
     ) -> Result<ListPage> {
+        self.ensure_started();
         let limit = request.effective_limit()?;
         let routes = self.list_routes(request.prefix.as_str(), options.tenant.as_deref());
         // Every backend once, with the routes that use it.
@@ -82,15 +83,11 @@ impl Inner {
         slots.dedup();
         let pages = join_all(slots.iter().map(|&s| async move {
             let slot = &self.slots[s];
-            let started = Instant::now();
-            let result = slot
-                .backend
-                .list(request)
-                .await
-                .map_err(|e| e.with_backend(&slot.name).with_operation(Operation::List));
-            slot.stats
-                .record(Operation::List, started.elapsed(), result.is_ok());
-            (s, result)
+            (
+                s,
+                slot.guard(Operation::List, slot.backend.list(request))
+                    .await,
+            )
         }))
         .await;
 

@@ -9,6 +9,8 @@
 
 mod backend_impl;
 mod config;
+mod handoff;
+mod health;
 mod list;
 mod read;
 mod stats;
@@ -19,17 +21,26 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::backend::{Backend, BackendInfo, ListPage, ListRequest};
 use crate::capability::Capability;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::key::{Key, Prefix};
 use crate::record::Record;
+use crate::resilience::retry_jitter::Jitter;
+use crate::resilience::{Bulkhead, CircuitBreaker, IntentLog, MemoryIntentLog};
 use crate::version::{Clock, Version};
 
-pub use config::{MuxConfig, ReadPolicy, Role, RouteConfig, RouteTarget, WriteConsistency};
+pub use config::{
+    Durability, MuxConfig, ReadPolicy, ResilienceConfig, Role, RouteConfig, RouteTarget,
+    WriteConsistency,
+};
+pub use health::HealthReport;
 pub use stats::MuxStats;
 pub use write::{BackendWrite, WriteOutcome, WriteReport};
 
@@ -58,12 +69,45 @@ pub struct ReadOptions {
     pub tags: BTreeMap<String, String>,
 }
 
-/// A backend as the coordinator holds it.
+/// A backend as the coordinator holds it, with its guards.
 #[derive(Debug)]
 pub(crate) struct Slot {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) name: Arc<str>,
     pub(crate) stats: BackendStats,
+    pub(crate) breaker: CircuitBreaker,
+    pub(crate) bulkhead: Bulkhead,
+    pub(crate) timeout: Duration,
+    /// Bounds the hints being delivered to this backend at once.
+    pub(crate) handoff: tokio::sync::Semaphore,
+    pub(crate) hints_pending: AtomicUsize,
+}
+
+impl Slot {
+    /// Runs one backend call behind the bulkhead, the circuit breaker and the timeout,
+    /// and records its latency and outcome.
+    pub(crate) async fn guard<T>(
+        &self,
+        op: Operation,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let tag = |e: Error| e.with_backend(&self.name).with_operation(op);
+        let _permit = self.bulkhead.acquire().await.map_err(tag)?;
+        self.breaker.try_acquire().map_err(tag)?;
+        let started = Instant::now();
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Ok(r) => r.map_err(tag),
+            Err(_) => Err(tag(Error::new(
+                ErrorKind::Timeout,
+                format!("no answer within {} ms", self.timeout.as_millis()),
+            ))),
+        };
+        let elapsed = started.elapsed();
+        self.breaker
+            .record(result.as_ref().is_err_and(Error::is_temporary), elapsed);
+        self.stats.record(op, elapsed, result.is_ok());
+        result
+    }
 }
 
 /// A compiled route.
@@ -75,6 +119,8 @@ pub(crate) struct Route {
     pub(crate) targets: Vec<(usize, Role)>,
     /// Names and roles of the targets, shared with every write report.
     pub(crate) names: Arc<[(Arc<str>, Role)]>,
+    /// Names of the targets (what an intent log entry owes).
+    pub(crate) owed: Arc<[Arc<str>]>,
     /// Positions in `targets`: primary first, then replicas, then async replicas.
     pub(crate) read_order: Vec<usize>,
     /// Positions in `targets` of the voters (primaries and replicas).
@@ -136,6 +182,13 @@ pub(crate) struct Inner {
     pub(crate) counters: Arc<MuxCounters>,
     pub(crate) background: Arc<Background>,
     pub(crate) info: BackendInfo,
+    pub(crate) log: Arc<dyn IntentLog>,
+    pub(crate) resilience: ResilienceConfig,
+    /// Log entries below this id predate this `Mux` and are replayed on start.
+    pub(crate) boot_id: u64,
+    pub(crate) started: std::sync::OnceLock<()>,
+    pub(crate) recovered: tokio::sync::OnceCell<usize>,
+    pub(crate) jitter: Jitter,
 }
 
 /// The multiplexer: routes each operation to its backends and coordinates them.
@@ -192,6 +245,8 @@ pub struct MuxBuilder {
     default: Option<RouteConfig>,
     node_id: Option<u32>,
     clock: Option<Clock>,
+    log: Option<Arc<dyn IntentLog>>,
+    resilience: ResilienceConfig,
 }
 
 impl MuxBuilder {
@@ -225,11 +280,25 @@ impl MuxBuilder {
         self
     }
 
-    /// Takes routes and node id from a configuration.
+    /// Takes routes, node id and resilience settings from a configuration.
     pub fn config(mut self, config: MuxConfig) -> Self {
         self.node_id = Some(config.node_id);
         self.routes = config.routes;
         self.default = Some(config.default);
+        self.resilience = config.resilience;
+        self
+    }
+
+    /// Sets retries, circuit breakers, bulkheads, health probes and durability.
+    pub fn resilience(mut self, resilience: ResilienceConfig) -> Self {
+        self.resilience = resilience;
+        self
+    }
+
+    /// Uses this intent log for hints (required for `durability = "log"`; e.g.
+    /// `mux_redb::RedbIntentLog`). Unfinished entries in it are replayed on start.
+    pub fn intent_log(mut self, log: Arc<dyn IntentLog>) -> Self {
+        self.log = Some(log);
         self
     }
 
@@ -279,6 +348,24 @@ impl MuxBuilder {
             compiled.push(compile(route, &by_name, &self.backends, &mut problems));
         }
         let default = compile(&default, &by_name, &self.backends, &mut problems);
+        let log: Arc<dyn IntentLog> = match (self.resilience.durability, self.log) {
+            (Durability::Log, Some(log)) => {
+                if !log.is_durable() {
+                    problems.push(format!(
+                        "durability = \"log\" but the intent log given ({log:?}) is not durable"
+                    ));
+                }
+                log
+            }
+            (Durability::Log, None) => {
+                problems.push(
+                    "durability = \"log\" needs a durable intent log: pass one with MuxBuilder::intent_log (e.g. mux_redb::RedbIntentLog)".to_owned(),
+                );
+                Arc::new(MemoryIntentLog::new())
+            }
+            (Durability::None, Some(log)) => log,
+            (Durability::None, None) => Arc::new(MemoryIntentLog::new()),
+        };
         if !problems.is_empty() {
             return Err(Error::invalid_input(format!(
                 "invalid mux configuration:\n  - {}",
@@ -302,10 +389,16 @@ impl MuxBuilder {
             .iter()
             .map(|b| {
                 let name = b.info().name.clone();
+                let r = &self.resilience;
                 Arc::new(Slot {
                     backend: b.clone(),
                     stats: BackendStats::new(&name),
                     name,
+                    breaker: CircuitBreaker::new(r.breaker),
+                    bulkhead: Bulkhead::new(r.bulkhead),
+                    timeout: r.retry.timeout,
+                    handoff: tokio::sync::Semaphore::new(r.handoff_concurrency.max(1)),
+                    hints_pending: AtomicUsize::new(0),
                 })
             })
             .collect();
@@ -321,6 +414,12 @@ impl MuxBuilder {
                 counters: Arc::new(MuxCounters::default()),
                 background: Arc::new(Background::default()),
                 info,
+                boot_id: log.next_id(),
+                log,
+                jitter: Jitter::new(self.node_id.unwrap_or(1) as u64 ^ 0x5eed),
+                resilience: self.resilience,
+                started: std::sync::OnceLock::new(),
+                recovered: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -411,11 +510,13 @@ fn compile(
     };
     let mut read_order: Vec<usize> = (0..targets.len()).collect();
     read_order.sort_by_key(|&p| (p != primary, rank(targets[p].1)));
-    let names = targets
+    let names: Arc<[(Arc<str>, Role)]> = targets
         .iter()
         .map(|(i, role)| (backends[*i].info().name.clone(), *role))
         .collect();
+    let owed = names.iter().map(|(n, _)| n.clone()).collect();
     Some(Route {
+        owed,
         config: route.clone(),
         prefix,
         names,

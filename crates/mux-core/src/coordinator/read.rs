@@ -1,11 +1,10 @@
 //! The read path: read policies, hedging and read repair.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -15,6 +14,7 @@ use super::{Inner, ReadOptions, ReadPolicy, Route, Slot};
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::key::Key;
 use crate::record::Record;
+use crate::resilience::CircuitState;
 
 /// The hedge delay when the policy names none and the first backend has no history.
 const DEFAULT_HEDGE_DELAY: Duration = Duration::from_millis(10);
@@ -25,15 +25,7 @@ type Answer = (usize, Result<Option<Record>>);
 type Call = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
 async fn fetch(slot: &Slot, key: &Key) -> Result<Option<Record>> {
-    let started = Instant::now();
-    let result = slot
-        .backend
-        .get(key)
-        .await
-        .map_err(|e| e.with_backend(&slot.name).with_operation(Operation::Get));
-    slot.stats
-        .record(Operation::Get, started.elapsed(), result.is_ok());
-    result
+    slot.guard(Operation::Get, slot.backend.get(key)).await
 }
 
 fn call(slot: Arc<Slot>, position: usize, key: Key) -> Call {
@@ -46,7 +38,12 @@ fn version_of(r: &Option<Record>) -> Option<crate::version::Version> {
 
 impl Inner {
     /// Reads `key` under its route's policy (or the override); tombstones included.
-    pub(crate) async fn read(&self, key: &Key, options: &ReadOptions) -> Result<Option<Record>> {
+    pub(crate) async fn read(
+        self: &Arc<Self>,
+        key: &Key,
+        options: &ReadOptions,
+    ) -> Result<Option<Record>> {
+        self.ensure_started();
         let route = self.route_for(key.as_str(), &options.tags, options.tenant.as_deref());
         let policy = options.policy.unwrap_or(route.config.read);
         let span = tracing::debug_span!("mux.read", %key, %policy);
@@ -71,9 +68,21 @@ impl Inner {
         &self.slots[route.targets[position].0]
     }
 
+    /// The route's read order, with backends whose circuit is open moved to the end.
+    fn read_order<'r>(&self, route: &'r Route) -> Cow<'r, [usize]> {
+        let open = |p: &usize| self.slot(route, *p).breaker.state() == CircuitState::Open;
+        if !route.read_order.iter().any(open) {
+            return Cow::Borrowed(&route.read_order);
+        }
+        let (mut healthy, down): (Vec<usize>, Vec<usize>) =
+            route.read_order.iter().partition(|p| !open(p));
+        healthy.extend(down);
+        Cow::Owned(healthy)
+    }
+
     async fn first_healthy(&self, route: &Route, key: &Key) -> Result<Option<Record>> {
         let mut errors = Vec::new();
-        for &p in &route.read_order {
+        for &p in self.read_order(route).iter() {
             match fetch(self.slot(route, p), key).await {
                 Ok(r) => return Ok(r),
                 Err(e) => errors.push(e),
@@ -83,8 +92,8 @@ impl Inner {
     }
 
     async fn fastest(&self, route: &Route, key: &Key) -> Result<Option<Record>> {
-        let mut calls: FuturesUnordered<Call> = route
-            .read_order
+        let mut calls: FuturesUnordered<Call> = self
+            .read_order(route)
             .iter()
             .map(|&p| call(self.slot(route, p).clone(), p, key.clone()))
             .collect();
@@ -104,7 +113,7 @@ impl Inner {
         key: &Key,
         delay: Option<Duration>,
     ) -> Result<Option<Record>> {
-        let order = &route.read_order;
+        let order = self.read_order(route);
         let delay = delay.unwrap_or_else(|| {
             self.slot(route, order[0])
                 .stats

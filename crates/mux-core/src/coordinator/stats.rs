@@ -97,6 +97,12 @@ fn op_index(op: Operation) -> usize {
 pub(crate) struct BackendStats {
     ops: Vec<OpMetrics>,
     get_latency: LatencyWindow,
+    all_latency: LatencyWindow,
+    /// Exponentially weighted moving average of latency, in µs (α = 1/8).
+    ewma_us: AtomicU64,
+    /// Outcomes of the last 64 calls, one bit each (1 = error), and how many calls.
+    recent_errors: AtomicU64,
+    calls: AtomicU64,
     read_repairs: Counter,
 }
 
@@ -114,6 +120,10 @@ impl BackendStats {
         BackendStats {
             ops,
             get_latency: LatencyWindow::new(),
+            all_latency: LatencyWindow::new(),
+            ewma_us: AtomicU64::new(0),
+            recent_errors: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
             read_repairs: metrics::counter!("mux_read_repairs_total", "backend" => b),
         }
     }
@@ -121,6 +131,21 @@ impl BackendStats {
     pub(crate) fn record(&self, op: Operation, elapsed: Duration, ok: bool) {
         let m = &self.ops[op_index(op)];
         m.duration.record(elapsed.as_secs_f64());
+        self.all_latency.record(elapsed);
+        let us = elapsed.as_micros() as u64;
+        let old = self.ewma_us.load(Ordering::Relaxed);
+        let new = if self.calls.fetch_add(1, Ordering::Relaxed) == 0 {
+            us
+        } else {
+            old - old / 8 + us / 8
+        };
+        self.ewma_us.store(new, Ordering::Relaxed);
+        let bit = u64::from(!ok);
+        let _ = self
+            .recent_errors
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
+                Some((m << 1) | bit)
+            });
         if ok {
             m.ok.increment(1);
             if op == Operation::Get {
@@ -129,6 +154,26 @@ impl BackendStats {
         } else {
             m.error.increment(1);
         }
+    }
+
+    /// p50, p95, p99 over the last calls of every operation.
+    pub(crate) fn percentiles(&self) -> (Duration, Duration, Duration) {
+        let w = &self.all_latency;
+        (w.percentile(0.5), w.percentile(0.95), w.percentile(0.99))
+    }
+
+    pub(crate) fn ewma(&self) -> Duration {
+        Duration::from_micros(self.ewma_us.load(Ordering::Relaxed))
+    }
+
+    /// The share of errors among the last (up to 64) calls.
+    pub(crate) fn error_rate(&self) -> f64 {
+        let n = self.calls.load(Ordering::Relaxed).min(64);
+        if n == 0 {
+            return 0.0;
+        }
+        let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+        f64::from((self.recent_errors.load(Ordering::Relaxed) & mask).count_ones()) / n as f64
     }
 
     pub(crate) fn get_p95(&self) -> Option<Duration> {

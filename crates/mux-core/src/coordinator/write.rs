@@ -5,13 +5,13 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use tokio::time::Instant;
 
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use futures_util::stream::FuturesUnordered;
 use tracing::Instrument;
 
+use super::handoff::{apply_raw, op_of};
 use super::{Inner, Role, Route, Slot, WriteConsistency};
 use crate::backend::PutOutcome;
 use crate::error::{Error, ErrorKind, Operation, Result};
@@ -164,25 +164,14 @@ impl fmt::Display for WriteReport {
 
 type Call = Pin<Box<dyn Future<Output = (usize, Result<PutOutcome>)> + Send>>;
 
-/// One backend write, timed from `started` (the fan-out's start) and recorded.
-async fn apply(slot: &Slot, record: &Record, started: Instant) -> Result<PutOutcome> {
-    let op = if record.is_tombstone() {
-        Operation::Delete
-    } else {
-        Operation::Put
-    };
-    let result = if record.is_tombstone() {
-        slot.backend.delete(record.key(), record.version()).await
-    } else {
-        slot.backend.put(record).await
-    }
-    .map_err(|e| e.with_backend(&slot.name).with_operation(op));
-    slot.stats.record(op, started.elapsed(), result.is_ok());
-    result
+/// One backend write behind the slot's guards.
+async fn apply(slot: &Slot, record: &Record) -> Result<PutOutcome> {
+    slot.guard(op_of(record), apply_raw(&*slot.backend, record))
+        .await
 }
 
 fn call(slot: Arc<Slot>, position: usize, record: Arc<Record>) -> Call {
-    Box::pin(async move { (position, apply(&slot, &record, Instant::now()).await) })
+    Box::pin(async move { (position, apply(&slot, &record).await) })
 }
 
 impl Inner {
@@ -205,11 +194,12 @@ impl Inner {
 
     /// Writes a versioned record to its route's backends.
     pub(crate) async fn write(
-        &self,
+        self: &Arc<Self>,
         record: Record,
         consistency: Option<WriteConsistency>,
         tenant: Option<&str>,
     ) -> Result<WriteReport> {
+        self.ensure_started();
         self.check_size(&record)?;
         let route = self.route_for(record.key().as_str(), &record.meta().tags, tenant);
         let level = consistency.unwrap_or(route.config.write);
@@ -218,7 +208,7 @@ impl Inner {
     }
 
     async fn fan_out(
-        &self,
+        self: &Arc<Self>,
         route: &Route,
         record: Record,
         level: WriteConsistency,
@@ -231,27 +221,38 @@ impl Inner {
         let required = level.required(route.voters.len());
         let mut outcomes: Vec<WriteOutcome> = vec![WriteOutcome::Pending; n];
 
+        // With a durable log, what every backend owes is on disk before any of them
+        // is asked: a crash from here on is repaired by replay.
+        let intent = if self.log.is_durable() {
+            Some(self.log.append(&record, &route.owed).await.map_err(|e| {
+                e.context(format!(
+                    "the write of {} was not attempted: the intent log refused it",
+                    record.key()
+                ))
+            })?)
+        } else {
+            None
+        };
+
+        let mut shared: Option<Arc<Record>> = None;
         if n == 1 {
             // One backend: no fan-out machinery.
-            outcomes[0] = apply(&self.slots[route.targets[0].0], &record, Instant::now())
-                .await
-                .into();
+            outcomes[0] = apply(&self.slots[route.targets[0].0], &record).await.into();
         } else if required == n && (0..n).all(counted) {
             // Every backend must answer anyway: join borrowed futures, nothing to finish
             // in the background.
-            let started = Instant::now();
             let results = join_all(
                 route
                     .targets
                     .iter()
-                    .map(|(slot, _)| apply(&self.slots[*slot], &record, started)),
+                    .map(|(slot, _)| apply(&self.slots[*slot], &record)),
             )
             .await;
             for (outcome, result) in outcomes.iter_mut().zip(results) {
                 *outcome = result.into();
             }
         } else {
-            let record = Arc::new(record.clone());
+            let record = shared.insert(Arc::new(record.clone())).clone();
             let mut calls: FuturesUnordered<Call> = route
                 .targets
                 .iter()
@@ -271,7 +272,36 @@ impl Inner {
                 outcomes[p] = result.into();
             }
             if !calls.is_empty() {
-                self.finish_in_background(calls, route, record.key().clone());
+                self.finish_in_background(calls, route, record, intent);
+            }
+        }
+
+        // Settle what is known now: completions go to the log, failures to the handoff.
+        // A write every backend refused as bad input changed nothing: no hint.
+        let refused = outcomes
+            .iter()
+            .all(|o| matches!(o, WriteOutcome::Failed(e) if !e.is_temporary()));
+        for (p, outcome) in outcomes.iter().enumerate() {
+            let slot = route.targets[p].0;
+            match outcome {
+                WriteOutcome::Applied | WriteOutcome::Superseded { .. } => {
+                    if let Some(id) = intent {
+                        self.complete(id, slot).await;
+                    }
+                }
+                WriteOutcome::Failed(e) if refused => {
+                    if let Some(id) = intent {
+                        self.complete(id, slot).await;
+                    }
+                    let _ = e;
+                }
+                WriteOutcome::Failed(e) => {
+                    let record = shared
+                        .get_or_insert_with(|| Arc::new(record.clone()))
+                        .clone();
+                    self.handoff(slot, intent, record, Some(e.clone())).await;
+                }
+                WriteOutcome::Pending => {}
             }
         }
 
@@ -292,19 +322,37 @@ impl Inner {
         }
     }
 
-    fn finish_in_background(&self, mut calls: FuturesUnordered<Call>, route: &Route, key: Key) {
-        let names: Vec<Arc<str>> = route
-            .targets
-            .iter()
-            .map(|(slot, _)| self.slots[*slot].name.clone())
-            .collect();
-        let counters = self.counters.clone();
+    pub(crate) async fn complete(&self, id: u64, slot: usize) {
+        if let Err(e) = self.log.complete(id, &self.slots[slot].name).await {
+            tracing::warn!(error = %e, "cannot mark an intent complete; it will be replayed");
+        }
+    }
+
+    /// Lets the backends still working after the acknowledgement finish; what fails is
+    /// handed off.
+    fn finish_in_background(
+        self: &Arc<Self>,
+        mut calls: FuturesUnordered<Call>,
+        route: &Route,
+        record: Arc<Record>,
+        intent: Option<u64>,
+    ) {
+        let slots: Vec<usize> = route.targets.iter().map(|(slot, _)| *slot).collect();
+        let this = self.clone();
         self.background.spawn(async move {
             while let Some((p, result)) = calls.next().await {
-                if let Err(e) = result {
-                    counters.background_failures.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("mux_background_write_failures_total").increment(1);
-                    tracing::warn!(backend = %names[p], %key, error = %e, "background write failed");
+                match result {
+                    Ok(_) => {
+                        if let Some(id) = intent {
+                            this.complete(id, slots[p]).await;
+                        }
+                    }
+                    Err(e) => {
+                        this.counters.background_failures.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("mux_background_write_failures_total").increment(1);
+                        tracing::warn!(backend = %this.slots[slots[p]].name, key = %record.key(), error = %e, "background write failed; handed off");
+                        this.handoff(slots[p], intent, record.clone(), Some(e)).await;
+                    }
                 }
             }
         });

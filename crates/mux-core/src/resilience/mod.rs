@@ -1,0 +1,17 @@
+//! Fault tolerance: the intent log and hinted handoff, retries, circuit breakers and
+//! bulkheads.
+
+mod breaker;
+mod bulkhead;
+mod intent;
+mod retry;
+
+pub(crate) mod retry_jitter {
+    pub(crate) use super::retry::Jitter;
+}
+
+pub use breaker::{BreakerConfig, CircuitBreaker, CircuitState};
+pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadPermit};
+pub use intent::{DeadLetter, IntentLog, IntentLogStats, MemoryIntentLog, PendingIntent};
+pub use retry::RetryPolicy;
+pub(crate) use retry::millis;
