@@ -7,7 +7,9 @@
 //! at `Primary` vs `Hedged`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use mux_tests::bench::{Row, measure};
 
 use mux::testing::{FaultConfig, FaultyBackend};
 use mux::{
@@ -20,59 +22,6 @@ const ROUNDS: usize = 11;
 const WRITE_TASKS: usize = 8;
 const READS: usize = 4_000;
 const READ_TASKS: usize = 16;
-
-struct Row {
-    name: &'static str,
-    ops_per_sec: f64,
-    p50_us: f64,
-    p99_us: f64,
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> f64 {
-    let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i].as_secs_f64() * 1e6
-}
-
-/// Runs `op(i)` for i in 0..total over `tasks` concurrent tasks; returns a row.
-async fn measure<F, Fut>(name: &'static str, total: usize, tasks: usize, op: F) -> Row
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let started = Instant::now();
-    let handles: Vec<_> = (0..tasks)
-        .map(|t| {
-            let op = op.clone();
-            tokio::spawn(async move {
-                let mut lat = Vec::with_capacity(total / tasks);
-                for i in (t..total).step_by(tasks) {
-                    let s = Instant::now();
-                    op(i).await;
-                    lat.push(s.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut all = Vec::with_capacity(total);
-    for h in handles {
-        all.extend(h.await.expect("bench task"));
-    }
-    let elapsed = started.elapsed();
-    all.sort_unstable();
-    let row = Row {
-        name,
-        ops_per_sec: total as f64 / elapsed.as_secs_f64(),
-        p50_us: percentile(&all, 0.50),
-        p99_us: percentile(&all, 0.99),
-    };
-    println!(
-        "{:<28} {:>12.0} {:>10.1} {:>10.1}",
-        row.name, row.ops_per_sec, row.p50_us, row.p99_us
-    );
-    row
-}
 
 fn keys(n: usize) -> Arc<Vec<Key>> {
     Arc::new(
@@ -277,22 +226,5 @@ fn main() {
         .build()
         .expect("runtime");
     let (rows, ratios) = runtime.block_on(run());
-    println!();
-    for (name, value) in &ratios {
-        println!("{name:<32} {value:.3}");
-    }
-    let json = serde_json::json!({
-        "rows": rows.iter().map(|r| serde_json::json!({
-            "name": r.name, "ops_per_sec": r.ops_per_sec, "p50_us": r.p50_us, "p99_us": r.p99_us,
-        })).collect::<Vec<_>>(),
-        "ratios": ratios.iter().map(|(k, v)| ((*k).to_owned(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>(),
-    });
-    let out =
-        std::env::var("MUX_BENCH_OUT").unwrap_or_else(|_| "target/bench/coordinator.json".into());
-    if let Some(dir) = std::path::Path::new(&out).parent() {
-        std::fs::create_dir_all(dir).expect("create the bench output directory");
-    }
-    std::fs::write(&out, serde_json::to_string_pretty(&json).expect("json"))
-        .expect("write the bench output");
-    println!("\nwrote {out}");
+    mux_tests::bench::write_json("coordinator", &rows, &ratios);
 }

@@ -1,6 +1,8 @@
 //! Shared helpers for mux's cross-crate tests and the conformance runner.
 #![deny(missing_docs)]
 
+pub mod bench;
+
 use std::sync::Arc;
 
 use mux::{

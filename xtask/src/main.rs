@@ -13,7 +13,7 @@ Tasks:
                           conformance suite for every backend; prints a summary table
   ci                      what .ci/run calls: `test`, then fails if a backend named in
                           MUX_REQUIRE (comma-separated) was skipped or failed
-  bench <name>            a benchmark (coordinator); prints a table and writes
+  bench <name>            a benchmark (coordinator, intent-log); prints a table and writes
                           $CARGO_TARGET_DIR/bench/<name>.json (target/bench/ by default)
   conformance <backend>   the conformance suite for one backend; ends with
                           `N passed, M failed, K skipped`
@@ -76,7 +76,7 @@ pub(crate) fn cargo(args: &[&str]) -> Result<(), String> {
 }
 
 /// The benchmarks (bench targets of `mux-tests`).
-const BENCHES: &[&str] = &["coordinator"];
+const BENCHES: &[&str] = &["coordinator", "intent-log"];
 
 fn bench(name: &str) -> Result<(), String> {
     if !BENCHES.contains(&name) {

@@ -653,7 +653,81 @@ impl Mux {
         }
     }
 
-    /// Waits until every background write and repair started so far has finished.
+    /// Replays the unfinished entries of the intent log left by an earlier run (hinted
+    /// to their backends) and returns how many hints it made. Runs once; it also starts
+    /// by itself with the first operation, and later calls wait for that run.
+    pub async fn recover(&self) -> Result<usize> {
+        self.inner.ensure_started();
+        let inner = self.inner.clone();
+        self.inner
+            .recovered
+            .get_or_try_init(|| async move { inner.recover().await })
+            .await
+            .copied()
+    }
+
+    /// The intent log (hints and dead letters live there).
+    pub fn intent_log(&self) -> &Arc<dyn IntentLog> {
+        &self.inner.log
+    }
+
+    /// Writes that could not be applied within the retry limits, with their errors.
+    pub async fn dead_letters(&self) -> Result<Vec<crate::DeadLetter>> {
+        self.inner.log.dead_letters().await
+    }
+
+    /// Takes a dead letter out of the queue and hands it to its backend again (after
+    /// the cause was fixed). Returns false if there was no such dead letter.
+    pub async fn replay_dead_letter(&self, id: u64) -> Result<bool> {
+        let Some(dead) = self.inner.log.take_dead_letter(id).await? else {
+            return Ok(false);
+        };
+        let Some(slot) = self
+            .inner
+            .slots
+            .iter()
+            .position(|s| *s.name == *dead.backend)
+        else {
+            return Err(Error::invalid_input(format!(
+                "dead letter {id} is owed by backend \"{}\", which this mux does not have",
+                dead.backend
+            )));
+        };
+        let record = Arc::new(dead.record);
+        let intent = self
+            .inner
+            .log
+            .append(&record, std::slice::from_ref(&self.inner.slots[slot].name))
+            .await?;
+        self.inner.handoff(slot, Some(intent), record, None).await;
+        Ok(true)
+    }
+
+    /// Removes a dead letter for good. Returns false if there was no such dead letter.
+    pub async fn discard_dead_letter(&self, id: u64) -> Result<bool> {
+        Ok(self.inner.log.take_dead_letter(id).await?.is_some())
+    }
+
+    /// Writes still owed to backends (hints being delivered), over all backends.
+    pub fn hints_pending(&self) -> usize {
+        self.inner
+            .slots
+            .iter()
+            .map(|s| s.hints_pending.load(Ordering::SeqCst))
+            .sum()
+    }
+
+    /// The circuit state of a backend.
+    pub fn circuit(&self, backend: &str) -> Option<crate::resilience::CircuitState> {
+        self.inner
+            .slots
+            .iter()
+            .find(|s| &*s.name == backend)
+            .map(|s| s.breaker.state())
+    }
+
+    /// Waits until every background write, hint and repair started so far has finished
+    /// (landed or dead-lettered).
     pub async fn settle(&self) {
         self.inner.background.settle().await;
     }

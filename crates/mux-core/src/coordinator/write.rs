@@ -272,36 +272,32 @@ impl Inner {
                 outcomes[p] = result.into();
             }
             if !calls.is_empty() {
-                self.finish_in_background(calls, route, record, intent);
+                self.finish_in_background(calls, route, record, intent, ok >= required);
             }
         }
 
         // Settle what is known now: completions go to the log, failures to the handoff.
-        // A write every backend refused as bad input changed nothing: no hint.
-        let refused = outcomes
-            .iter()
-            .all(|o| matches!(o, WriteOutcome::Failed(e) if !e.is_temporary()));
+        // A permanent refusal (bad input, permission) of a write that is not
+        // acknowledged is the caller's to fix, and the caller is told: no hint for it.
+        let acknowledged = (0..n)
+            .filter(|&p| counted(p) && outcomes[p].is_success())
+            .count()
+            >= required;
         for (p, outcome) in outcomes.iter().enumerate() {
             let slot = route.targets[p].0;
             match outcome {
-                WriteOutcome::Applied | WriteOutcome::Superseded { .. } => {
-                    if let Some(id) = intent {
-                        self.complete(id, slot).await;
-                    }
-                }
-                WriteOutcome::Failed(e) if refused => {
-                    if let Some(id) = intent {
-                        self.complete(id, slot).await;
-                    }
-                    let _ = e;
-                }
-                WriteOutcome::Failed(e) => {
+                WriteOutcome::Failed(e) if acknowledged || e.is_temporary() => {
                     let record = shared
                         .get_or_insert_with(|| Arc::new(record.clone()))
                         .clone();
                     self.handoff(slot, intent, record, Some(e.clone())).await;
                 }
                 WriteOutcome::Pending => {}
+                _ => {
+                    if let Some(id) = intent {
+                        self.complete(id, slot).await;
+                    }
+                }
             }
         }
 
@@ -336,6 +332,7 @@ impl Inner {
         route: &Route,
         record: Arc<Record>,
         intent: Option<u64>,
+        acknowledged: bool,
     ) {
         let slots: Vec<usize> = route.targets.iter().map(|(slot, _)| *slot).collect();
         let this = self.clone();
@@ -343,6 +340,11 @@ impl Inner {
             while let Some((p, result)) = calls.next().await {
                 match result {
                     Ok(_) => {
+                        if let Some(id) = intent {
+                            this.complete(id, slots[p]).await;
+                        }
+                    }
+                    Err(e) if !acknowledged && !e.is_temporary() => {
                         if let Some(id) = intent {
                             this.complete(id, slots[p]).await;
                         }
