@@ -910,3 +910,37 @@ fn durability_log_needs_a_durable_log() {
         "{e}"
     );
 }
+
+#[test]
+fn resilience_from_toml() {
+    let config = MuxConfig::from_toml(
+        r#"
+        [default]
+        backends = [{ backend = "m" }]
+        [resilience]
+        durability = "log"
+        handoff_concurrency = 8
+        health_interval = 1000
+        retry = { initial_backoff = 20, max_backoff = 2000, multiplier = 3.0, max_attempts = 5, max_age = 60000, timeout = 500 }
+        breaker = { consecutive_failures = 3, open_for = 1500 }
+        bulkhead = { max_in_flight = 16, max_queued = 32 }
+        "#,
+    )
+    .unwrap();
+    let r = config.resilience;
+    assert_eq!(r.durability, Durability::Log);
+    assert_eq!(r.retry.timeout, Duration::from_millis(500));
+    assert_eq!(r.retry.max_attempts, 5);
+    assert_eq!(r.breaker.consecutive_failures, 3);
+    assert_eq!(
+        r.breaker.window,
+        BreakerConfig::default().window,
+        "unset fields keep their defaults"
+    );
+    assert_eq!(r.bulkhead.max_in_flight, 16);
+    assert_eq!(r.health_interval, Duration::from_secs(1));
+    let e =
+        MuxConfig::from_toml("[default]\nbackends = []\n[resilience]\ndurability = \"sometimes\"")
+            .unwrap_err();
+    assert!(e.message().contains("sometimes"), "{e}");
+}
