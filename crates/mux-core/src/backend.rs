@@ -41,6 +41,24 @@ impl BackendInfo {
         }
     }
 
+    /// Fails with [`crate::ErrorKind::TooLarge`] when `record`'s value exceeds the
+    /// declared `max_value_size`, naming this backend and `op`.
+    pub fn check_value_size(&self, record: &Record, op: Operation) -> Result<()> {
+        match self.capability.max_value_size {
+            Some(max) if record.value().len() > max => Err(Error::new(
+                crate::ErrorKind::TooLarge,
+                format!(
+                    "value of {} is {} bytes, the limit is {max}",
+                    record.key(),
+                    record.value().len()
+                ),
+            )
+            .with_backend(&self.name)
+            .with_operation(op)),
+            _ => Ok(()),
+        }
+    }
+
     /// Adds a label.
     pub fn with_label(mut self, name: impl Into<String>, value: impl Into<String>) -> BackendInfo {
         self.labels.insert(name.into(), value.into());

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::backend::{Backend, BackendInfo, ListEntry, ListPage, ListRequest, PutOutcome};
 use crate::capability::Capability;
-use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::error::{Operation, Result};
 use crate::key::Key;
 use crate::record::Record;
 use crate::version::Version;
@@ -71,24 +71,6 @@ impl MemoryBackend {
         self.records.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn check_size(&self, record: &Record, op: Operation) -> Result<()> {
-        if let Some(max) = self.info.capability.max_value_size
-            && record.value().len() > max
-        {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!(
-                    "value of {} is {} bytes, the limit is {max}",
-                    record.key(),
-                    record.value().len()
-                ),
-            )
-            .with_backend(&self.info.name)
-            .with_operation(op));
-        }
-        Ok(())
-    }
-
     fn apply(map: &mut BTreeMap<Key, Record>, record: &Record) -> PutOutcome {
         let outcome =
             PutOutcome::decide(map.get(record.key()).map(Record::version), record.version());
@@ -106,7 +88,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn put(&self, record: &Record) -> Result<PutOutcome> {
-        self.check_size(record, Operation::Put)?;
+        self.info.check_value_size(record, Operation::Put)?;
         Ok(Self::apply(&mut self.write(), record))
     }
 
@@ -153,7 +135,7 @@ impl Backend for MemoryBackend {
 
     async fn put_batch(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
         for r in records {
-            self.check_size(r, Operation::PutBatch)?;
+            self.info.check_value_size(r, Operation::PutBatch)?;
         }
         let mut map = self.write();
         Ok(records.iter().map(|r| Self::apply(&mut map, r)).collect())

@@ -157,23 +157,6 @@ impl FsBackend {
         self.inner.data.join(path::file_for_key(key))
     }
 
-    fn check_size(&self, record: &Record, op: Operation) -> Result<()> {
-        let max = self.info.capability.max_value_size.unwrap_or(usize::MAX);
-        if record.value().len() > max {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!(
-                    "value of {} is {} bytes, the limit is {max}",
-                    record.key(),
-                    record.value().len()
-                ),
-            )
-            .with_backend(&self.info.name)
-            .with_operation(op));
-        }
-        Ok(())
-    }
-
     async fn blocking<T: Send + 'static>(
         &self,
         op: Operation,
@@ -383,7 +366,7 @@ impl Backend for FsBackend {
     }
 
     async fn put(&self, record: &Record) -> Result<PutOutcome> {
-        self.check_size(record, Operation::Put)?;
+        self.info.check_value_size(record, Operation::Put)?;
         let record = record.clone();
         self.blocking(Operation::Put, move |inner| inner.write(&record))
             .await
@@ -426,7 +409,7 @@ impl Backend for FsBackend {
 
     async fn put_batch(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
         for r in records {
-            self.check_size(r, Operation::PutBatch)?;
+            self.info.check_value_size(r, Operation::PutBatch)?;
         }
         let records = records.to_vec();
         self.blocking(Operation::PutBatch, move |inner| {

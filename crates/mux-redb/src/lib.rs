@@ -129,23 +129,6 @@ impl RedbBackend {
         &self.path
     }
 
-    fn check_size(&self, record: &Record, op: Operation) -> Result<()> {
-        let max = self.info.capability.max_value_size.unwrap_or(usize::MAX);
-        if record.value().len() > max {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!(
-                    "value of {} is {} bytes, the limit is {max}",
-                    record.key(),
-                    record.value().len()
-                ),
-            )
-            .with_backend(&self.info.name)
-            .with_operation(op));
-        }
-        Ok(())
-    }
-
     /// Runs blocking redb work on the blocking pool.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -204,7 +187,7 @@ impl Backend for RedbBackend {
     }
 
     async fn put(&self, record: &Record) -> Result<PutOutcome> {
-        self.check_size(record, Operation::Put)?;
+        self.info.check_value_size(record, Operation::Put)?;
         let record = record.clone();
         self.blocking(Operation::Put, move |db, err| {
             Ok(Self::write_records(db, err, std::slice::from_ref(&record))?[0])
@@ -282,7 +265,7 @@ impl Backend for RedbBackend {
 
     async fn put_batch(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
         for r in records {
-            self.check_size(r, Operation::PutBatch)?;
+            self.info.check_value_size(r, Operation::PutBatch)?;
         }
         let records = records.to_vec();
         self.blocking(Operation::PutBatch, move |db, err| {

@@ -175,23 +175,6 @@ fn call(slot: Arc<Slot>, position: usize, record: Arc<Record>) -> Call {
 }
 
 impl Inner {
-    fn check_size(&self, record: &Record) -> Result<()> {
-        if let Some(max) = self.info.capability.max_value_size
-            && record.value().len() > max
-        {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!(
-                    "value of {} is {} bytes; the smallest limit among the backends is {max}",
-                    record.key(),
-                    record.value().len()
-                ),
-            )
-            .with_operation(Operation::Put));
-        }
-        Ok(())
-    }
-
     /// Writes a versioned record to its route's backends.
     pub(crate) async fn write(
         self: &Arc<Self>,
@@ -200,7 +183,7 @@ impl Inner {
         tenant: Option<&str>,
     ) -> Result<WriteReport> {
         self.ensure_started();
-        self.check_size(&record)?;
+        self.info.check_value_size(&record, op_of(&record))?;
         let route = self.route_for(record.key().as_str(), &record.meta().tags, tenant);
         let level = consistency.unwrap_or(route.config.write);
         let span = tracing::debug_span!("mux.write", key = %record.key(), version = %record.version(), %level);
