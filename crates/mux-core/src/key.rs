@@ -213,6 +213,24 @@ impl Prefix {
         &self.0
     }
 
+    /// The smallest string that sorts (by bytes) after every key starting with
+    /// [`Prefix::scan_start`]: an exclusive upper bound for range scans. `None` for the
+    /// empty prefix (no bound).
+    pub fn scan_end(&self) -> Option<String> {
+        let mut chars: Vec<char> = self.0.chars().collect();
+        while let Some(last) = chars.pop() {
+            let mut next = last as u32 + 1;
+            if (0xD800..=0xDFFF).contains(&next) {
+                next = 0xE000;
+            }
+            if let Some(c) = char::from_u32(next) {
+                chars.push(c);
+                return Some(chars.into_iter().collect());
+            }
+        }
+        None
+    }
+
     /// Whether `key` sorts after every key this prefix can match, so a scan in byte
     /// order can stop.
     pub fn is_past(&self, key: &str) -> bool {
@@ -305,6 +323,19 @@ mod tests {
         assert!(Prefix::all().matches("anything/at/all"));
         assert!(Prefix::new("a//").is_err());
         assert!(Prefix::new("/a").is_err());
+    }
+
+    #[test]
+    fn prefix_scan_end_bounds_every_continuation() {
+        let p = Prefix::new("a/b").unwrap();
+        let end = p.scan_end().unwrap();
+        assert_eq!(end, "a/c");
+        for k in ["a/b", "a/b/c", "a/b\u{10FFFF}", "a/b🦀/x", "a/bzzz"] {
+            assert!(k < end.as_str(), "{k}");
+        }
+        assert!("a/c" >= end.as_str());
+        assert_eq!(Prefix::all().scan_end(), None);
+        assert_eq!(Prefix::new("x\u{10FFFF}").unwrap().scan_end().unwrap(), "y");
     }
 
     #[test]
