@@ -10,7 +10,7 @@ use mux::{
 };
 
 /// Every backend name the runner knows, in table order.
-pub const BACKENDS: &[&str] = &["memory", "fs", "redb", "mux"];
+pub const BACKENDS: &[&str] = &["memory", "fs", "redb", "mux", "postgres", "redis"];
 
 /// A backend under test plus whatever must live as long as it (temp dirs).
 #[derive(Debug)]
@@ -63,11 +63,50 @@ pub async fn backend(name: &str) -> std::result::Result<TestBackend, Unavailable
                 _guard: Some(dir),
             })
         }
+        "postgres" => {
+            let url = postgres_url();
+            let config = mux::postgres::PostgresConfig::new(&url).with_table("mux_conformance");
+            match mux::postgres::PostgresBackend::connect("postgres", config).await {
+                Ok(b) => Ok(TestBackend {
+                    backend: Arc::new(b),
+                    _guard: None,
+                }),
+                Err(e) if e.is_temporary() => Err(Unavailable::Skip(format!(
+                    "no PostgreSQL at {url} ({e}); start one with `cargo xtask services up`"
+                ))),
+                Err(e) => Err(Unavailable::Error(e)),
+            }
+        }
+        "redis" => {
+            let url = redis_url();
+            let config = mux::redis::RedisConfig::new(&url).with_namespace("mux-conformance");
+            match mux::redis::RedisBackend::connect("redis", config).await {
+                Ok(b) => Ok(TestBackend {
+                    backend: Arc::new(b),
+                    _guard: None,
+                }),
+                Err(e) if e.is_temporary() => Err(Unavailable::Skip(format!(
+                    "no Redis at {url} ({e}); start one with `cargo xtask services up`"
+                ))),
+                Err(e) => Err(Unavailable::Error(e)),
+            }
+        }
         other => Err(Unavailable::Error(Error::invalid_input(format!(
             "unknown backend '{other}'; known backends: {}",
             BACKENDS.join(", ")
         )))),
     }
+}
+
+/// `MUX_POSTGRES_URL`, or the local default.
+pub fn postgres_url() -> String {
+    std::env::var("MUX_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// `MUX_REDIS_URL`, or the local default.
+pub fn redis_url() -> String {
+    std::env::var("MUX_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
 /// A `Mux` over memory, fs (under `dir/fs`) and redb (`dir/mux.redb`), writing and

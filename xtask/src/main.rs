@@ -1,6 +1,7 @@
 //! `cargo xtask` — mux's project tasks. Run bare for help.
 
 mod conformance;
+mod services;
 
 use std::env;
 use std::process::{Command, ExitCode};
@@ -15,12 +16,18 @@ Tasks:
                           MUX_REQUIRE (comma-separated) was skipped or failed
   bench <name>            a benchmark (coordinator, intent-log); prints a table and writes
                           $CARGO_TARGET_DIR/bench/<name>.json (target/bench/ by default)
+  services up|down|status [--install]
+                          finds PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379),
+                          starts missing ones from the installed binaries (--install:
+                          installs them with apt-get first), prints the URLs tests use
   conformance <backend>   the conformance suite for one backend; ends with
                           `N passed, M failed, K skipped`
                           (`cargo run -p mux-tests --bin mux-conformance -- --list`)
 
 Environment:
   MUX_REQUIRE             backends that must run and pass in `ci` (e.g. memory,fs,redb)
+  MUX_POSTGRES_URL        PostgreSQL for tests (default postgres://postgres@127.0.0.1:5432/postgres)
+  MUX_REDIS_URL           Redis for tests (default redis://127.0.0.1:6379)
   CARGO_TARGET_DIR        where cargo builds (CI points it outside the clone)
 ";
 
@@ -33,6 +40,15 @@ fn main() -> ExitCode {
         }
         Some("test") => test().map(|_| ()),
         Some("ci") => ci(),
+        Some("services") => {
+            let install = args.iter().any(|a| a == "--install");
+            match args.get(1).map(String::as_str) {
+                Some("up") => services::up(install),
+                Some("down") => services::down(),
+                Some("status") => services::status(),
+                _ => Err("usage: cargo xtask services up|down|status [--install]".into()),
+            }
+        }
         Some("bench") => match args.get(1) {
             Some(name) => bench(name),
             None => Err(format!(

@@ -11,6 +11,8 @@
 //! |---|---|---|
 //! | `fs` | [`fs`](crate) | a local directory, one file per record |
 //! | `redb` | [`redb`](crate) | the embedded redb database |
+//! | `postgres` | [`postgres`](crate) | PostgreSQL |
+//! | `redis` | [`redis`](crate) | Redis |
 //!
 //! The default features compile no networked store.
 #![deny(missing_docs)]
@@ -24,3 +26,11 @@ pub use mux_fs as fs;
 /// The embedded redb backend (feature `redb`).
 #[cfg(feature = "redb")]
 pub use mux_redb as redb;
+
+/// The PostgreSQL backend (feature `postgres`).
+#[cfg(feature = "postgres")]
+pub use mux_postgres as postgres;
+
+/// The Redis backend (feature `redis`).
+#[cfg(feature = "redis")]
+pub use mux_redis as redis;

@@ -1,0 +1,264 @@
+//! `cargo xtask services up|down|status [--install]`: the servers the tests need.
+//!
+//! `up` finds PostgreSQL and Redis on their standard ports (127.0.0.1:5432, :6379); a
+//! server that is not running is started from the installed binaries in a scratch
+//! directory (`$MUX_SERVICES_DIR`, default `/var/tmp/mux-services`); PostgreSQL runs as
+//! the `postgres` user (it refuses root) with trust authentication on 127.0.0.1 only.
+//! With `--install`, missing servers are installed with apt-get first. `down` stops
+//! only what `up` started.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+fn reachable(port: u16) -> bool {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok()
+}
+
+fn wait_for(port: u16, what: &str) -> Result<(), String> {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        if reachable(port) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Err(format!(
+        "{what} did not start listening on 127.0.0.1:{port} within 30 s"
+    ))
+}
+
+/// Not under the home directory: PostgreSQL runs as another user and must reach it.
+fn scratch() -> PathBuf {
+    std::env::var_os("MUX_SERVICES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/mux-services"))
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    eprintln!("$ {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed ({status})"))
+    }
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// The newest installed PostgreSQL's bin directory (Debian layout), or one on PATH.
+fn postgres_bin() -> Option<PathBuf> {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").is_file())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .or_else(|| which("initdb").and_then(|p| p.parent().map(Path::to_path_buf)))
+}
+
+fn apt_install(packages: &[&str]) -> Result<(), String> {
+    run(Command::new("apt-get").arg("update").arg("-q"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(packages)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn as_postgres(bin: &Path, args: &[&str]) -> Command {
+    let mut cmd = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
+    cmd.args(args);
+    cmd
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
+}
+
+fn postgres_up(install: bool) -> Result<(), String> {
+    if reachable(5432) {
+        eprintln!("postgres: running on 127.0.0.1:5432");
+        return Ok(());
+    }
+    let bin = match postgres_bin() {
+        Some(b) => b,
+        None if install => {
+            apt_install(&["postgresql"])?;
+            postgres_bin().ok_or("postgresql was installed but initdb is not found")?
+        }
+        None => {
+            return Err("PostgreSQL is not running and not installed: run `cargo xtask services up --install`".into());
+        }
+    };
+    let dir = scratch().join("postgres");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    if is_root() {
+        run(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&dir))?;
+    }
+    if !data.join("PG_VERSION").exists() {
+        run(&mut as_postgres(
+            &bin.join("initdb"),
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ],
+        ))?;
+    }
+    let log = dir.join("postgres.log");
+    run(&mut as_postgres(
+        &bin.join("pg_ctl"),
+        &[
+            "-D",
+            data.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+            "-o",
+            &format!("-p 5432 -c listen_addresses=127.0.0.1 -k {}", dir.display()),
+            "-w",
+            "start",
+        ],
+    ))?;
+    std::fs::write(dir.join("started-by-xtask"), "").ok();
+    wait_for(5432, "postgres")?;
+    eprintln!(
+        "postgres: started from {} (data in {})",
+        bin.display(),
+        data.display()
+    );
+    Ok(())
+}
+
+fn redis_up(install: bool) -> Result<(), String> {
+    if reachable(6379) {
+        eprintln!("redis: running on 127.0.0.1:6379");
+        return Ok(());
+    }
+    if which("redis-server").is_none() {
+        if !install {
+            return Err(
+                "Redis is not running and not installed: run `cargo xtask services up --install`"
+                    .into(),
+            );
+        }
+        apt_install(&["redis-server"])?;
+    }
+    let dir = scratch().join("redis");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    run(Command::new("redis-server")
+        .args([
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--logfile")
+        .arg(dir.join("redis.log"))
+        .arg("--pidfile")
+        .arg(dir.join("redis.pid")))?;
+    std::fs::write(dir.join("started-by-xtask"), "").ok();
+    wait_for(6379, "redis")?;
+    eprintln!("redis: started (scratch directory {})", dir.display());
+    Ok(())
+}
+
+/// The other servers the test suite uses: `redis-server` for the outage test, which
+/// runs its own instance on a free port.
+fn tools_up(install: bool) -> Result<(), String> {
+    if which("redis-server").is_none() && install {
+        apt_install(&["redis-server"])?;
+    }
+    Ok(())
+}
+
+pub fn up(install: bool) -> Result<(), String> {
+    postgres_up(install)?;
+    redis_up(install)?;
+    tools_up(install)?;
+    print_urls();
+    Ok(())
+}
+
+pub fn down() -> Result<(), String> {
+    let dir = scratch();
+    if dir.join("postgres/started-by-xtask").exists()
+        && let Some(bin) = postgres_bin()
+    {
+        let data = dir.join("postgres/data");
+        run(&mut as_postgres(
+            &bin.join("pg_ctl"),
+            &["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"],
+        ))?;
+        std::fs::remove_file(dir.join("postgres/started-by-xtask")).ok();
+    }
+    if dir.join("redis/started-by-xtask").exists() {
+        run(Command::new("redis-cli").args(["-p", "6379", "shutdown", "nosave"])).ok();
+        std::fs::remove_file(dir.join("redis/started-by-xtask")).ok();
+    }
+    eprintln!("services started by xtask are stopped (others were left alone)");
+    Ok(())
+}
+
+pub fn status() -> Result<(), String> {
+    for (name, port) in [("postgres", 5432), ("redis", 6379)] {
+        let state = if reachable(port) {
+            "running"
+        } else {
+            "not running"
+        };
+        let ours = scratch().join(name).join("started-by-xtask").exists();
+        eprintln!(
+            "{name:<9} 127.0.0.1:{port}  {state}{}",
+            if ours { " (started by xtask)" } else { "" }
+        );
+    }
+    print_urls();
+    Ok(())
+}
+
+fn print_urls() {
+    println!("MUX_POSTGRES_URL={POSTGRES_URL}");
+    println!("MUX_REDIS_URL={REDIS_URL}");
+}
