@@ -14,7 +14,8 @@ Tasks:
                           conformance suite for every backend; prints a summary table
   ci                      what .ci/run calls: `test`, then fails if a backend named in
                           MUX_REQUIRE (comma-separated) was skipped or failed
-  bench <name>            a benchmark (coordinator, intent-log); prints a table and writes
+  bench <name>            a benchmark (coordinator, intent-log, postgres-redis); prints a
+                          table and writes
                           $CARGO_TARGET_DIR/bench/<name>.json (target/bench/ by default)
   services up|down|status [--install]
                           finds PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379),
@@ -92,7 +93,7 @@ pub(crate) fn cargo(args: &[&str]) -> Result<(), String> {
 }
 
 /// The benchmarks (bench targets of `mux-tests`).
-const BENCHES: &[&str] = &["coordinator", "intent-log"];
+const BENCHES: &[&str] = &["coordinator", "intent-log", "postgres-redis"];
 
 fn bench(name: &str) -> Result<(), String> {
     if !BENCHES.contains(&name) {

@@ -54,16 +54,21 @@ pub struct PostgresConfig {
     pub pool_size: usize,
     /// The most single puts sent together by the transparent batcher.
     pub max_batch: usize,
+    /// How many batches of single puts may be in flight at once. Fewer means larger
+    /// batches (fewer round trips and commits) under load.
+    pub batch_concurrency: usize,
 }
 
 impl PostgresConfig {
-    /// A config for `url`: table `mux_records`, 16 connections, batches of up to 256.
+    /// A config for `url`: table `mux_records`, 16 connections, batches of up to 256
+    /// single puts with up to 4 batches in flight.
     pub fn new(url: impl Into<String>) -> PostgresConfig {
         PostgresConfig {
             url: url.into(),
             table: "mux_records".into(),
             pool_size: 16,
             max_batch: 256,
+            batch_concurrency: 4,
         }
     }
 
@@ -108,6 +113,7 @@ impl fmt::Debug for PostgresConfig {
             .field("table", &self.table)
             .field("pool_size", &self.pool_size)
             .field("max_batch", &self.max_batch)
+            .field("batch_concurrency", &self.batch_concurrency)
             .finish()
     }
 }

@@ -1,0 +1,173 @@
+//! A `Mux` over PostgreSQL + Redis + redb at `Quorum`: the Redis server process is
+//! really stopped (SIGKILL) mid-run and restarted; writes keep succeeding, Redis's
+//! circuit opens and closes again, and once hints drain all three stores are identical.
+//!
+//! The test runs its own `redis-server` on a free port (with an append-only file, so a
+//! restart keeps what was acknowledged) and its own PostgreSQL table.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mux::postgres::{PostgresBackend, PostgresConfig};
+use mux::redb::RedbBackend;
+use mux::redis::{RedisBackend, RedisConfig};
+use mux::resilience::{BreakerConfig, CircuitState, RetryPolicy};
+use mux::{
+    Backend, BackendExt, Mux, Prefix, ReadPolicy, ResilienceConfig, Role, RouteConfig, Version,
+    WriteConsistency,
+};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_redis(port: u16, dir: &std::path::Path) -> Child {
+    let child = Command::new("redis-server")
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "yes", "--appendfsync", "always"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (cargo xtask services up --install)");
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("redis-server did not start on port {port}");
+}
+
+async fn contents(b: &dyn Backend) -> Vec<(String, Version)> {
+    b.list_all(&Prefix::new("outage").unwrap())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.key.as_str().to_owned(), e.meta.version))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_mid_run_catches_up_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut redis_server = start_redis(port, dir.path());
+    let url = format!("redis://127.0.0.1:{port}");
+    let table = format!("mux_outage_{}", std::process::id());
+    let pg = Arc::new(
+        PostgresBackend::connect(
+            "postgres",
+            PostgresConfig::new(mux_tests::postgres_url()).with_table(&table),
+        )
+        .await
+        .expect("PostgreSQL is required (cargo xtask services up)"),
+    );
+    let redis = Arc::new(
+        RedisBackend::connect("redis", RedisConfig::new(&url))
+            .await
+            .unwrap(),
+    );
+    let redb = Arc::new(RedbBackend::open("redb", dir.path().join("mux.redb")).unwrap());
+    let mux = Mux::builder()
+        .backend(pg.clone())
+        .backend(redis.clone())
+        .backend(redb.clone())
+        .resilience(ResilienceConfig {
+            retry: RetryPolicy {
+                initial_backoff: Duration::from_millis(20),
+                max_backoff: Duration::from_millis(300),
+                max_attempts: 10_000,
+                timeout: Duration::from_secs(2),
+                ..Default::default()
+            },
+            breaker: BreakerConfig {
+                consecutive_failures: 5,
+                open_for: Duration::from_millis(300),
+                ..Default::default()
+            },
+            health_interval: Duration::from_millis(100),
+            ..Default::default()
+        })
+        .default_route(
+            RouteConfig::new("")
+                .backend("postgres", Role::Primary)
+                .backend("redis", Role::Replica)
+                .backend("redb", Role::Replica)
+                .write(WriteConsistency::Quorum)
+                .read(ReadPolicy::Primary),
+        )
+        .build()
+        .unwrap();
+
+    let mut opened = false;
+    let mut closed_after = false;
+    for i in 0..600u32 {
+        if i == 200 {
+            redis_server.kill().unwrap(); // SIGKILL: the process is really gone
+            redis_server.wait().unwrap();
+        }
+        if i == 400 {
+            redis_server = start_redis(port, dir.path());
+        }
+        let key = mux::Key::new(format!("outage/k{i:04}")).unwrap();
+        if let Err(e) = mux.put(key, format!("value {i}")).await {
+            panic!("write {i} failed at quorum: {e}");
+        }
+        let state = mux.circuit("redis").unwrap();
+        opened |= (200..400).contains(&i) && state == CircuitState::Open;
+        closed_after |= opened && i > 400 && state == CircuitState::Closed;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    assert!(opened, "redis's circuit opened during the outage");
+    // Let hints drain, then compare the three stores key by key.
+    tokio::time::timeout(Duration::from_secs(60), mux.settle())
+        .await
+        .expect("hints drain");
+    assert!(
+        closed_after || mux.circuit("redis") == Some(CircuitState::Closed),
+        "the circuit closed again"
+    );
+    assert_eq!(mux.hints_pending(), 0);
+    assert!(mux.dead_letters().await.unwrap().is_empty());
+    let (p, r, d) = (
+        contents(&*pg).await,
+        contents(&*redis).await,
+        contents(&*redb).await,
+    );
+    assert_eq!(p.len(), 600);
+    assert_eq!(p, d, "postgres and redb identical");
+    assert_eq!(p, r, "redis caught up with the writes it missed");
+
+    redis_server.kill().ok();
+    tokio_postgres_cleanup(&table).await;
+}
+
+/// Drops the test's table.
+async fn tokio_postgres_cleanup(table: &str) {
+    let (client, conn) = tokio_postgres::connect(&mux_tests::postgres_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("DROP TABLE IF EXISTS {table}"))
+        .await
+        .unwrap();
+    client
+        .execute("DELETE FROM mux_schema WHERE table_name = $1", &[&table])
+        .await
+        .unwrap();
+}
