@@ -27,8 +27,25 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_redis(port: u16, dir: &std::path::Path) -> Child {
-    let child = Command::new("redis-server")
+/// A redis-server process, killed and reaped when dropped.
+struct RedisServer(Child);
+
+impl RedisServer {
+    /// SIGKILL, and wait until the process is gone.
+    fn kill(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn start_redis(port: u16, dir: &std::path::Path) -> RedisServer {
+    let mut child = Command::new("redis-server")
         .args([
             "--bind",
             "127.0.0.1",
@@ -45,10 +62,12 @@ fn start_redis(port: u16, dir: &std::path::Path) -> Child {
         .expect("redis-server is installed (cargo xtask services up --install)");
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return child;
+            return RedisServer(child);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    child.kill().ok();
+    child.wait().ok();
     panic!("redis-server did not start on port {port}");
 }
 
@@ -117,8 +136,7 @@ async fn redis_stopped_mid_run_catches_up_after_restart() {
     let mut closed_after = false;
     for i in 0..600u32 {
         if i == 200 {
-            redis_server.kill().unwrap(); // SIGKILL: the process is really gone
-            redis_server.wait().unwrap();
+            redis_server.kill(); // SIGKILL: the process is really gone
         }
         if i == 400 {
             redis_server = start_redis(port, dir.path());
@@ -152,7 +170,7 @@ async fn redis_stopped_mid_run_catches_up_after_restart() {
     assert_eq!(p, d, "postgres and redb identical");
     assert_eq!(p, r, "redis caught up with the writes it missed");
 
-    redis_server.kill().ok();
+    drop(redis_server);
     tokio_postgres_cleanup(&table).await;
 }
 
