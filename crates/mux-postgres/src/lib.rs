@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 mod batcher;
+mod intent_log;
 mod schema;
 
 use std::fmt;
@@ -37,6 +38,7 @@ use mux_core::{
 };
 use tokio_postgres::NoTls;
 
+pub use intent_log::PostgresIntentLog;
 pub use schema::SCHEMA_VERSION;
 
 /// The default largest value, in bytes (64 MiB; `bytea` allows 1 GiB).
@@ -542,5 +544,112 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         assert!(e.message().contains("table name"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod intent_log_tests {
+    use std::time::Duration;
+
+    use super::*;
+    use mux_core::IntentLog;
+
+    fn url() -> String {
+        std::env::var("MUX_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    async fn log(prefix: &str, node: &str, lease: Duration) -> PostgresIntentLog {
+        PostgresIntentLog::connect(&url(), prefix, node, lease)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {} is required for this test: {e}", url()))
+    }
+
+    async fn reset(prefix: &str) {
+        let (client, conn) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "DROP TABLE IF EXISTS {prefix}_intent_owed, {prefix}_intents, {prefix}_dead_letters"
+            ))
+            .await
+            .unwrap();
+    }
+
+    fn record(i: u32) -> Record {
+        Record::new(
+            Key::new(format!("k{i}")).unwrap(),
+            format!("v{i}"),
+            Version::new(1, i, 1),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_share_hints_and_take_over_a_dead_nodes_entries() {
+        let prefix = format!("mux_il_{}", std::process::id());
+        reset(&prefix).await;
+        let owed: Vec<Arc<str>> = vec![Arc::from("x"), Arc::from("y")];
+        // Node A appends; its fresh claims keep node B away.
+        let a = log(&prefix, "node-a", Duration::from_secs(60)).await;
+        let mut ids = Vec::new();
+        for i in 0..10 {
+            ids.push(a.append(&record(i), &owed).await.unwrap());
+        }
+        a.complete(ids[0], "x").await.unwrap();
+        a.complete(ids[0], "y").await.unwrap();
+        let b = log(&prefix, "node-b", Duration::from_secs(60)).await;
+        assert!(
+            b.pending().await.unwrap().is_empty(),
+            "A's entries are held by A"
+        );
+
+        // A dies; with a short lease, B takes over everything A left: 9 entries.
+        let b = log(&prefix, "node-b", Duration::ZERO).await;
+        let taken = b.pending().await.unwrap();
+        assert_eq!(taken.len(), 9);
+        assert_eq!(taken[0].owed, ["x", "y"]);
+        assert_eq!(taken[0].record, record(1));
+
+        // Two nodes claiming at once split the work: no entry is handed to both.
+        let c = log(&prefix, "node-c", Duration::ZERO).await;
+        let d = log(&prefix, "node-d", Duration::ZERO).await;
+        let (pc, pd) = tokio::join!(c.pending(), d.pending());
+        let (pc, pd) = (pc.unwrap(), pd.unwrap());
+        let mut seen: Vec<(u64, String)> = pc
+            .iter()
+            .chain(&pd)
+            .flat_map(|p| p.owed.iter().map(move |o| (p.id, o.clone())))
+            .collect();
+        let n = seen.len();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), n, "no (entry, backend) claimed twice");
+
+        // Dead letters: a move releases the owed part; take removes it.
+        for p in pc.iter().chain(&pd) {
+            for o in &p.owed {
+                a.complete(p.id, o).await.unwrap();
+            }
+        }
+        let e = a.append(&record(99), &owed[..1]).await.unwrap();
+        let dl = a
+            .dead_letter(e, "x", &record(99), "refused", 2)
+            .await
+            .unwrap();
+        let dead = a.dead_letters().await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(
+            (dead[0].id, dead[0].backend.as_str(), dead[0].attempts),
+            (dl, "x", 2)
+        );
+        assert_eq!(dead[0].record, record(99));
+        let zero = log(&prefix, "node-z", Duration::ZERO).await;
+        assert!(
+            zero.pending().await.unwrap().is_empty(),
+            "everything completed or dead-lettered"
+        );
+        assert!(a.take_dead_letter(dl).await.unwrap().is_some());
+        assert!(a.dead_letters().await.unwrap().is_empty());
+        reset(&prefix).await;
     }
 }

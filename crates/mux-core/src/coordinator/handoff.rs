@@ -43,6 +43,22 @@ impl Inner {
                 tracing::error!(error = %e, "replaying the intent log failed");
             }
         });
+        if let Some(every) = self.log.rescan_every() {
+            // A shared log: pick up what dead nodes left behind, every lease.
+            let weak = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    if let Err(e) = inner.recover().await {
+                        tracing::warn!(error = %e, "rescanning the shared intent log failed");
+                    }
+                }
+            });
+        }
         if !self.resilience.health_interval.is_zero() {
             let weak = Arc::downgrade(self);
             let every = self.resilience.health_interval;

@@ -62,8 +62,16 @@ pub trait IntentLog: Send + Sync + fmt::Debug + 'static {
     /// Whether entries survive a crash of the process.
     fn is_durable(&self) -> bool;
 
-    /// The id the next append will get (entries below it existed before).
+    /// The id the next append will get (entries below it existed before). A log shared
+    /// by several nodes returns `u64::MAX`: its `pending` hands out only entries no live
+    /// node holds.
     fn next_id(&self) -> u64;
+
+    /// For a log shared by several nodes: how often a `Mux` should scan it again for
+    /// entries a dead node left behind. `None` (the default) scans once, on start.
+    fn rescan_every(&self) -> Option<std::time::Duration> {
+        None
+    }
 
     /// Records that `owed` must apply `record`; returns the entry's id.
     async fn append(&self, record: &Record, owed: &[Arc<str>]) -> Result<u64>;
@@ -71,7 +79,7 @@ pub trait IntentLog: Send + Sync + fmt::Debug + 'static {
     /// Records that `backend` applied entry `id`.
     async fn complete(&self, id: u64, backend: &str) -> Result<()>;
 
-    /// Every unfinished entry.
+    /// The unfinished entries this node should deliver (for a single-node log: all).
     async fn pending(&self) -> Result<Vec<PendingIntent>>;
 
     /// Moves `backend`'s part of entry `id` to the dead-letter queue, with the error.

@@ -1,0 +1,285 @@
+//! A PostgreSQL intent log that several `muxd` nodes share.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use mux_core::{
+    DeadLetter, Error, IntentLog, IntentLogStats, Operation, PendingIntent, Record, Result, codec,
+};
+use tokio_postgres::NoTls;
+
+use crate::{map_err, pool_err, redact, schema::check_table_name};
+
+/// The most owed entries one `pending` call claims.
+const CLAIM_BATCH: i64 = 10_000;
+
+/// An intent log in PostgreSQL, shared by several nodes.
+///
+/// Tables (with a configurable prefix, default `mux`): `<p>_intents` (id, record
+/// envelope), `<p>_intent_owed` (id, backend, claimed_by, claimed_at) and
+/// `<p>_dead_letters`. Every append is claimed by the node that made it; `pending`
+/// hands a node only entries nobody holds — unclaimed, or claimed longer ago than the
+/// lease (their node died) — using `FOR UPDATE SKIP LOCKED`, so nodes replaying at the
+/// same time split the work instead of colliding, and a node takes over the hints of a
+/// dead one once its lease runs out. A `Mux` on a shared log re-scans it every lease.
+pub struct PostgresIntentLog {
+    pool: Pool,
+    node: String,
+    lease: Duration,
+    prefix: String,
+    appends: AtomicU64,
+}
+
+impl fmt::Debug for PostgresIntentLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresIntentLog")
+            .field("node", &self.node)
+            .field("prefix", &self.prefix)
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
+fn tag(e: Error) -> Error {
+    e.with_backend("intent-log")
+}
+
+impl PostgresIntentLog {
+    /// Connects to `url` as node `node` (unique per node), with tables `<prefix>_…`;
+    /// entries claimed longer than `lease` ago are taken over.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        node: &str,
+        lease: Duration,
+    ) -> Result<PostgresIntentLog> {
+        check_table_name(prefix).map_err(tag)?;
+        let pg: tokio_postgres::Config = url.parse().map_err(|e| {
+            tag(Error::invalid_input(format!(
+                "invalid PostgreSQL URL {}: {e}",
+                redact(url)
+            )))
+        })?;
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(8)
+            .build()
+            .map_err(|e| tag(Error::invalid_input(format!("cannot build the pool: {e}"))))?;
+        let client = pool.get().await.map_err(|e| tag(pool_err(e)))?;
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {prefix}_intents (
+                    id bigserial PRIMARY KEY, record bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+                 CREATE TABLE IF NOT EXISTS {prefix}_intent_owed (
+                    id bigint NOT NULL REFERENCES {prefix}_intents (id) ON DELETE CASCADE,
+                    backend text NOT NULL, claimed_by text, claimed_at timestamptz,
+                    PRIMARY KEY (id, backend));
+                 CREATE TABLE IF NOT EXISTS {prefix}_dead_letters (
+                    id bigserial PRIMARY KEY, backend text NOT NULL, record bytea NOT NULL,
+                    error text NOT NULL, attempts int NOT NULL, failed_at timestamptz NOT NULL DEFAULT now());"
+            ))
+            .await
+            .map_err(|e| tag(map_err(e).with_operation(Operation::Open)))?;
+        Ok(PostgresIntentLog {
+            pool,
+            node: node.to_owned(),
+            lease,
+            prefix: prefix.to_owned(),
+            appends: AtomicU64::new(0),
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        self.pool.get().await.map_err(|e| tag(pool_err(e)))
+    }
+}
+
+#[async_trait]
+impl IntentLog for PostgresIntentLog {
+    fn is_durable(&self) -> bool {
+        true
+    }
+
+    /// A shared log hands out only unclaimed or expired entries, so everything it
+    /// returns is fair game: no id threshold.
+    fn next_id(&self) -> u64 {
+        u64::MAX
+    }
+
+    fn rescan_every(&self) -> Option<Duration> {
+        Some(self.lease)
+    }
+
+    async fn append(&self, record: &Record, owed: &[Arc<str>]) -> Result<u64> {
+        let p = &self.prefix;
+        let client = self.client().await?;
+        let owed: Vec<&str> = owed.iter().map(|s| &**s).collect();
+        let row = client
+            .query_one(
+                &format!(
+                    "WITH i AS (INSERT INTO {p}_intents (record) VALUES ($1) RETURNING id),
+                          o AS (INSERT INTO {p}_intent_owed (id, backend, claimed_by, claimed_at)
+                                SELECT i.id, b, $3, now() FROM i, unnest($2::text[]) AS b)
+                     SELECT id FROM i"
+                ),
+                &[&codec::encode(record), &owed, &self.node],
+            )
+            .await
+            .map_err(|e| tag(map_err(e)))?;
+        self.appends.fetch_add(1, Ordering::Relaxed);
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn complete(&self, id: u64, backend: &str) -> Result<()> {
+        let p = &self.prefix;
+        let client = self.client().await?;
+        client
+            .execute(
+                &format!(
+                    "WITH d AS (DELETE FROM {p}_intent_owed WHERE id = $1 AND backend = $2 RETURNING id)
+                     DELETE FROM {p}_intents WHERE id IN (SELECT id FROM d)
+                       AND NOT EXISTS (SELECT 1 FROM {p}_intent_owed o WHERE o.id = $1 AND o.backend <> $2)"
+                ),
+                &[&(id as i64), &backend],
+            )
+            .await
+            .map_err(|e| tag(map_err(e)))?;
+        Ok(())
+    }
+
+    /// Claims (for this node) the owed entries nobody holds and returns them.
+    async fn pending(&self) -> Result<Vec<PendingIntent>> {
+        let p = &self.prefix;
+        let client = self.client().await?;
+        let claimed = client
+            .query(
+                &format!(
+                    "WITH c AS (SELECT id, backend FROM {p}_intent_owed
+                                WHERE claimed_at IS NULL OR claimed_at < now() - make_interval(secs => $2)
+                                ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                     UPDATE {p}_intent_owed o SET claimed_by = $1, claimed_at = now()
+                     FROM c WHERE o.id = c.id AND o.backend = c.backend
+                     RETURNING o.id, o.backend"
+                ),
+                &[&self.node, &self.lease.as_secs_f64(), &CLAIM_BATCH],
+            )
+            .await
+            .map_err(|e| tag(map_err(e)))?;
+        let mut owed: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+        for row in claimed {
+            owed.entry(row.get(0)).or_default().push(row.get(1));
+        }
+        let ids: Vec<i64> = owed.keys().copied().collect();
+        let rows = client
+            .query(
+                &format!("SELECT id, record FROM {p}_intents WHERE id = ANY($1)"),
+                &[&ids],
+            )
+            .await
+            .map_err(|e| tag(map_err(e)))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.get(0);
+            let record = codec::decode(Bytes::from(row.get::<_, Vec<u8>>(1)))?;
+            let mut backends = owed.remove(&id).unwrap_or_default();
+            backends.sort();
+            out.push(PendingIntent {
+                id: id as u64,
+                record,
+                owed: backends,
+            });
+        }
+        out.sort_by_key(|p| p.id);
+        Ok(out)
+    }
+
+    async fn dead_letter(
+        &self,
+        id: u64,
+        backend: &str,
+        record: &Record,
+        error: &str,
+        attempts: u32,
+    ) -> Result<u64> {
+        let p = &self.prefix;
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                &format!(
+                    "WITH dl AS (INSERT INTO {p}_dead_letters (backend, record, error, attempts)
+                                 VALUES ($2, $3, $4, $5) RETURNING id),
+                          d AS (DELETE FROM {p}_intent_owed WHERE id = $1 AND backend = $2 RETURNING id),
+                          i AS (DELETE FROM {p}_intents WHERE id IN (SELECT id FROM d)
+                                AND NOT EXISTS (SELECT 1 FROM {p}_intent_owed o WHERE o.id = $1 AND o.backend <> $2))
+                     SELECT id FROM dl"
+                ),
+                &[&(id as i64), &backend, &codec::encode(record), &error, &(attempts as i32)],
+            )
+            .await
+            .map_err(|e| tag(map_err(e)))?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+        let p = &self.prefix;
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT id, backend, record, error, attempts, (extract(epoch FROM failed_at) * 1000)::int8
+                     FROM {p}_dead_letters ORDER BY id"
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| tag(map_err(e)))?;
+        rows.into_iter().map(dead_from_row).collect()
+    }
+
+    async fn take_dead_letter(&self, id: u64) -> Result<Option<DeadLetter>> {
+        let p = &self.prefix;
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!(
+                    "DELETE FROM {p}_dead_letters WHERE id = $1
+                     RETURNING id, backend, record, error, attempts, (extract(epoch FROM failed_at) * 1000)::int8"
+                ),
+                &[&(id as i64)],
+            )
+            .await
+            .map_err(|e| tag(map_err(e)))?;
+        row.map(dead_from_row).transpose()
+    }
+
+    fn stats(&self) -> IntentLogStats {
+        let appends = self.appends.load(Ordering::Relaxed);
+        IntentLogStats {
+            appends,
+            syncs: appends,
+        }
+    }
+}
+
+fn dead_from_row(row: tokio_postgres::Row) -> Result<DeadLetter> {
+    Ok(DeadLetter {
+        id: row.get::<_, i64>(0) as u64,
+        backend: row.get(1),
+        record: codec::decode(Bytes::from(row.get::<_, Vec<u8>>(2)))?,
+        error: row.get(3),
+        attempts: row.get::<_, i32>(4) as u32,
+        failed_at_ms: row.get::<_, i64>(5) as u64,
+    })
+}
