@@ -109,7 +109,7 @@ fn postgres_up(install: bool) -> Result<(), String> {
     let bin = match postgres_bin() {
         Some(b) => b,
         None if install => {
-            apt_install(&["postgresql"])?;
+            apt_install(&["postgresql", "ssl-cert"])?;
             postgres_bin().ok_or("postgresql was installed but initdb is not found")?
         }
         None => {
@@ -140,6 +140,18 @@ fn postgres_up(install: bool) -> Result<(), String> {
         ))?;
     }
     let log = dir.join("postgres.log");
+    // TLS with Debian's snakeoil certificate (for `localhost`) when it exists, so the
+    // TLS test has a server to talk to.
+    let (cert, key) = (
+        "/etc/ssl/certs/ssl-cert-snakeoil.pem",
+        "/etc/ssl/private/ssl-cert-snakeoil.key",
+    );
+    let ssl = if Path::new(cert).exists() && Path::new(key).exists() {
+        format!(" -c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key}")
+    } else {
+        eprintln!("postgres: no snakeoil certificate (package ssl-cert): starting without TLS");
+        String::new()
+    };
     run(&mut as_postgres(
         &bin.join("pg_ctl"),
         &[
@@ -148,7 +160,10 @@ fn postgres_up(install: bool) -> Result<(), String> {
             "-l",
             log.to_str().unwrap(),
             "-o",
-            &format!("-p 5432 -c listen_addresses=127.0.0.1 -k {}", dir.display()),
+            &format!(
+                "-p 5432 -c listen_addresses=127.0.0.1 -k {}{ssl}",
+                dir.display()
+            ),
             "-w",
             "start",
         ],

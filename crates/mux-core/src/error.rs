@@ -259,8 +259,14 @@ impl fmt::Display for Error {
             },
             self.message
         )?;
-        if let Some(source) = &self.source {
-            write!(f, ": {source}")?;
+        // The whole chain of causes: "handshake failed: invalid peer certificate: …".
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = self
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static));
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
         }
         Ok(())
     }

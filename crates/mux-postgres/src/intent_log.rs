@@ -80,7 +80,9 @@ impl PostgresIntentLog {
         let client = pool.get().await.map_err(|e| tag(pool_err(e)))?;
         client
             .batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {prefix}_intents (
+                "BEGIN;
+                 SELECT pg_advisory_xact_lock(hashtext('mux_schema'));
+                 CREATE TABLE IF NOT EXISTS {prefix}_intents (
                     id bigserial PRIMARY KEY, record bytea NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
                  CREATE TABLE IF NOT EXISTS {prefix}_intent_owed (
                     id bigint NOT NULL REFERENCES {prefix}_intents (id) ON DELETE CASCADE,
@@ -88,7 +90,8 @@ impl PostgresIntentLog {
                     PRIMARY KEY (id, backend));
                  CREATE TABLE IF NOT EXISTS {prefix}_dead_letters (
                     id bigserial PRIMARY KEY, backend text NOT NULL, record bytea NOT NULL,
-                    error text NOT NULL, attempts int NOT NULL, failed_at timestamptz NOT NULL DEFAULT now());"
+                    error text NOT NULL, attempts int NOT NULL, failed_at timestamptz NOT NULL DEFAULT now());
+                 COMMIT;"
             ))
             .await
             .map_err(|e| tag(map_err(e).with_operation(Operation::Open)))?;

@@ -59,6 +59,22 @@ pub struct PostgresConfig {
     /// How many batches of single puts may be in flight at once. Fewer means larger
     /// batches (fewer round trips and commits) under load.
     pub batch_concurrency: usize,
+    /// Whether to use TLS (rustls).
+    pub tls: TlsMode,
+}
+
+/// TLS for the connections to PostgreSQL (rustls, ring).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain TCP.
+    #[default]
+    Disable,
+    /// TLS required; the server certificate is verified against `ca_file` (PEM), or the
+    /// Mozilla root certificates when `None`, and must name the host connected to.
+    Require {
+        /// PEM file of the certificate authorities to trust.
+        ca_file: Option<std::path::PathBuf>,
+    },
 }
 
 impl PostgresConfig {
@@ -71,12 +87,19 @@ impl PostgresConfig {
             pool_size: 16,
             max_batch: 256,
             batch_concurrency: 4,
+            tls: TlsMode::Disable,
         }
     }
 
     /// Sets the table.
     pub fn with_table(mut self, table: impl Into<String>) -> PostgresConfig {
         self.table = table.into();
+        self
+    }
+
+    /// Sets the TLS mode.
+    pub fn with_tls(mut self, tls: TlsMode) -> PostgresConfig {
+        self.tls = tls;
         self
     }
 
@@ -91,8 +114,10 @@ fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let userinfo = &url[s + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..s + 3], &url[at..])
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
         }
         _ => url
             .split_whitespace()
@@ -116,6 +141,7 @@ impl fmt::Debug for PostgresConfig {
             .field("pool_size", &self.pool_size)
             .field("max_batch", &self.max_batch)
             .field("batch_concurrency", &self.batch_concurrency)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -160,6 +186,39 @@ pub(crate) fn pool_err(e: deadpool_postgres::PoolError) -> Error {
             Error::new(ErrorKind::Unavailable, format!("connection pool: {other}")).temporary()
         }
     }
+}
+
+/// A rustls connector trusting `ca_file` (PEM) or the Mozilla roots.
+fn rustls_connector(
+    ca_file: Option<&std::path::Path>,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path).map_err(|e| {
+                Error::invalid_input(format!("cannot read the CA file {}: {e}", path.display()))
+            })?;
+            for cert in certs {
+                let cert = cert.map_err(|e| {
+                    Error::invalid_input(format!("bad certificate in {}: {e}", path.display()))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    Error::invalid_input(format!("unusable certificate in {}: {e}", path.display()))
+                })?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::internal(format!("TLS setup: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 pub(crate) struct Sql {
@@ -252,19 +311,23 @@ impl PostgresBackend {
         let name = name.as_ref();
         let tag = |e: Error| e.with_backend(name).with_operation(Operation::Open);
         schema::check_table_name(&config.table).map_err(tag)?;
-        let pg: tokio_postgres::Config = config.url.parse().map_err(|e| {
+        let mut pg: tokio_postgres::Config = config.url.parse().map_err(|e| {
             tag(Error::invalid_input(format!(
                 "invalid PostgreSQL URL {}: {e}",
                 redact(&config.url)
             )))
         })?;
-        let manager = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let manager_config = ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match &config.tls {
+            TlsMode::Disable => Manager::from_config(pg, NoTls, manager_config),
+            TlsMode::Require { ca_file } => {
+                pg.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let tls = rustls_connector(ca_file.as_deref()).map_err(tag)?;
+                Manager::from_config(pg, tls, manager_config)
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(config.pool_size.max(1))
             .build()
@@ -534,6 +597,52 @@ mod tests {
         );
     }
 
+    /// TLS against the local server: its certificate (Debian's snakeoil, for
+    /// `localhost`) is trusted through `MUX_POSTGRES_TLS_CA`; an unknown CA is refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_connects_and_verifies_the_server() {
+        let ca = std::env::var("MUX_POSTGRES_TLS_CA")
+            .unwrap_or_else(|_| "/etc/ssl/certs/ssl-cert-snakeoil.pem".into());
+        assert!(
+            std::path::Path::new(&ca).exists(),
+            "the server CA {ca} is required (cargo xtask services up --install sets up TLS)"
+        );
+        let url = "postgres://postgres@localhost:5432/postgres";
+        let tls = TlsMode::Require {
+            ca_file: Some(ca.into()),
+        };
+        let backend = PostgresBackend::connect(
+            "pg-tls",
+            PostgresConfig::new(url).with_table("mux_tls").with_tls(tls),
+        )
+        .await
+        .expect("TLS connection to the local PostgreSQL");
+        backend.health().await.unwrap();
+        let client = backend.inner.pool.get().await.unwrap();
+        let on: bool = client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(on, "the connection is encrypted");
+        // The Mozilla roots do not include the snakeoil certificate: refused.
+        let err = PostgresBackend::connect(
+            "pg-tls",
+            PostgresConfig::new(url)
+                .with_table("mux_tls")
+                .with_tls(TlsMode::Require { ca_file: None }),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().to_lowercase().contains("certificate"),
+            "{err}"
+        );
+    }
+
     #[tokio::test]
     async fn bad_table_names_are_refused() {
         let e = PostgresBackend::connect(
@@ -611,8 +720,10 @@ mod intent_log_tests {
         assert_eq!(taken[0].record, record(1));
 
         // Two nodes claiming at once split the work: no entry is handed to both.
-        let c = log(&prefix, "node-c", Duration::ZERO).await;
-        let d = log(&prefix, "node-d", Duration::ZERO).await;
+        // (B's claims expire after the 200 ms lease; a fresh claim by C or D does not.)
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let c = log(&prefix, "node-c", Duration::from_millis(200)).await;
+        let d = log(&prefix, "node-d", Duration::from_millis(200)).await;
         let (pc, pd) = tokio::join!(c.pending(), d.pending());
         let (pc, pd) = (pc.unwrap(), pd.unwrap());
         let mut seen: Vec<(u64, String)> = pc
@@ -621,6 +732,10 @@ mod intent_log_tests {
             .flat_map(|p| p.owed.iter().map(move |o| (p.id, o.clone())))
             .collect();
         let n = seen.len();
+        assert_eq!(
+            n, 18,
+            "the 9 entries B held, each owed to x and y, all taken over once"
+        );
         seen.sort();
         seen.dedup();
         assert_eq!(seen.len(), n, "no (entry, backend) claimed twice");

@@ -39,19 +39,13 @@ pub(crate) async fn migrate(client: &Client, table: &str) -> Result<()> {
             updated_at timestamptz NOT NULL DEFAULT now()
         )"
     )];
-    client
-        .batch_execute(
-            "CREATE TABLE IF NOT EXISTS mux_schema (table_name text PRIMARY KEY, version int NOT NULL)",
-        )
-        .await
-        .map_err(map_err)?;
     client.batch_execute("BEGIN").await.map_err(map_err)?;
     let result = async {
-        // One migrator at a time per table.
+        // One migrator at a time (concurrent CREATE TABLE IF NOT EXISTS can fail).
         client
-            .execute(
-                "SELECT pg_advisory_xact_lock(hashtext('mux_schema:' || $1))",
-                &[&table],
+            .batch_execute(
+                "SELECT pg_advisory_xact_lock(hashtext('mux_schema'));
+                 CREATE TABLE IF NOT EXISTS mux_schema (table_name text PRIMARY KEY, version int NOT NULL)",
             )
             .await?;
         let current: i32 = client
