@@ -207,13 +207,15 @@ async fn run() -> (Vec<Row>, Vec<(&'static str, f64)>) {
             "mux3_all_vs_join",
             rows[3].ops_per_sec / rows[2].ops_per_sec,
         ),
-        ("hedged_p99_vs_primary_p99", hedged.p99_us / primary.p99_us),
-        ("hedge_extra_requests", extra),
+        // `Hedged { delay: None }` (hedge after the observed p95) is the policy the
+        // ratios are about; the fixed 3 ms delay is shown for comparison.
+        ("hedged_p99_vs_primary_p99", auto.p99_us / primary.p99_us),
+        ("hedge_extra_requests", extra_auto),
         (
-            "hedged_auto_p99_vs_primary_p99",
-            auto.p99_us / primary.p99_us,
+            "hedged_3ms_p99_vs_primary_p99",
+            hedged.p99_us / primary.p99_us,
         ),
-        ("hedge_auto_extra_requests", extra_auto),
+        ("hedge_3ms_extra_requests", extra),
     ];
     rows.extend([primary, hedged, auto]);
     (rows, ratios)

@@ -381,10 +381,7 @@ impl IntentLog for RedbIntentLog {
             backend: backend.to_owned(),
             error: error.to_owned(),
             attempts,
-            failed_at_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
+            failed_at_ms: mux_core::resilience::now_ms(),
         };
         let mut entry = serde_json::to_vec(&header).expect("a dead letter header serialises");
         entry.push(b'\n');

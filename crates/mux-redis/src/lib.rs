@@ -212,11 +212,14 @@ impl RedisBackend {
         move |e| e.with_backend(&self.info.name).with_operation(op)
     }
 
-    fn put_invocation(&self, record: &Record) -> redis::ScriptInvocation<'_> {
+    /// `EVALSHA` of the compare-and-set script for one record.
+    fn put_cmd(&self, record: &Record) -> redis::Cmd {
         let meta = record.meta();
-        let mut inv = self.put.prepare_invoke();
-        inv.key(self.record_key(record.key().as_str()))
-            .key(self.index_key())
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.put.get_hash())
+            .arg(2)
+            .arg(self.record_key(record.key().as_str()))
+            .arg(self.index_key())
             .arg(meta.version.to_string())
             .arg(if meta.tombstone { "1" } else { "0" })
             .arg(meta.content_type.as_deref().unwrap_or(""))
@@ -229,7 +232,29 @@ impl RedisBackend {
             .arg(meta.checksum.to_string())
             .arg(record.value().as_ref())
             .arg(record.key().as_str());
-        inv
+        cmd
+    }
+
+    /// Runs the compare-and-set script for each record in one pipeline (one round
+    /// trip). After a server restart the script cache is empty: load it and retry.
+    async fn run_puts(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
+        let mut conn = self.conn.clone();
+        let build = || {
+            let mut pipe = redis::pipe();
+            for r in records {
+                pipe.add_command(self.put_cmd(r));
+            }
+            pipe
+        };
+        let replies: Vec<Option<String>> = match build().query_async(&mut conn).await {
+            Ok(r) => r,
+            Err(e) if e.kind() == RedisKind::Server(ServerErrorKind::NoScript) => {
+                self.put.load_async(&mut conn).await.map_err(map_err)?;
+                build().query_async(&mut conn).await.map_err(map_err)?
+            }
+            Err(e) => return Err(map_err(e)),
+        };
+        replies.into_iter().map(Self::outcome).collect()
     }
 
     fn outcome(reply: Option<String>) -> Result<PutOutcome> {
@@ -286,13 +311,11 @@ impl Backend for RedisBackend {
 
     async fn put(&self, record: &Record) -> Result<PutOutcome> {
         self.info.check_value_size(record, Operation::Put)?;
-        let mut conn = self.conn.clone();
-        let reply: Option<String> = self
-            .put_invocation(record)
-            .invoke_async(&mut conn)
+        let outcomes = self
+            .run_puts(std::slice::from_ref(record))
             .await
-            .map_err(|e| self.tag(Operation::Put)(map_err(e)))?;
-        Self::outcome(reply).map_err(self.tag(Operation::Put))
+            .map_err(self.tag(Operation::Put))?;
+        Ok(outcomes[0])
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Record>> {
@@ -422,68 +445,24 @@ impl Backend for RedisBackend {
     }
 
     async fn delete(&self, key: &Key, version: Version) -> Result<PutOutcome> {
-        let mut conn = self.conn.clone();
-        let reply: Option<String> = self
-            .put_invocation(&Record::tombstone(key.clone(), version))
-            .invoke_async(&mut conn)
+        let outcomes = self
+            .run_puts(&[Record::tombstone(key.clone(), version)])
             .await
-            .map_err(|e| self.tag(Operation::Delete)(map_err(e)))?;
-        Self::outcome(reply).map_err(self.tag(Operation::Delete))
+            .map_err(self.tag(Operation::Delete))?;
+        Ok(outcomes[0])
     }
 
     /// One pipeline of `EVALSHA` calls: one round trip for the whole batch.
     async fn put_batch(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
-        let tag = self.tag(Operation::PutBatch);
         for r in records {
             self.info.check_value_size(r, Operation::PutBatch)?;
         }
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn.clone();
-        let build = || {
-            let mut pipe = redis::pipe();
-            for r in records {
-                let meta = r.meta();
-                pipe.cmd("EVALSHA")
-                    .arg(self.put.get_hash())
-                    .arg(2)
-                    .arg(self.record_key(r.key().as_str()))
-                    .arg(self.index_key())
-                    .arg(meta.version.to_string())
-                    .arg(if meta.tombstone { "1" } else { "0" })
-                    .arg(meta.content_type.as_deref().unwrap_or(""))
-                    .arg(if meta.content_type.is_some() {
-                        "1"
-                    } else {
-                        "0"
-                    })
-                    .arg(serde_json::to_string(&meta.tags).expect("tags serialise"))
-                    .arg(meta.checksum.to_string())
-                    .arg(r.value().as_ref())
-                    .arg(r.key().as_str());
-            }
-            pipe
-        };
-        let replies: Vec<Option<String>> = match build().query_async(&mut conn).await {
-            Ok(r) => r,
-            Err(e) if e.kind() == RedisKind::Server(ServerErrorKind::NoScript) => {
-                // The server lost its script cache (a restart): load the script, retry.
-                self.put
-                    .load_async(&mut conn)
-                    .await
-                    .map_err(|e| tag(map_err(e)))?;
-                build()
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(|e| tag(map_err(e)))?
-            }
-            Err(e) => return Err(tag(map_err(e))),
-        };
-        replies
-            .into_iter()
-            .map(|r| Self::outcome(r).map_err(&tag))
-            .collect()
+        self.run_puts(records)
+            .await
+            .map_err(self.tag(Operation::PutBatch))
     }
 
     async fn purge(&self, key: &Key, up_to: Version) -> Result<bool> {

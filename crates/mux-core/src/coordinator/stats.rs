@@ -15,7 +15,9 @@ const WINDOW: usize = 128;
 pub(crate) struct LatencyWindow {
     samples: [AtomicU32; WINDOW],
     next: AtomicUsize,
+    /// The cached p95 (µs) and the sample count it was computed at (+1; 0 = never).
     p95_us: AtomicU64,
+    p95_at: AtomicUsize,
 }
 
 impl LatencyWindow {
@@ -24,6 +26,7 @@ impl LatencyWindow {
             samples: std::array::from_fn(|_| AtomicU32::new(0)),
             next: AtomicUsize::new(0),
             p95_us: AtomicU64::new(0),
+            p95_at: AtomicUsize::new(0),
         }
     }
 
@@ -31,11 +34,6 @@ impl LatencyWindow {
         let us = elapsed.as_micros().min(u128::from(u32::MAX)) as u32;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         self.samples[n % WINDOW].store(us, Ordering::Relaxed);
-        // Recompute the cached percentile every 16 samples (and while warming up).
-        if n < 32 || n % 16 == 15 {
-            self.p95_us
-                .store(self.percentile(0.95).as_micros() as u64, Ordering::Relaxed);
-        }
     }
 
     /// The `q` quantile over the window (zero with no samples).
@@ -53,10 +51,18 @@ impl LatencyWindow {
         Duration::from_micros(u64::from(*nth))
     }
 
-    /// The cached p95; `None` before any sample.
+    /// The p95, recomputed by the reader at most every 16 new samples (and while
+    /// warming up); `None` before any sample. Writers only store samples.
     pub(crate) fn p95(&self) -> Option<Duration> {
-        if self.next.load(Ordering::Relaxed) == 0 {
+        let n = self.next.load(Ordering::Relaxed);
+        if n == 0 {
             return None;
+        }
+        let at = self.p95_at.load(Ordering::Relaxed);
+        if at == 0 || n < 32 || n >= at - 1 + 16 {
+            self.p95_us
+                .store(self.percentile(0.95).as_micros() as u64, Ordering::Relaxed);
+            self.p95_at.store(n + 1, Ordering::Relaxed);
         }
         Some(Duration::from_micros(self.p95_us.load(Ordering::Relaxed)))
     }
@@ -100,8 +106,8 @@ pub(crate) struct BackendStats {
     all_latency: LatencyWindow,
     /// Exponentially weighted moving average of latency, in µs (α = 1/8).
     ewma_us: AtomicU64,
-    /// Outcomes of the last 64 calls, one bit each (1 = error), and how many calls.
-    recent_errors: AtomicU64,
+    /// Outcomes of the last 64 calls (1 = error), and how many calls.
+    recent_errors: [std::sync::atomic::AtomicBool; 64],
     calls: AtomicU64,
     read_repairs: Counter,
 }
@@ -122,7 +128,7 @@ impl BackendStats {
             get_latency: LatencyWindow::new(),
             all_latency: LatencyWindow::new(),
             ewma_us: AtomicU64::new(0),
-            recent_errors: AtomicU64::new(0),
+            recent_errors: std::array::from_fn(|_| std::sync::atomic::AtomicBool::new(false)),
             calls: AtomicU64::new(0),
             read_repairs: metrics::counter!("mux_read_repairs_total", "backend" => b),
         }
@@ -134,18 +140,10 @@ impl BackendStats {
         self.all_latency.record(elapsed);
         let us = elapsed.as_micros() as u64;
         let old = self.ewma_us.load(Ordering::Relaxed);
-        let new = if self.calls.fetch_add(1, Ordering::Relaxed) == 0 {
-            us
-        } else {
-            old - old / 8 + us / 8
-        };
+        let n = self.calls.fetch_add(1, Ordering::Relaxed);
+        let new = if n == 0 { us } else { old - old / 8 + us / 8 };
         self.ewma_us.store(new, Ordering::Relaxed);
-        let bit = u64::from(!ok);
-        let _ = self
-            .recent_errors
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
-                Some((m << 1) | bit)
-            });
+        self.recent_errors[(n % 64) as usize].store(!ok, Ordering::Relaxed);
         if ok {
             m.ok.increment(1);
             if op == Operation::Get {
@@ -172,8 +170,11 @@ impl BackendStats {
         if n == 0 {
             return 0.0;
         }
-        let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
-        f64::from((self.recent_errors.load(Ordering::Relaxed) & mask).count_ones()) / n as f64
+        let errors = self.recent_errors[..n as usize]
+            .iter()
+            .filter(|e| e.load(Ordering::Relaxed))
+            .count();
+        errors as f64 / n as f64
     }
 
     pub(crate) fn get_p95(&self) -> Option<Duration> {

@@ -1,8 +1,8 @@
 //! Circuit breakers: stop waiting on a backend that keeps failing.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -82,24 +82,35 @@ impl fmt::Display for CircuitState {
 #[derive(Debug)]
 struct State {
     state: CircuitState,
-    /// (failed, slow) of the last calls.
-    window: VecDeque<(bool, bool)>,
-    consecutive: u32,
     opened_at: Instant,
     probes_started: u32,
     probes_ok: u32,
     opened_count: u64,
 }
 
+const CLOSED: u8 = 0;
+const NOT_CLOSED: u8 = 1;
+
 /// A circuit breaker for one backend: closed, open, half-open.
 ///
-/// It opens on a high failure rate over a sliding window, on consecutive failures, or
+/// It opens on a high failure rate over a window of calls, on consecutive failures, or
 /// on a high share of slow calls; after `open_for` it lets `half_open_probes` calls
 /// through and closes when they all succeed (one failure reopens it). Only temporary
 /// errors count as failures: a backend refusing bad input is not unhealthy.
+///
+/// While closed, calls touch only atomics (a ring of the last `window` outcomes with
+/// running counts); the lock is taken only to change state.
 #[derive(Debug)]
 pub struct CircuitBreaker {
     config: BreakerConfig,
+    fast: AtomicU8,
+    /// The sliding window: one slot per call (bit 0 failed, bit 1 slow), reused
+    /// round-robin, with running counts of what it holds.
+    ring: Box<[AtomicU8]>,
+    calls: AtomicU32,
+    failures: AtomicU32,
+    slows: AtomicU32,
+    consecutive: AtomicU32,
     state: Mutex<State>,
 }
 
@@ -108,10 +119,16 @@ impl CircuitBreaker {
     pub fn new(config: BreakerConfig) -> CircuitBreaker {
         CircuitBreaker {
             config,
+            fast: AtomicU8::new(CLOSED),
+            ring: (0..config.window.max(1))
+                .map(|_| AtomicU8::new(0))
+                .collect(),
+            calls: AtomicU32::new(0),
+            failures: AtomicU32::new(0),
+            slows: AtomicU32::new(0),
+            consecutive: AtomicU32::new(0),
             state: Mutex::new(State {
                 state: CircuitState::Closed,
-                window: VecDeque::with_capacity(config.window),
-                consecutive: 0,
                 opened_at: Instant::now(),
                 probes_started: 0,
                 probes_ok: 0,
@@ -126,6 +143,9 @@ impl CircuitBreaker {
 
     /// The current state (an open circuit whose time is up reads as half-open).
     pub fn state(&self) -> CircuitState {
+        if self.fast.load(Ordering::Acquire) == CLOSED {
+            return CircuitState::Closed;
+        }
         let s = self.lock();
         if s.state == CircuitState::Open && s.opened_at.elapsed() >= self.config.open_for {
             CircuitState::HalfOpen
@@ -141,6 +161,9 @@ impl CircuitBreaker {
 
     /// When an open circuit will let probes through (`None` unless open).
     pub fn retry_in(&self) -> Option<Duration> {
+        if self.fast.load(Ordering::Acquire) == CLOSED {
+            return None;
+        }
         let s = self.lock();
         (s.state == CircuitState::Open)
             .then(|| self.config.open_for.saturating_sub(s.opened_at.elapsed()))
@@ -149,6 +172,9 @@ impl CircuitBreaker {
     /// Asks to make a call: `Err(Unavailable)` while open, or when a half-open circuit
     /// already has its probes out.
     pub fn try_acquire(&self) -> Result<(), Error> {
+        if self.fast.load(Ordering::Acquire) == CLOSED {
+            return Ok(());
+        }
         let mut s = self.lock();
         if s.state == CircuitState::Open {
             if s.opened_at.elapsed() < self.config.open_for {
@@ -182,6 +208,10 @@ impl CircuitBreaker {
     /// Records the outcome of a call allowed by `try_acquire`.
     pub fn record(&self, failed: bool, elapsed: Duration) {
         let slow = elapsed >= self.config.slow_call;
+        if self.fast.load(Ordering::Acquire) == CLOSED {
+            self.record_closed(failed, slow);
+            return;
+        }
         let mut s = self.lock();
         match s.state {
             CircuitState::HalfOpen => {
@@ -191,38 +221,66 @@ impl CircuitBreaker {
                     s.probes_ok += 1;
                     if s.probes_ok >= self.config.half_open_probes {
                         s.state = CircuitState::Closed;
-                        s.window.clear();
-                        s.consecutive = 0;
+                        self.reset_window();
+                        self.fast.store(CLOSED, Ordering::Release);
                     }
                 }
             }
-            CircuitState::Open => {}
-            CircuitState::Closed => {
-                if s.window.len() == self.config.window.max(1) {
-                    s.window.pop_front();
-                }
-                s.window.push_back((failed, slow));
-                s.consecutive = if failed { s.consecutive + 1 } else { 0 };
-                let n = s.window.len();
-                let failures = s.window.iter().filter(|(f, _)| *f).count();
-                let slows = s.window.iter().filter(|(_, sl)| *sl).count();
-                let judged = n >= self.config.min_calls;
-                if s.consecutive >= self.config.consecutive_failures
-                    || (judged && failures as f64 >= self.config.failure_rate * n as f64)
-                    || (judged && slows as f64 >= self.config.slow_rate * n as f64)
-                {
-                    self.open(&mut s);
-                }
+            // A call that started before the circuit opened, or a late one.
+            CircuitState::Open | CircuitState::Closed => {}
+        }
+    }
+
+    fn record_closed(&self, failed: bool, slow: bool) {
+        let bits = u8::from(failed) | (u8::from(slow) << 1);
+        let n = self.calls.fetch_add(1, Ordering::AcqRel);
+        let evicted = self.ring[n as usize % self.ring.len()].swap(bits, Ordering::AcqRel);
+        let delta = |counter: &AtomicU32, now: bool, before: bool| -> u32 {
+            match (now, before) {
+                (true, false) => counter.fetch_add(1, Ordering::AcqRel) + 1,
+                (false, true) => counter.fetch_sub(1, Ordering::AcqRel).saturating_sub(1),
+                _ => counter.load(Ordering::Acquire),
+            }
+        };
+        let failures = delta(&self.failures, failed, evicted & 1 != 0);
+        let slows = delta(&self.slows, slow, evicted & 2 != 0);
+        let consecutive = if failed {
+            self.consecutive.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            if self.consecutive.load(Ordering::Relaxed) != 0 {
+                self.consecutive.store(0, Ordering::Release);
+            }
+            0
+        };
+        let in_window = (n + 1).min(self.ring.len() as u32);
+        let judged = in_window as usize >= self.config.min_calls;
+        if consecutive >= self.config.consecutive_failures
+            || (judged && f64::from(failures) >= self.config.failure_rate * f64::from(in_window))
+            || (judged && f64::from(slows) >= self.config.slow_rate * f64::from(in_window))
+        {
+            let mut s = self.lock();
+            if s.state == CircuitState::Closed {
+                self.open(&mut s);
             }
         }
+    }
+
+    fn reset_window(&self) {
+        for slot in self.ring.iter() {
+            slot.store(0, Ordering::Release);
+        }
+        self.calls.store(0, Ordering::Release);
+        self.failures.store(0, Ordering::Release);
+        self.slows.store(0, Ordering::Release);
+        self.consecutive.store(0, Ordering::Release);
     }
 
     fn open(&self, s: &mut State) {
         s.state = CircuitState::Open;
         s.opened_at = Instant::now();
         s.opened_count += 1;
-        s.window.clear();
-        s.consecutive = 0;
+        self.reset_window();
+        self.fast.store(NOT_CLOSED, Ordering::Release);
         tracing::warn!(
             open_for_ms = self.config.open_for.as_millis() as u64,
             "circuit opened"

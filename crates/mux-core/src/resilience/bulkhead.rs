@@ -1,10 +1,9 @@
 //! Bulkheads: a bound on in-flight and queued calls per backend.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::{Error, ErrorKind};
 
@@ -32,27 +31,27 @@ impl Default for BulkheadConfig {
 #[derive(Debug)]
 pub struct Bulkhead {
     config: BulkheadConfig,
-    slots: Arc<Semaphore>,
+    slots: Semaphore,
     queued: AtomicUsize,
 }
 
 /// Holds a bulkhead slot until dropped.
 #[derive(Debug)]
-pub struct BulkheadPermit(#[allow(dead_code)] OwnedSemaphorePermit);
+pub struct BulkheadPermit<'a>(#[allow(dead_code)] SemaphorePermit<'a>);
 
 impl Bulkhead {
     /// A bulkhead with these bounds.
     pub fn new(config: BulkheadConfig) -> Bulkhead {
         Bulkhead {
             config,
-            slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
+            slots: Semaphore::new(config.max_in_flight.max(1)),
             queued: AtomicUsize::new(0),
         }
     }
 
     /// Takes a slot, waiting in the queue if there is room, or fails with `Overloaded`.
-    pub async fn acquire(&self) -> Result<BulkheadPermit, Error> {
-        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+    pub async fn acquire(&self) -> Result<BulkheadPermit<'_>, Error> {
+        if let Ok(p) = self.slots.try_acquire() {
             return Ok(BulkheadPermit(p));
         }
         if self.queued.fetch_add(1, Ordering::SeqCst) >= self.config.max_queued {
@@ -65,7 +64,7 @@ impl Bulkhead {
                 ),
             ));
         }
-        let permit = self.slots.clone().acquire_owned().await;
+        let permit = self.slots.acquire().await;
         self.queued.fetch_sub(1, Ordering::SeqCst);
         permit
             .map(BulkheadPermit)
@@ -81,6 +80,7 @@ impl Bulkhead {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[tokio::test]
     async fn fails_fast_past_its_bounds() {

@@ -102,7 +102,8 @@ pub trait IntentLog: Send + Sync + fmt::Debug + 'static {
     fn stats(&self) -> IntentLogStats;
 }
 
-pub(crate) fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch (for dead-letter timestamps).
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -12,6 +12,6 @@ pub(crate) mod retry_jitter {
 
 pub use breaker::{BreakerConfig, CircuitBreaker, CircuitState};
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadPermit};
-pub use intent::{DeadLetter, IntentLog, IntentLogStats, MemoryIntentLog, PendingIntent};
+pub use intent::{DeadLetter, IntentLog, IntentLogStats, MemoryIntentLog, PendingIntent, now_ms};
 pub use retry::RetryPolicy;
 pub(crate) use retry::millis;
