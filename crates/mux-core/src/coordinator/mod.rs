@@ -95,12 +95,19 @@ impl Slot {
         let _permit = self.bulkhead.acquire().await.map_err(tag)?;
         self.breaker.try_acquire().map_err(tag)?;
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.timeout, call).await {
-            Ok(r) => r.map_err(tag),
-            Err(_) => Err(tag(Error::new(
-                ErrorKind::Timeout,
-                format!("no answer within {} ms", self.timeout.as_millis()),
-            ))),
+        // Poll once before arming the timer: a call that completes at once (an
+        // in-memory store, a cached answer) never touches the timer wheel.
+        let mut call = std::pin::pin!(call);
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx))).await;
+        let result = match first {
+            std::task::Poll::Ready(r) => r.map_err(tag),
+            std::task::Poll::Pending => match tokio::time::timeout(self.timeout, call).await {
+                Ok(r) => r.map_err(tag),
+                Err(_) => Err(tag(Error::new(
+                    ErrorKind::Timeout,
+                    format!("no answer within {} ms", self.timeout.as_millis()),
+                ))),
+            },
         };
         let elapsed = started.elapsed();
         self.breaker

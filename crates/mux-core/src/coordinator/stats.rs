@@ -30,10 +30,12 @@ impl LatencyWindow {
         }
     }
 
-    fn record(&self, elapsed: Duration) {
+    /// Stores a sample; returns how many samples came before it.
+    fn record(&self, elapsed: Duration) -> usize {
         let us = elapsed.as_micros().min(u128::from(u32::MAX)) as u32;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         self.samples[n % WINDOW].store(us, Ordering::Relaxed);
+        n
     }
 
     /// The `q` quantile over the window (zero with no samples).
@@ -106,9 +108,8 @@ pub(crate) struct BackendStats {
     all_latency: LatencyWindow,
     /// Exponentially weighted moving average of latency, in µs (α = 1/8).
     ewma_us: AtomicU64,
-    /// Outcomes of the last 64 calls (1 = error), and how many calls.
+    /// Outcomes of the last 64 calls (true = error), indexed like `all_latency`.
     recent_errors: [std::sync::atomic::AtomicBool; 64],
-    calls: AtomicU64,
     read_repairs: Counter,
 }
 
@@ -129,7 +130,6 @@ impl BackendStats {
             all_latency: LatencyWindow::new(),
             ewma_us: AtomicU64::new(0),
             recent_errors: std::array::from_fn(|_| std::sync::atomic::AtomicBool::new(false)),
-            calls: AtomicU64::new(0),
             read_repairs: metrics::counter!("mux_read_repairs_total", "backend" => b),
         }
     }
@@ -137,13 +137,14 @@ impl BackendStats {
     pub(crate) fn record(&self, op: Operation, elapsed: Duration, ok: bool) {
         let m = &self.ops[op_index(op)];
         m.duration.record(elapsed.as_secs_f64());
-        self.all_latency.record(elapsed);
+        let n = self.all_latency.record(elapsed);
         let us = elapsed.as_micros() as u64;
         let old = self.ewma_us.load(Ordering::Relaxed);
-        let n = self.calls.fetch_add(1, Ordering::Relaxed);
-        let new = if n == 0 { us } else { old - old / 8 + us / 8 };
-        self.ewma_us.store(new, Ordering::Relaxed);
-        self.recent_errors[(n % 64) as usize].store(!ok, Ordering::Relaxed);
+        self.ewma_us.store(
+            if n == 0 { us } else { old - old / 8 + us / 8 },
+            Ordering::Relaxed,
+        );
+        self.recent_errors[n % 64].store(!ok, Ordering::Relaxed);
         if ok {
             m.ok.increment(1);
             if op == Operation::Get {
@@ -166,11 +167,11 @@ impl BackendStats {
 
     /// The share of errors among the last (up to 64) calls.
     pub(crate) fn error_rate(&self) -> f64 {
-        let n = self.calls.load(Ordering::Relaxed).min(64);
+        let n = self.all_latency.next.load(Ordering::Relaxed).min(64);
         if n == 0 {
             return 0.0;
         }
-        let errors = self.recent_errors[..n as usize]
+        let errors = self.recent_errors[..n]
             .iter()
             .filter(|e| e.load(Ordering::Relaxed))
             .count();
