@@ -9,6 +9,8 @@ use metrics::{Counter, Histogram};
 use crate::error::Operation;
 
 const WINDOW: usize = 128;
+const ERROR_BIT: u32 = 1 << 31;
+const LATENCY_MASK: u32 = ERROR_BIT - 1;
 
 /// The last [`WINDOW`] latencies of one operation on one backend, for percentiles.
 #[derive(Debug)]
@@ -30,12 +32,20 @@ impl LatencyWindow {
         }
     }
 
-    /// Stores a sample; returns how many samples came before it.
-    fn record(&self, elapsed: Duration) -> usize {
-        let us = elapsed.as_micros().min(u128::from(u32::MAX)) as u32;
+    /// Stores a sample (latency in µs, the top bit marking an error).
+    fn record(&self, elapsed: Duration, error: bool) {
+        let us = elapsed.as_micros().min(u128::from(LATENCY_MASK)) as u32;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        self.samples[n % WINDOW].store(us, Ordering::Relaxed);
-        n
+        self.samples[n % WINDOW].store(us | if error { ERROR_BIT } else { 0 }, Ordering::Relaxed);
+    }
+
+    /// The samples in the window, oldest first.
+    fn ordered(&self) -> Vec<u32> {
+        let n = self.next.load(Ordering::Relaxed);
+        let filled = n.min(WINDOW);
+        (n - filled..n)
+            .map(|i| self.samples[i % WINDOW].load(Ordering::Relaxed))
+            .collect()
     }
 
     /// The `q` quantile over the window (zero with no samples).
@@ -46,7 +56,7 @@ impl LatencyWindow {
         }
         let mut v: Vec<u32> = self.samples[..filled]
             .iter()
-            .map(|s| s.load(Ordering::Relaxed))
+            .map(|s| s.load(Ordering::Relaxed) & LATENCY_MASK)
             .collect();
         let idx = ((filled as f64 * q).ceil() as usize).clamp(1, filled) - 1;
         let (_, nth, _) = v.select_nth_unstable(idx);
@@ -106,10 +116,6 @@ pub(crate) struct BackendStats {
     ops: Vec<OpMetrics>,
     get_latency: LatencyWindow,
     all_latency: LatencyWindow,
-    /// Exponentially weighted moving average of latency, in µs (α = 1/8).
-    ewma_us: AtomicU64,
-    /// Outcomes of the last 64 calls (true = error), indexed like `all_latency`.
-    recent_errors: [std::sync::atomic::AtomicBool; 64],
     read_repairs: Counter,
 }
 
@@ -128,8 +134,6 @@ impl BackendStats {
             ops,
             get_latency: LatencyWindow::new(),
             all_latency: LatencyWindow::new(),
-            ewma_us: AtomicU64::new(0),
-            recent_errors: std::array::from_fn(|_| std::sync::atomic::AtomicBool::new(false)),
             read_repairs: metrics::counter!("mux_read_repairs_total", "backend" => b),
         }
     }
@@ -137,18 +141,11 @@ impl BackendStats {
     pub(crate) fn record(&self, op: Operation, elapsed: Duration, ok: bool) {
         let m = &self.ops[op_index(op)];
         m.duration.record(elapsed.as_secs_f64());
-        let n = self.all_latency.record(elapsed);
-        let us = elapsed.as_micros() as u64;
-        let old = self.ewma_us.load(Ordering::Relaxed);
-        self.ewma_us.store(
-            if n == 0 { us } else { old - old / 8 + us / 8 },
-            Ordering::Relaxed,
-        );
-        self.recent_errors[n % 64].store(!ok, Ordering::Relaxed);
+        self.all_latency.record(elapsed, !ok);
         if ok {
             m.ok.increment(1);
             if op == Operation::Get {
-                self.get_latency.record(elapsed);
+                self.get_latency.record(elapsed, false);
             }
         } else {
             m.error.increment(1);
@@ -161,21 +158,24 @@ impl BackendStats {
         (w.percentile(0.5), w.percentile(0.95), w.percentile(0.99))
     }
 
+    /// Exponentially weighted moving average (α = 1/8) over the window, oldest first.
     pub(crate) fn ewma(&self) -> Duration {
-        Duration::from_micros(self.ewma_us.load(Ordering::Relaxed))
+        let mut ewma: Option<f64> = None;
+        for s in self.all_latency.ordered() {
+            let us = f64::from(s & LATENCY_MASK);
+            ewma = Some(ewma.map_or(us, |e| e + (us - e) / 8.0));
+        }
+        Duration::from_micros(ewma.unwrap_or(0.0) as u64)
     }
 
     /// The share of errors among the last (up to 64) calls.
     pub(crate) fn error_rate(&self) -> f64 {
-        let n = self.all_latency.next.load(Ordering::Relaxed).min(64);
-        if n == 0 {
+        let recent = self.all_latency.ordered();
+        let recent = &recent[recent.len().saturating_sub(64)..];
+        if recent.is_empty() {
             return 0.0;
         }
-        let errors = self.recent_errors[..n]
-            .iter()
-            .filter(|e| e.load(Ordering::Relaxed))
-            .count();
-        errors as f64 / n as f64
+        recent.iter().filter(|s| *s & ERROR_BIT != 0).count() as f64 / recent.len() as f64
     }
 
     pub(crate) fn get_p95(&self) -> Option<Duration> {
@@ -217,7 +217,7 @@ mod tests {
         let w = LatencyWindow::new();
         assert_eq!(w.p95(), None);
         for i in 1..=100u64 {
-            w.record(Duration::from_micros(i));
+            w.record(Duration::from_micros(i), false);
         }
         assert_eq!(w.percentile(0.95), Duration::from_micros(95));
         assert_eq!(w.percentile(0.5), Duration::from_micros(50));
