@@ -1,0 +1,119 @@
+//! muxd's TOML configuration.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mux::{Backend, Error, MuxConfig, Result};
+use serde::Deserialize;
+
+/// The configuration used when `--config` is not given: fs and redb under `./data`.
+pub const EMBEDDED: &str = include_str!("../examples/embedded.toml");
+
+/// A store muxd opens.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BackendSpec {
+    /// In memory (tests, caches).
+    Memory {
+        /// Its name in routes.
+        name: String,
+    },
+    /// A local directory.
+    Fs {
+        /// Its name in routes.
+        name: String,
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A redb file.
+    Redb {
+        /// Its name in routes.
+        name: String,
+        /// The database file.
+        path: PathBuf,
+    },
+    /// PostgreSQL.
+    Postgres {
+        /// Its name in routes.
+        name: String,
+        /// Connection URL.
+        url: String,
+        /// The table (default `mux_records`).
+        #[serde(default)]
+        table: Option<String>,
+    },
+    /// Redis.
+    Redis {
+        /// Its name in routes.
+        name: String,
+        /// Connection URL.
+        url: String,
+        /// Key namespace (default `mux`).
+        #[serde(default)]
+        namespace: Option<String>,
+    },
+}
+
+impl BackendSpec {
+    /// Opens the store.
+    pub async fn open(&self) -> Result<Arc<dyn Backend>> {
+        Ok(match self {
+            BackendSpec::Memory { name } => Arc::new(mux::MemoryBackend::new(name)),
+            BackendSpec::Fs { name, path } => Arc::new(mux::fs::FsBackend::open(name, path)?),
+            BackendSpec::Redb { name, path } => Arc::new(mux::redb::RedbBackend::open(name, path)?),
+            BackendSpec::Postgres { name, url, table } => {
+                let mut config = mux::postgres::PostgresConfig::new(url);
+                if let Some(t) = table {
+                    config = config.with_table(t);
+                }
+                Arc::new(mux::postgres::PostgresBackend::connect(name, config).await?)
+            }
+            BackendSpec::Redis {
+                name,
+                url,
+                namespace,
+            } => {
+                let mut config = mux::redis::RedisConfig::new(url);
+                if let Some(ns) = namespace {
+                    config = config.with_namespace(ns);
+                }
+                Arc::new(mux::redis::RedisBackend::connect(name, config).await?)
+            }
+        })
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+fn default_max_body() -> usize {
+    8 << 20
+}
+
+/// The whole server configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where the REST API listens.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The largest request body; larger ones get 413.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// The durable intent log file (redb), for `durability = "log"`.
+    #[serde(default)]
+    pub intent_log: Option<PathBuf>,
+    /// The stores.
+    pub backends: Vec<BackendSpec>,
+    /// Routes, node id and resilience.
+    pub mux: MuxConfig,
+}
+
+impl ServerConfig {
+    /// Parses a configuration; errors name the line and the field.
+    pub fn from_toml(text: &str) -> Result<ServerConfig> {
+        toml::from_str(text)
+            .map_err(|e| Error::invalid_input(format!("invalid muxd configuration: {e}")))
+    }
+}

@@ -1,0 +1,350 @@
+//! The REST API.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use mux::{
+    ErrorKind, Key, ListRequest, Prefix, ReadOptions, ReadPolicy, Record, Version,
+    WriteConsistency, WriteOptions, WriteReport,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::AppState;
+
+/// Overrides the route's write consistency: `all`, `quorum`, `one`, `primary`, `at_least:N`.
+pub const CONSISTENCY_HEADER: &str = "x-mux-consistency";
+/// Overrides the route's read policy: `primary`, `first_healthy`, `fastest`, `hedged`, …
+pub const READ_POLICY_HEADER: &str = "x-mux-read-policy";
+/// Record tags on a write: `class=pii,team=core`.
+pub const TAGS_HEADER: &str = "x-mux-tags";
+
+pub(crate) fn router(state: AppState) -> Router {
+    let limit = state.max_body_bytes;
+    Router::new()
+        .route("/v1/kv", get(list))
+        .route(
+            "/v1/kv/{*key}",
+            get(get_key).put(put_key).delete(delete_key),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/admin/health", get(health_report))
+        .route("/v1/admin/dead-letters", get(dead_letters))
+        .route(
+            "/v1/admin/dead-letters/{id}/replay",
+            post(replay_dead_letter),
+        )
+        .route("/v1/admin/dead-letters/{id}", delete(discard_dead_letter))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// An error as JSON: `{"error":{"kind","message"}}` (plus the per-backend outcome when
+/// a write missed its consistency level), with the matching status.
+pub(crate) struct ApiError(mux::Error);
+
+impl From<mux::Error> for ApiError {
+    fn from(e: mux::Error) -> Self {
+        ApiError(e)
+    }
+}
+
+fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        ErrorKind::Unavailable
+        | ErrorKind::Timeout
+        | ErrorKind::Overloaded
+        | ErrorKind::ConsistencyNotMet => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        let mut body = json!({"error": {"kind": e.kind().as_str(), "message": e.to_string()}});
+        if let Some(report) = e.write_report() {
+            body["error"]["backends"] = backends_json(report);
+        }
+        (status_of(e.kind()), axum::Json(body)).into_response()
+    }
+}
+
+fn bad(message: String) -> ApiError {
+    ApiError(mux::Error::invalid_input(message))
+}
+
+fn backends_json(report: &WriteReport) -> serde_json::Value {
+    report
+        .backends()
+        .map(|b| {
+            let mut v =
+                json!({"backend": b.backend, "role": b.role, "outcome": b.outcome.as_str()});
+            if let mux::WriteOutcome::Failed(e) = b.outcome {
+                v["error"] = json!({"kind": e.kind().as_str(), "message": e.to_string()});
+            }
+            v
+        })
+        .collect()
+}
+
+fn write_response(report: &WriteReport) -> Response {
+    let body = json!({
+        "key": report.key.as_str(),
+        "version": report.version.to_string(),
+        "consistency": report.consistency.to_string(),
+        "applied_on": report.applied_on(),
+        "backends": backends_json(report),
+    });
+    let mut response = axum::Json(body).into_response();
+    response
+        .headers_mut()
+        .insert(header::ETAG, etag(report.version));
+    response
+}
+
+fn etag(version: Version) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).expect("versions are ASCII")
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| bad(format!("header {name} is not valid text")))
+        })
+        .transpose()
+}
+
+fn key_of(raw: &str) -> Result<Key, ApiError> {
+    Ok(Key::new(raw)?)
+}
+
+fn read_options(headers: &HeaderMap) -> Result<ReadOptions, ApiError> {
+    let policy = header_str(headers, READ_POLICY_HEADER)?
+        .map(str::parse::<ReadPolicy>)
+        .transpose()?;
+    Ok(ReadOptions {
+        policy,
+        ..Default::default()
+    })
+}
+
+async fn put_key(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let key = key_of(&raw)?;
+    let body = body.map_err(|rejection| {
+        let status = rejection.status();
+        let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorKind::TooLarge
+        } else {
+            ErrorKind::InvalidInput
+        };
+        ApiError(mux::Error::new(
+            kind,
+            format!(
+                "request body rejected: {rejection} (the limit is {} bytes)",
+                state.max_body_bytes
+            ),
+        ))
+    })?;
+    let consistency = header_str(&headers, CONSISTENCY_HEADER)?
+        .map(str::parse::<WriteConsistency>)
+        .transpose()?;
+    let mut record = Record::new(key, body, Version::ZERO);
+    if let Some(ct) = header_str(&headers, header::CONTENT_TYPE.as_str())? {
+        record = record.with_content_type(ct);
+    }
+    if let Some(tags) = header_str(&headers, TAGS_HEADER)? {
+        for pair in tags.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| bad(format!("tag \"{pair}\" in {TAGS_HEADER} is not name=value")))?;
+            record = record.with_tag(k.trim(), v.trim());
+        }
+    }
+    let report = state
+        .mux
+        .write(
+            record,
+            &WriteOptions {
+                consistency,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(write_response(&report))
+}
+
+async fn get_key(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = key_of(&raw)?;
+    let Some(record) = state.mux.get_with(&key, &read_options(&headers)?).await? else {
+        return Err(ApiError(mux::Error::new(
+            ErrorKind::NotFound,
+            format!("no record under {key}"),
+        )));
+    };
+    let content_type = record
+        .meta()
+        .content_type
+        .clone()
+        .unwrap_or_else(|| "application/octet-stream".into());
+    let mut response = record.value().clone().into_response();
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    h.insert(header::ETAG, etag(record.version()));
+    h.insert(
+        "x-mux-version",
+        HeaderValue::from_str(&record.version().to_string()).expect("ASCII"),
+    );
+    Ok(response)
+}
+
+async fn delete_key(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = key_of(&raw)?;
+    let consistency = header_str(&headers, CONSISTENCY_HEADER)?
+        .map(str::parse::<WriteConsistency>)
+        .transpose()?;
+    let report = state
+        .mux
+        .delete(
+            &key,
+            &WriteOptions {
+                consistency,
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(write_response(&report))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    prefix: String,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let mut request = ListRequest::new(Prefix::new(&q.prefix)?);
+    request.cursor = q.cursor.as_deref().map(Key::new).transpose()?;
+    if let Some(limit) = q.limit {
+        request.limit = limit;
+    }
+    let page = state.mux.list(&request, &read_options(&headers)?).await?;
+    let entries: Vec<serde_json::Value> = page
+        .entries
+        .iter()
+        .map(|e| {
+            json!({
+                "key": e.key.as_str(),
+                "version": e.meta.version.to_string(),
+                "size": e.size,
+                "content_type": e.meta.content_type,
+                "tags": e.meta.tags,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "entries": entries,
+        "next_cursor": page.next_cursor.as_ref().map(Key::as_str),
+    }))
+    .into_response())
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
+    use mux::Backend;
+    state.mux.health().await?;
+    Ok("ready\n".into_response())
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn health_report(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(axum::Json(state.mux.health_report().await?).into_response())
+}
+
+async fn dead_letters(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let dead: Vec<serde_json::Value> = state
+        .mux
+        .dead_letters()
+        .await?
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id, "backend": d.backend, "key": d.record.key().as_str(),
+                "version": d.record.version().to_string(), "error": d.error,
+                "attempts": d.attempts, "failed_at_ms": d.failed_at_ms,
+            })
+        })
+        .collect();
+    Ok(axum::Json(json!({ "dead_letters": dead })).into_response())
+}
+
+async fn replay_dead_letter(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<Response, ApiError> {
+    if state.mux.replay_dead_letter(id).await? {
+        Ok(axum::Json(json!({"replayed": id})).into_response())
+    } else {
+        Err(ApiError(mux::Error::new(
+            ErrorKind::NotFound,
+            format!("no dead letter {id}"),
+        )))
+    }
+}
+
+async fn discard_dead_letter(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<Response, ApiError> {
+    if state.mux.discard_dead_letter(id).await? {
+        Ok(axum::Json(json!({"discarded": id})).into_response())
+    } else {
+        Err(ApiError(mux::Error::new(
+            ErrorKind::NotFound,
+            format!("no dead letter {id}"),
+        )))
+    }
+}
