@@ -106,6 +106,9 @@ pub struct ServerConfig {
     pub intent_log: Option<PathBuf>,
     /// The stores.
     pub backends: Vec<BackendSpec>,
+    /// Authentication: `[auth]` with `mode = "jwt"` (and its keys) or `mode = "off"`
+    /// (loopback only).
+    pub auth: crate::auth::AuthConfig,
     /// Routes, node id and resilience.
     pub mux: MuxConfig,
 }

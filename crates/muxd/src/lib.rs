@@ -9,6 +9,7 @@
 //! `DELETE /v1/admin/dead-letters/{id}`.
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod config;
 mod rest;
 
@@ -44,6 +45,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The body limit.
     pub max_body_bytes: usize,
+    /// Verifies tokens; `None` when auth is off.
+    pub auth: Option<Arc<auth::Verifier>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -57,6 +60,23 @@ impl std::fmt::Debug for AppState {
 
 /// Opens every backend and builds the `Mux`.
 pub async fn build(config: &ServerConfig) -> Result<AppState> {
+    let auth = match config.auth.mode {
+        auth::AuthMode::Jwt => Some(Arc::new(auth::Verifier::new(&config.auth)?)),
+        auth::AuthMode::Off => {
+            let loopback = config
+                .listen
+                .parse::<SocketAddr>()
+                .map(|a| a.ip().is_loopback())
+                .unwrap_or(config.listen.starts_with("localhost:"));
+            if !loopback {
+                return Err(Error::invalid_input(format!(
+                    "[auth] mode = \"off\" is allowed only on a loopback address, not {}",
+                    config.listen
+                )));
+            }
+            None
+        }
+    };
     let metrics = metrics_handle();
     let mut builder = Mux::builder();
     for spec in &config.backends {
@@ -71,6 +91,7 @@ pub async fn build(config: &ServerConfig) -> Result<AppState> {
         mux,
         metrics,
         max_body_bytes: config.max_body_bytes,
+        auth,
     })
 }
 

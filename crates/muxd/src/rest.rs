@@ -15,6 +15,63 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::AppState;
+use crate::auth::{self, Denied, Identity, Scope};
+
+/// The caller, as the auth middleware found it (`None` with auth off).
+type Caller = axum::Extension<Option<Identity>>;
+
+async fn authenticate(
+    State(state): State<AppState>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let identity = match &state.auth {
+        None => None,
+        Some(verifier) => {
+            let token = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            let Some(token) = token else {
+                return denied(Denied::Unauthenticated(
+                    "missing Authorization: Bearer <token>".into(),
+                ));
+            };
+            match verifier.verify(token) {
+                Ok(identity) => Some(identity),
+                Err(d) => return denied(d),
+            }
+        }
+    };
+    request.extensions_mut().insert(identity);
+    next.run(request).await
+}
+
+fn denied(d: Denied) -> Response {
+    let (status, kind, message) = match d {
+        Denied::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, "unauthenticated", m),
+        Denied::Forbidden(m) => (StatusCode::FORBIDDEN, "permission_denied", m),
+    };
+    (
+        status,
+        axum::Json(json!({"error": {"kind": kind, "message": message}})),
+    )
+        .into_response()
+}
+
+/// Checks the caller's scope; with auth off everything is allowed.
+fn require(caller: &Option<Identity>, scope: Scope) -> Result<Option<&str>, ApiError> {
+    match caller {
+        None => Ok(None),
+        Some(id) if id.scopes.contains(&scope) => Ok(Some(id.tenant.as_str())),
+        Some(id) => Err(ApiError::Denied(Denied::Forbidden(format!(
+            "tenant {} lacks the {} scope",
+            id.tenant,
+            format!("{scope:?}").to_lowercase()
+        )))),
+    }
+}
 
 /// Overrides the route's write consistency: `all`, `quorum`, `one`, `primary`, `at_least:N`.
 pub const CONSISTENCY_HEADER: &str = "x-mux-consistency";
@@ -25,15 +82,12 @@ pub const TAGS_HEADER: &str = "x-mux-tags";
 
 pub(crate) fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
-    Router::new()
+    let api = Router::new()
         .route("/v1/kv", get(list))
         .route(
             "/v1/kv/{*key}",
             get(get_key).put(put_key).delete(delete_key),
         )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .route("/v1/admin/health", get(health_report))
         .route("/v1/admin/dead-letters", get(dead_letters))
         .route(
@@ -41,17 +95,34 @@ pub(crate) fn router(state: AppState) -> Router {
             post(replay_dead_letter),
         )
         .route("/v1/admin/dead-letters/{id}", delete(discard_dead_letter))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ));
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
 /// An error as JSON: `{"error":{"kind","message"}}` (plus the per-backend outcome when
 /// a write missed its consistency level), with the matching status.
-pub(crate) struct ApiError(mux::Error);
+pub(crate) enum ApiError {
+    Mux(mux::Error),
+    Denied(Denied),
+}
+
+#[allow(non_snake_case)]
+fn ApiError(e: mux::Error) -> ApiError {
+    ApiError::Mux(e)
+}
 
 impl From<mux::Error> for ApiError {
     fn from(e: mux::Error) -> Self {
-        ApiError(e)
+        ApiError::Mux(e)
     }
 }
 
@@ -73,7 +144,10 @@ fn status_of(kind: ErrorKind) -> StatusCode {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let e = self.0;
+        let e = match self {
+            ApiError::Mux(e) => e,
+            ApiError::Denied(d) => return denied(d),
+        };
         let mut body = json!({"error": {"kind": e.kind().as_str(), "message": e.to_string()}});
         if let Some(report) = e.write_report() {
             body["error"]["backends"] = backends_json(report);
@@ -100,9 +174,9 @@ fn backends_json(report: &WriteReport) -> serde_json::Value {
         .collect()
 }
 
-fn write_response(report: &WriteReport) -> Response {
+fn write_response(report: &WriteReport, tenant: Option<&str>) -> Response {
     let body = json!({
-        "key": report.key.as_str(),
+        "key": auth::strip(tenant, report.key.as_str()),
         "version": report.version.to_string(),
         "consistency": report.consistency.to_string(),
         "applied_on": report.applied_on(),
@@ -133,23 +207,26 @@ fn key_of(raw: &str) -> Result<Key, ApiError> {
     Ok(Key::new(raw)?)
 }
 
-fn read_options(headers: &HeaderMap) -> Result<ReadOptions, ApiError> {
+fn read_options(headers: &HeaderMap, tenant: Option<&str>) -> Result<ReadOptions, ApiError> {
     let policy = header_str(headers, READ_POLICY_HEADER)?
         .map(str::parse::<ReadPolicy>)
         .transpose()?;
     Ok(ReadOptions {
         policy,
+        tenant: tenant.map(str::to_owned),
         ..Default::default()
     })
 }
 
 async fn put_key(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let key = key_of(&raw)?;
+    let tenant = require(&caller, Scope::Write)?;
+    let key = auth::namespaced(tenant, &key_of(&raw)?)?;
     let body = body.map_err(|rejection| {
         let status = rejection.status();
         let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -180,29 +257,32 @@ async fn put_key(
             record = record.with_tag(k.trim(), v.trim());
         }
     }
-    let report = state
-        .mux
-        .write(
-            record,
-            &WriteOptions {
-                consistency,
-                ..Default::default()
-            },
-        )
-        .await?;
-    Ok(write_response(&report))
+    let options = WriteOptions {
+        consistency,
+        tenant: tenant.map(str::to_owned),
+        ..Default::default()
+    };
+    let report = state.mux.write(record, &options).await?;
+    Ok(write_response(&report, tenant))
 }
 
 async fn get_key(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let key = key_of(&raw)?;
-    let Some(record) = state.mux.get_with(&key, &read_options(&headers)?).await? else {
+    let tenant = require(&caller, Scope::Read)?;
+    let asked = key_of(&raw)?;
+    let key = auth::namespaced(tenant, &asked)?;
+    let Some(record) = state
+        .mux
+        .get_with(&key, &read_options(&headers, tenant)?)
+        .await?
+    else {
         return Err(ApiError(mux::Error::new(
             ErrorKind::NotFound,
-            format!("no record under {key}"),
+            format!("no record under {asked}"),
         )));
     };
     let content_type = record
@@ -227,24 +307,22 @@ async fn get_key(
 
 async fn delete_key(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let key = key_of(&raw)?;
+    let tenant = require(&caller, Scope::Write)?;
+    let key = auth::namespaced(tenant, &key_of(&raw)?)?;
     let consistency = header_str(&headers, CONSISTENCY_HEADER)?
         .map(str::parse::<WriteConsistency>)
         .transpose()?;
-    let report = state
-        .mux
-        .delete(
-            &key,
-            &WriteOptions {
-                consistency,
-                ..Default::default()
-            },
-        )
-        .await?;
-    Ok(write_response(&report))
+    let options = WriteOptions {
+        consistency,
+        tenant: tenant.map(str::to_owned),
+        ..Default::default()
+    };
+    let report = state.mux.delete(&key, &options).await?;
+    Ok(write_response(&report, tenant))
 }
 
 #[derive(Deserialize)]
@@ -257,21 +335,30 @@ struct ListQuery {
 
 async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<ListQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let mut request = ListRequest::new(Prefix::new(&q.prefix)?);
-    request.cursor = q.cursor.as_deref().map(Key::new).transpose()?;
+    let tenant = require(&caller, Scope::Read)?;
+    let mut request = ListRequest::new(auth::namespaced_prefix(tenant, &Prefix::new(&q.prefix)?)?);
+    request.cursor = q
+        .cursor
+        .as_deref()
+        .map(|c| Key::new(c).and_then(|c| auth::namespaced(tenant, &c)))
+        .transpose()?;
     if let Some(limit) = q.limit {
         request.limit = limit;
     }
-    let page = state.mux.list(&request, &read_options(&headers)?).await?;
+    let page = state
+        .mux
+        .list(&request, &read_options(&headers, tenant)?)
+        .await?;
     let entries: Vec<serde_json::Value> = page
         .entries
         .iter()
         .map(|e| {
             json!({
-                "key": e.key.as_str(),
+                "key": auth::strip(tenant, e.key.as_str()),
                 "version": e.meta.version.to_string(),
                 "size": e.size,
                 "content_type": e.meta.content_type,
@@ -281,7 +368,7 @@ async fn list(
         .collect();
     Ok(axum::Json(json!({
         "entries": entries,
-        "next_cursor": page.next_cursor.as_ref().map(Key::as_str),
+        "next_cursor": page.next_cursor.as_ref().map(|c| auth::strip(tenant, c.as_str())),
     }))
     .into_response())
 }
@@ -300,11 +387,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn health_report(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn health_report(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    require(&caller, Scope::Admin)?;
     Ok(axum::Json(state.mux.health_report().await?).into_response())
 }
 
-async fn dead_letters(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn dead_letters(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    require(&caller, Scope::Admin)?;
     let dead: Vec<serde_json::Value> = state
         .mux
         .dead_letters()
@@ -323,8 +415,10 @@ async fn dead_letters(State(state): State<AppState>) -> Result<Response, ApiErro
 
 async fn replay_dead_letter(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<u64>,
 ) -> Result<Response, ApiError> {
+    require(&caller, Scope::Admin)?;
     if state.mux.replay_dead_letter(id).await? {
         Ok(axum::Json(json!({"replayed": id})).into_response())
     } else {
@@ -337,8 +431,10 @@ async fn replay_dead_letter(
 
 async fn discard_dead_letter(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<u64>,
 ) -> Result<Response, ApiError> {
+    require(&caller, Scope::Admin)?;
     if state.mux.discard_dead_letter(id).await? {
         Ok(axum::Json(json!({"discarded": id})).into_response())
     } else {

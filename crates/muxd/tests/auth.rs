@@ -1,0 +1,323 @@
+//! Tenants by JWT: isolation and authentication failures, over real sockets.
+
+mod common;
+
+use common::request;
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use muxd::ServerConfig;
+use serde_json::json;
+
+const SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!";
+
+fn config(dir: &std::path::Path) -> ServerConfig {
+    let text = common::embedded_config(dir).replace(
+        "[auth]\nmode = \"off\"",
+        &format!("[auth]\nmode = \"jwt\"\nalgorithm = \"HS256\"\nsecret = \"{SECRET}\"\naudience = \"muxd\""),
+    );
+    ServerConfig::from_toml(&text).unwrap()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn token_with(claims: serde_json::Value, alg: Algorithm, secret: &str) -> String {
+    encode(
+        &Header::new(alg),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn token(tenant: &str, scope: &str) -> String {
+    token_with(
+        json!({"tenant": tenant, "scope": scope, "aud": "muxd", "exp": now() + 600}),
+        Algorithm::HS256,
+        SECRET,
+    )
+}
+
+fn b64url(data: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+async fn start(dir: &std::path::Path) -> (muxd::Server, mux::Mux) {
+    let config = config(dir);
+    let state = muxd::build(&config).await.unwrap();
+    let mux = state.mux.clone();
+    (muxd::serve(&config, state).await.unwrap(), mux)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_cannot_reach_each_other_whatever_the_key_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mux) = start(dir.path()).await;
+    let a = server.addr;
+    let acme = format!("Bearer {}", token("acme", "read write"));
+    let beta = format!("Bearer {}", token("beta", "read write"));
+    let auth = |t: &str| [("authorization", t.to_owned())];
+
+    let r = request(
+        a,
+        "PUT",
+        "/v1/kv/config/secret",
+        &[("authorization", &acme)],
+        b"acme-only",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["key"],
+        "config/secret",
+        "the tenant sees its own key names"
+    );
+
+    // B cannot read, list or find A's key, however it is spelled.
+    for path in [
+        "/v1/kv/config/secret",
+        "/v1/kv/tenants/acme/config/secret",
+        "/v1/kv/../acme/config/secret",
+        "/v1/kv/%2E%2E/acme/config/secret",
+        "/v1/kv/..%2Facme%2Fconfig%2Fsecret",
+        "/v1/kv/config%2Fsecret",
+    ] {
+        let [(k, v)] = auth(&beta);
+        let r = request(a, "GET", path, &[(k, &v)], b"").await;
+        assert!(
+            r.status == 404 || r.status == 400,
+            "{path}: {} {}",
+            r.status,
+            r.text()
+        );
+        assert!(!r.text().contains("acme-only"), "{path} leaked A's value");
+    }
+    for prefix in [
+        "",
+        "config",
+        "tenants",
+        "tenants/acme",
+        "tenants/acme/config",
+    ] {
+        let r = request(
+            a,
+            "GET",
+            &format!("/v1/kv?prefix={prefix}"),
+            &[("authorization", &beta)],
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{prefix}: {}", r.text());
+        assert_eq!(
+            r.json()["entries"],
+            json!([]),
+            "B listed A's keys under {prefix:?}"
+        );
+    }
+    // B's write of the same name is B's own record; A's is untouched.
+    let r = request(
+        a,
+        "PUT",
+        "/v1/kv/config/secret",
+        &[("authorization", &beta)],
+        b"beta-value",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = request(
+        a,
+        "PUT",
+        "/v1/kv/tenants/acme/config/secret",
+        &[("authorization", &beta)],
+        b"overwrite?",
+    )
+    .await;
+    assert_eq!(r.status, 200, "stored under B's namespace");
+    let r = request(
+        a,
+        "GET",
+        "/v1/kv/config/secret",
+        &[("authorization", &acme)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.body, b"acme-only");
+    let r = request(
+        a,
+        "GET",
+        "/v1/kv/config/secret",
+        &[("authorization", &beta)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.body, b"beta-value");
+    let listed = request(
+        a,
+        "GET",
+        "/v1/kv?prefix=config",
+        &[("authorization", &acme)],
+        b"",
+    )
+    .await
+    .json();
+    assert_eq!(listed["entries"].as_array().unwrap().len(), 1);
+    // Stored under each tenant's namespace.
+    assert!(
+        mux.get(&mux::Key::new("tenants/acme/config/secret").unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        mux.get(&mux::Key::new("tenants/beta/tenants/acme/config/secret").unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    server.shutdown(&mux).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_failures_are_401_and_missing_scopes_403() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mux) = start(dir.path()).await;
+    let a = server.addr;
+    let get = |t: Option<String>| async move {
+        let h = t.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = h.iter().map(|v| ("authorization", v.as_str())).collect();
+        request(a, "GET", "/v1/kv/k", &headers, b"").await
+    };
+    let expired = token_with(
+        json!({"tenant": "acme", "scope": "read", "aud": "muxd", "exp": now() - 3600}),
+        Algorithm::HS256,
+        SECRET,
+    );
+    let wrong_aud = token_with(
+        json!({"tenant": "acme", "scope": "read", "aud": "other", "exp": now() + 600}),
+        Algorithm::HS256,
+        SECRET,
+    );
+    let not_yet = token_with(
+        json!({"tenant": "acme", "scope": "read", "aud": "muxd", "exp": now() + 600, "nbf": now() + 3600}),
+        Algorithm::HS256,
+        SECRET,
+    );
+    let wrong_key = token_with(
+        json!({"tenant": "acme", "scope": "read", "aud": "muxd", "exp": now() + 600}),
+        Algorithm::HS256,
+        "another-secret-that-is-also-32-bytes-long",
+    );
+    let other_alg = token_with(
+        json!({"tenant": "acme", "scope": "read", "aud": "muxd", "exp": now() + 600}),
+        Algorithm::HS384,
+        SECRET,
+    );
+    let none = format!(
+        "{}.{}.",
+        b64url(br#"{"alg":"none","typ":"JWT"}"#),
+        b64url(
+            json!({"tenant": "acme", "scope": "read", "aud": "muxd", "exp": now() + 600})
+                .to_string()
+                .as_bytes()
+        )
+    );
+    let no_tenant = token_with(
+        json!({"scope": "read", "aud": "muxd", "exp": now() + 600}),
+        Algorithm::HS256,
+        SECRET,
+    );
+    let bad_tenant = token_with(
+        json!({"tenant": "../x", "scope": "read", "aud": "muxd", "exp": now() + 600}),
+        Algorithm::HS256,
+        SECRET,
+    );
+    for (what, t) in [
+        ("missing", None),
+        ("garbage", Some("not-a-jwt".to_owned())),
+        ("expired", Some(expired)),
+        ("wrong audience", Some(wrong_aud)),
+        ("not yet valid", Some(not_yet)),
+        ("wrong key", Some(wrong_key)),
+        ("another algorithm", Some(other_alg)),
+        ("alg none", Some(none)),
+        ("no tenant", Some(no_tenant)),
+        ("bad tenant", Some(bad_tenant)),
+    ] {
+        let r = get(t).await;
+        assert_eq!(r.status, 401, "{what}: {}", r.text());
+        assert_eq!(r.json()["error"]["kind"], "unauthenticated", "{what}");
+    }
+    assert_eq!(
+        get(Some(token("acme", "read"))).await.status,
+        404,
+        "a valid token gets through"
+    );
+
+    let reader = format!("Bearer {}", token("acme", "read"));
+    let r = request(a, "PUT", "/v1/kv/k", &[("authorization", &reader)], b"v").await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("write scope")
+    );
+    let r = request(
+        a,
+        "GET",
+        "/v1/admin/health",
+        &[("authorization", &reader)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    let admin = format!("Bearer {}", token("ops", "admin"));
+    assert_eq!(
+        request(
+            a,
+            "GET",
+            "/v1/admin/health",
+            &[("authorization", &admin)],
+            b""
+        )
+        .await
+        .status,
+        200
+    );
+    server.shutdown(&mux).await;
+}
+
+#[tokio::test]
+async fn auth_off_only_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::embedded_config(dir.path()).replace("127.0.0.1:0", "0.0.0.0:0");
+    let err = muxd::build(&ServerConfig::from_toml(&text).unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("only on a loopback address"),
+        "{err}"
+    );
+    let text = common::embedded_config(dir.path()).replace(
+        "[auth]\nmode = \"off\"",
+        "[auth]\nmode = \"jwt\"\nalgorithm = \"HS256\"\nsecret = \"short\"",
+    );
+    let err = muxd::build(&ServerConfig::from_toml(&text).unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("at least 32 bytes"), "{err}");
+}
