@@ -10,7 +10,7 @@ use serde::Deserialize;
 pub const EMBEDDED: &str = include_str!("../examples/embedded.toml");
 
 /// A store muxd opens.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum BackendSpec {
     /// In memory (tests, caches).

@@ -14,7 +14,7 @@ pub mod config;
 mod rest;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use mux::{Error, Mux, Result};
@@ -36,32 +36,104 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// What a configuration produces; swapped atomically on reload.
+#[derive(Debug)]
+pub struct Live {
+    /// The multiplexed store.
+    pub mux: Mux,
+    /// Verifies tokens; `None` when auth is off.
+    pub auth: Option<Arc<auth::Verifier>>,
+    /// The configuration it came from.
+    pub config: ServerConfig,
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    /// The multiplexed store.
-    pub mux: Mux,
+    live: Arc<RwLock<Arc<Live>>>,
+    /// Open backends by spec, reused across reloads (a store is opened once).
+    backends: Arc<tokio::sync::Mutex<Vec<(BackendSpec, Arc<dyn mux::Backend>)>>>,
+    intent_log: Option<Arc<dyn mux::IntentLog>>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
-    /// The body limit.
+    /// The body limit (fixed at start).
     pub max_body_bytes: usize,
-    /// Verifies tokens; `None` when auth is off.
-    pub auth: Option<Arc<auth::Verifier>>,
 }
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
-            .field("mux", &self.mux)
+            .field("live", &self.live())
             .field("max_body_bytes", &self.max_body_bytes)
             .finish_non_exhaustive()
     }
 }
 
-/// Opens every backend and builds the `Mux`.
-pub async fn build(config: &ServerConfig) -> Result<AppState> {
-    let auth = match config.auth.mode {
-        auth::AuthMode::Jwt => Some(Arc::new(auth::Verifier::new(&config.auth)?)),
+impl AppState {
+    /// The configuration in force now (requests hold it until they finish).
+    pub fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The `Mux` in force now.
+    pub fn mux(&self) -> Mux {
+        self.live().mux.clone()
+    }
+
+    /// Validates `config` and swaps it in atomically: requests in flight finish on the
+    /// old one, new requests see the new one. An invalid config changes nothing and its
+    /// errors are returned. `listen`, `max_body_bytes` and `intent_log` need a restart.
+    pub async fn reload(&self, config: ServerConfig) -> Result<()> {
+        let current = self.live();
+        for (what, same) in [
+            ("listen", config.listen == current.config.listen),
+            (
+                "max_body_bytes",
+                config.max_body_bytes == current.config.max_body_bytes,
+            ),
+            ("intent_log", config.intent_log == current.config.intent_log),
+        ] {
+            if !same {
+                return Err(Error::invalid_input(format!(
+                    "{what} cannot change on reload: restart muxd"
+                )));
+            }
+        }
+        let live = Arc::new(self.make_live(config).await?);
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = live;
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    async fn make_live(&self, config: ServerConfig) -> Result<Live> {
+        let auth = verifier(&config)?;
+        let mut opened = self.backends.lock().await;
+        let mut builder = Mux::builder();
+        for spec in &config.backends {
+            let backend = match opened.iter().find(|(s, _)| s == spec) {
+                Some((_, b)) => b.clone(),
+                None => {
+                    let b = spec.open().await?;
+                    opened.push((spec.clone(), b.clone()));
+                    b
+                }
+            };
+            builder = builder.backend(backend);
+        }
+        if let Some(log) = &self.intent_log {
+            builder = builder.intent_log(log.clone());
+        }
+        let mux = builder.config(config.mux.clone()).build()?;
+        mux.recover().await?;
+        // Forget stores the new config no longer names.
+        opened.retain(|(s, _)| config.backends.contains(s));
+        Ok(Live { mux, auth, config })
+    }
+}
+
+fn verifier(config: &ServerConfig) -> Result<Option<Arc<auth::Verifier>>> {
+    match config.auth.mode {
+        auth::AuthMode::Jwt => Ok(Some(Arc::new(auth::Verifier::new(&config.auth)?))),
         auth::AuthMode::Off => {
             let loopback = config
                 .listen
@@ -74,25 +146,36 @@ pub async fn build(config: &ServerConfig) -> Result<AppState> {
                     config.listen
                 )));
             }
-            None
+            Ok(None)
         }
-    };
+    }
+}
+
+/// Opens every backend and builds the `Mux`.
+pub async fn build(config: &ServerConfig) -> Result<AppState> {
+    verifier(config)?;
     let metrics = metrics_handle();
-    let mut builder = Mux::builder();
-    for spec in &config.backends {
-        builder = builder.backend(spec.open().await?);
-    }
-    if let Some(path) = &config.intent_log {
-        builder = builder.intent_log(Arc::new(mux::redb::RedbIntentLog::open(path)?));
-    }
-    let mux = builder.config(config.mux.clone()).build()?;
-    mux.recover().await?;
-    Ok(AppState {
-        mux,
+    let intent_log: Option<Arc<dyn mux::IntentLog>> = match &config.intent_log {
+        Some(path) => Some(Arc::new(mux::redb::RedbIntentLog::open(path)?)),
+        None => None,
+    };
+    let placeholder = AppState {
+        live: Arc::new(RwLock::new(Arc::new(Live {
+            mux: Mux::builder()
+                .backend(Arc::new(mux::MemoryBackend::new("placeholder")))
+                .default_route(mux::RouteConfig::new("").backend("placeholder", mux::Role::Primary))
+                .build()?,
+            auth: None,
+            config: config.clone(),
+        }))),
+        backends: Arc::new(tokio::sync::Mutex::new(Vec::new())),
+        intent_log,
         metrics,
         max_body_bytes: config.max_body_bytes,
-        auth,
-    })
+    };
+    let live = Arc::new(placeholder.make_live(config.clone()).await?);
+    *placeholder.live.write().unwrap_or_else(|p| p.into_inner()) = live;
+    Ok(placeholder)
 }
 
 /// A running server.

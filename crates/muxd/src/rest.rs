@@ -25,7 +25,7 @@ async fn authenticate(
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let identity = match &state.auth {
+    let identity = match &state.live().auth {
         None => None,
         Some(verifier) => {
             let token = request
@@ -95,6 +95,7 @@ pub(crate) fn router(state: AppState) -> Router {
             post(replay_dead_letter),
         )
         .route("/v1/admin/dead-letters/{id}", delete(discard_dead_letter))
+        .route("/v1/admin/reload", post(reload))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
@@ -262,7 +263,7 @@ async fn put_key(
         tenant: tenant.map(str::to_owned),
         ..Default::default()
     };
-    let report = state.mux.write(record, &options).await?;
+    let report = state.mux().write(record, &options).await?;
     Ok(write_response(&report, tenant))
 }
 
@@ -276,7 +277,7 @@ async fn get_key(
     let asked = key_of(&raw)?;
     let key = auth::namespaced(tenant, &asked)?;
     let Some(record) = state
-        .mux
+        .mux()
         .get_with(&key, &read_options(&headers, tenant)?)
         .await?
     else {
@@ -321,7 +322,7 @@ async fn delete_key(
         tenant: tenant.map(str::to_owned),
         ..Default::default()
     };
-    let report = state.mux.delete(&key, &options).await?;
+    let report = state.mux().delete(&key, &options).await?;
     Ok(write_response(&report, tenant))
 }
 
@@ -350,7 +351,7 @@ async fn list(
         request.limit = limit;
     }
     let page = state
-        .mux
+        .mux()
         .list(&request, &read_options(&headers, tenant)?)
         .await?;
     let entries: Vec<serde_json::Value> = page
@@ -375,7 +376,7 @@ async fn list(
 
 async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
     use mux::Backend;
-    state.mux.health().await?;
+    state.mux().health().await?;
     Ok("ready\n".into_response())
 }
 
@@ -392,13 +393,13 @@ async fn health_report(
     caller: Caller,
 ) -> Result<Response, ApiError> {
     require(&caller, Scope::Admin)?;
-    Ok(axum::Json(state.mux.health_report().await?).into_response())
+    Ok(axum::Json(state.mux().health_report().await?).into_response())
 }
 
 async fn dead_letters(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     require(&caller, Scope::Admin)?;
     let dead: Vec<serde_json::Value> = state
-        .mux
+        .mux()
         .dead_letters()
         .await?
         .iter()
@@ -419,7 +420,7 @@ async fn replay_dead_letter(
     Path(id): Path<u64>,
 ) -> Result<Response, ApiError> {
     require(&caller, Scope::Admin)?;
-    if state.mux.replay_dead_letter(id).await? {
+    if state.mux().replay_dead_letter(id).await? {
         Ok(axum::Json(json!({"replayed": id})).into_response())
     } else {
         Err(ApiError(mux::Error::new(
@@ -435,7 +436,7 @@ async fn discard_dead_letter(
     Path(id): Path<u64>,
 ) -> Result<Response, ApiError> {
     require(&caller, Scope::Admin)?;
-    if state.mux.discard_dead_letter(id).await? {
+    if state.mux().discard_dead_letter(id).await? {
         Ok(axum::Json(json!({"discarded": id})).into_response())
     } else {
         Err(ApiError(mux::Error::new(
@@ -443,4 +444,19 @@ async fn discard_dead_letter(
             format!("no dead letter {id}"),
         )))
     }
+}
+
+/// `POST /v1/admin/reload` with a TOML configuration as the body: validated and swapped
+/// in atomically; an invalid one is refused with its errors and the old one keeps serving.
+async fn reload(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    require(&caller, Scope::Admin)?;
+    let text =
+        std::str::from_utf8(&body).map_err(|_| bad("the configuration is not UTF-8".into()))?;
+    let config = crate::ServerConfig::from_toml(text)?;
+    state.reload(config).await?;
+    Ok(axum::Json(json!({"reloaded": true})).into_response())
 }

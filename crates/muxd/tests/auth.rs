@@ -59,7 +59,7 @@ fn b64url(data: &[u8]) -> String {
 async fn start(dir: &std::path::Path) -> (muxd::Server, mux::Mux) {
     let config = config(dir);
     let state = muxd::build(&config).await.unwrap();
-    let mux = state.mux.clone();
+    let mux = state.mux();
     (muxd::serve(&config, state).await.unwrap(), mux)
 }
 

@@ -10,7 +10,7 @@ async fn start(dir: &std::path::Path) -> (muxd::Server, mux::Mux) {
         common::embedded_config(dir).replace("max_body_bytes = 8388608", "max_body_bytes = 1024");
     let config = ServerConfig::from_toml(&text).unwrap();
     let state = muxd::build(&config).await.unwrap();
-    let mux = state.mux.clone();
+    let mux = state.mux();
     (muxd::serve(&config, state).await.unwrap(), mux)
 }
 

@@ -35,12 +35,11 @@ async fn main() -> ExitCode {
     let result = async {
         let config = ServerConfig::from_toml(&text)?;
         let state = muxd::build(&config).await?;
-        let mux = state.mux.clone();
-        let server = muxd::serve(&config, state).await?;
+        let server = muxd::serve(&config, state.clone()).await?;
         println!("muxd listening on http://{}", server.addr);
-        shutdown_signal().await;
+        run_until_shutdown(&state, args.config.as_deref()).await;
         println!("muxd: shutting down (draining requests and background writes)");
-        server.shutdown(&mux).await;
+        server.shutdown(&state.mux()).await;
         Ok::<_, mux::Error>(())
     }
     .await;
@@ -53,19 +52,33 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install the SIGTERM handler");
+/// Serves until SIGTERM or SIGINT; on SIGHUP re-reads the config file and swaps it in
+/// (an invalid one is reported and the old one keeps serving).
+async fn run_until_shutdown(state: &muxd::AppState, config_path: Option<&std::path::Path>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+    let mut hup = signal(SignalKind::hangup()).expect("install the SIGHUP handler");
+    loop {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => {
+                let Some(path) = config_path else {
+                    eprintln!("muxd: SIGHUP ignored: running on the embedded default config (use --config FILE)");
+                    continue;
+                };
+                let result = match std::fs::read_to_string(path) {
+                    Ok(text) => match ServerConfig::from_toml(&text) {
+                        Ok(config) => state.reload(config).await,
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Err(mux::Error::from(e).context(format!("cannot read {}", path.display()))),
+                };
+                match result {
+                    Ok(()) => println!("muxd: configuration reloaded from {}", path.display()),
+                    Err(e) => eprintln!("muxd: reload refused, the old configuration keeps serving: {e}"),
+                }
+            }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
     }
 }
