@@ -47,12 +47,15 @@ pub struct Live {
     pub config: ServerConfig,
 }
 
+/// The stores opened so far, by the spec that opened them.
+type OpenBackends = Vec<(BackendSpec, Arc<dyn mux::Backend>)>;
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     live: Arc<RwLock<Arc<Live>>>,
     /// Open backends by spec, reused across reloads (a store is opened once).
-    backends: Arc<tokio::sync::Mutex<Vec<(BackendSpec, Arc<dyn mux::Backend>)>>>,
+    backends: Arc<tokio::sync::Mutex<OpenBackends>>,
     intent_log: Option<Arc<dyn mux::IntentLog>>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
