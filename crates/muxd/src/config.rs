@@ -87,6 +87,10 @@ fn default_listen() -> String {
     "127.0.0.1:8080".into()
 }
 
+fn default_grpc_listen() -> String {
+    "127.0.0.1:50051".into()
+}
+
 fn default_max_body() -> usize {
     8 << 20
 }
@@ -98,6 +102,9 @@ pub struct ServerConfig {
     /// Where the REST API listens.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Where the gRPC API listens.
+    #[serde(default = "default_grpc_listen")]
+    pub grpc_listen: String,
     /// The largest request body; larger ones get 413.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,

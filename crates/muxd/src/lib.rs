@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod grpc;
 mod rest;
 
 use std::net::SocketAddr;
@@ -47,6 +48,27 @@ pub struct Live {
     pub config: ServerConfig,
 }
 
+/// A change pushed to watchers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A write or a delete went through this server.
+    Change {
+        /// The tenant whose key it is (`None` with auth off).
+        tenant: Option<String>,
+        /// The key as the tenant sees it.
+        key: String,
+        /// The version written.
+        version: mux::Version,
+        /// Whether it was a delete.
+        deleted: bool,
+    },
+    /// The configuration was reloaded.
+    Config {
+        /// Why, for people.
+        reason: String,
+    },
+}
+
 /// The stores opened so far, by the spec that opened them.
 type OpenBackends = Vec<(BackendSpec, Arc<dyn mux::Backend>)>;
 
@@ -61,6 +83,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The body limit (fixed at start).
     pub max_body_bytes: usize,
+    /// Changes and reloads, for watchers.
+    pub events: tokio::sync::broadcast::Sender<Event>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -85,11 +109,15 @@ impl AppState {
 
     /// Validates `config` and swaps it in atomically: requests in flight finish on the
     /// old one, new requests see the new one. An invalid config changes nothing and its
-    /// errors are returned. `listen`, `max_body_bytes` and `intent_log` need a restart.
+    /// errors are returned. `listen`, `grpc_listen`, `max_body_bytes` and `intent_log` need a restart.
     pub async fn reload(&self, config: ServerConfig) -> Result<()> {
         let current = self.live();
         for (what, same) in [
             ("listen", config.listen == current.config.listen),
+            (
+                "grpc_listen",
+                config.grpc_listen == current.config.grpc_listen,
+            ),
             (
                 "max_body_bytes",
                 config.max_body_bytes == current.config.max_body_bytes,
@@ -105,6 +133,9 @@ impl AppState {
         let live = Arc::new(self.make_live(config).await?);
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = live;
         tracing::info!("configuration reloaded");
+        let _ = self.events.send(Event::Config {
+            reason: "configuration reloaded".into(),
+        });
         Ok(())
     }
 
@@ -175,6 +206,7 @@ pub async fn build(config: &ServerConfig) -> Result<AppState> {
         intent_log,
         metrics,
         max_body_bytes: config.max_body_bytes,
+        events: tokio::sync::broadcast::channel(4096).0,
     };
     let live = Arc::new(placeholder.make_live(config.clone()).await?);
     *placeholder.live.write().unwrap_or_else(|p| p.into_inner()) = live;
@@ -184,19 +216,33 @@ pub async fn build(config: &ServerConfig) -> Result<AppState> {
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
-    /// The address it listens on.
+    /// The address the REST API listens on.
     pub addr: SocketAddr,
+    /// The address the gRPC API listens on.
+    pub grpc_addr: SocketAddr,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    grpc_task: tokio::task::JoinHandle<()>,
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Server {
     /// Stops accepting, lets in-flight requests finish, and waits for background writes.
     pub async fn shutdown(mut self, mux: &Mux) {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
-        let _ = (&mut self.task).await;
+        // Open streams (Watch) never end by themselves: give in-flight calls a few
+        // seconds, then close what is left.
+        let drain = std::time::Duration::from_secs(5);
+        if tokio::time::timeout(drain, &mut self.task).await.is_err() {
+            self.task.abort();
+        }
+        if tokio::time::timeout(drain, &mut self.grpc_task)
+            .await
+            .is_err()
+        {
+            self.grpc_task.abort();
+        }
         mux.settle().await;
     }
 }
@@ -207,19 +253,39 @@ pub async fn serve(config: &ServerConfig, state: AppState) -> Result<Server> {
         .await
         .map_err(|e| Error::from(e).context(format!("cannot listen on {}", config.listen)))?;
     let addr = listener.local_addr().map_err(Error::from)?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let grpc_listener = tokio::net::TcpListener::bind(&config.grpc_listen)
+        .await
+        .map_err(|e| Error::from(e).context(format!("cannot listen on {}", config.grpc_listen)))?;
+    let grpc_addr = grpc_listener.local_addr().map_err(Error::from)?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let grpc = grpc::service(state.clone());
     let app = rest::router(state);
+    let rest_stop = stopped(rx.clone());
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
+            .with_graceful_shutdown(rest_stop)
             .await
     });
-    tracing::info!(%addr, "muxd listening");
+    let grpc_stop = stopped(rx);
+    let grpc_task = tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        if let Err(e) = tonic::transport::Server::builder()
+            .add_service(grpc)
+            .serve_with_incoming_shutdown(incoming, grpc_stop)
+            .await
+        {
+            tracing::error!(error = %e, "gRPC server failed");
+        }
+    });
+    tracing::info!(%addr, %grpc_addr, "muxd listening");
     Ok(Server {
         addr,
+        grpc_addr,
         task,
+        grpc_task,
         shutdown: Some(tx),
     })
 }

@@ -175,6 +175,16 @@ fn backends_json(report: &WriteReport) -> serde_json::Value {
         .collect()
 }
 
+/// Tells watchers about a write that went through.
+pub(crate) fn publish(state: &AppState, tenant: Option<&str>, report: &WriteReport, deleted: bool) {
+    let _ = state.events.send(crate::Event::Change {
+        tenant: tenant.map(str::to_owned),
+        key: auth::strip(tenant, report.key.as_str()).to_owned(),
+        version: report.version,
+        deleted,
+    });
+}
+
 fn write_response(report: &WriteReport, tenant: Option<&str>) -> Response {
     let body = json!({
         "key": auth::strip(tenant, report.key.as_str()),
@@ -264,6 +274,7 @@ async fn put_key(
         ..Default::default()
     };
     let report = state.mux().write(record, &options).await?;
+    publish(&state, tenant, &report, false);
     Ok(write_response(&report, tenant))
 }
 
@@ -323,6 +334,7 @@ async fn delete_key(
         ..Default::default()
     };
     let report = state.mux().delete(&key, &options).await?;
+    publish(&state, tenant, &report, true);
     Ok(write_response(&report, tenant))
 }
 

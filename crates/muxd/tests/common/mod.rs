@@ -102,6 +102,7 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
 pub fn embedded_config(dir: &std::path::Path) -> String {
     muxd::config::EMBEDDED
         .replace("127.0.0.1:8080", "127.0.0.1:0")
+        .replace("127.0.0.1:50051", "127.0.0.1:0")
         .replace("data/fs", &dir.join("fs").display().to_string())
         .replace("data/mux.redb", &dir.join("mux.redb").display().to_string())
 }

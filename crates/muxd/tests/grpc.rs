@@ -1,0 +1,142 @@
+//! gRPC over a real socket: round trip, and a Watch stream that receives a change made
+//! through REST and a configuration reload.
+
+mod common;
+
+use std::time::Duration;
+
+use common::request;
+use muxd::ServerConfig;
+use muxd::grpc::pb;
+use muxd::grpc::pb::store_client::StoreClient;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_round_trip_and_watch() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::embedded_config(dir.path());
+    let config = ServerConfig::from_toml(&text).unwrap();
+    let state = muxd::build(&config).await.unwrap();
+    let server = muxd::serve(&config, state.clone()).await.unwrap();
+    let mut client = StoreClient::connect(format!("http://{}", server.grpc_addr))
+        .await
+        .unwrap();
+
+    let put = client
+        .put(pb::PutRequest {
+            key: "paramconfig/eu/timeout_ms".into(),
+            value: b"1500".to_vec(),
+            content_type: "text/plain".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(put.backends.len(), 2);
+    assert!(put.backends.iter().all(|b| b.outcome == "applied"));
+    let got = client
+        .get(pb::GetRequest {
+            key: "paramconfig/eu/timeout_ms".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(got.found);
+    assert_eq!(
+        (
+            got.value.as_slice(),
+            got.version.as_str(),
+            got.content_type.as_str()
+        ),
+        (b"1500".as_slice(), put.version.as_str(), "text/plain")
+    );
+    let listed = client
+        .list(pb::ListRequest {
+            prefix: "paramconfig".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.entries.len(), 1);
+    client
+        .delete(pb::DeleteRequest {
+            key: "paramconfig/eu/timeout_ms".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let gone = client
+        .get(pb::GetRequest {
+            key: "paramconfig/eu/timeout_ms".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!gone.into_inner().found);
+    let bad = client
+        .get(pb::GetRequest {
+            key: "a//b".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(bad.message().contains("segment 2 is empty"), "{bad}");
+
+    // Watch: a change made through REST is pushed, then a config reload.
+    let mut watch = client
+        .watch(pb::WatchRequest {
+            prefix: "tenantconfig".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    request(server.addr, "PUT", "/v1/kv/other/ignored", &[], b"x").await;
+    let r = request(
+        server.addr,
+        "PUT",
+        "/v1/kv/tenantconfig/acme/limits",
+        &[],
+        b"max=10",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let version = r.json()["version"].as_str().unwrap().to_owned();
+    let event = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match event.event {
+        Some(pb::watch_event::Event::Change(c)) => {
+            assert_eq!(
+                (c.key.as_str(), c.version.as_str()),
+                ("tenantconfig/acme/limits", version.as_str())
+            );
+            assert_eq!(c.op, pb::change::Op::Put as i32);
+        }
+        other => panic!("expected the change, got {other:?}"),
+    }
+    let r = request(
+        server.addr,
+        "POST",
+        "/v1/admin/reload",
+        &[],
+        text.as_bytes(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let event = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(event.event, Some(pb::watch_event::Event::Config(_))),
+        "{event:?}"
+    );
+
+    server.shutdown(&state.mux()).await;
+}
