@@ -170,10 +170,11 @@ async fn metrics_and_health() {
         assert!(value.parse::<f64>().is_ok(), "bad sample line: {line}");
     }
     assert!(
-        text.lines()
-            .any(|l| l.starts_with("mux_backend_request_duration_seconds")
+        text.lines().any(
+            |l| l.starts_with("mux_backend_request_duration_seconds_bucket")
                 && l.contains("backend=\"redb\"")
-                && l.contains("op=\"put\"")),
+                && l.contains("op=\"put\"")
+        ),
         "per-backend latency after traffic:\n{text}"
     );
     let health = request(a, "GET", "/v1/admin/health", &[], b"").await.json();
