@@ -321,3 +321,58 @@ async fn auth_off_only_on_loopback() {
         .unwrap_err();
     assert!(err.message().contains("at least 32 bytes"), "{err}");
 }
+
+/// ES256 with a PEM public key (a test-only key pair in `tests/keys/`), and the
+/// algorithm-confusion attack: an HS256 token "signed" with the public key as secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn es256_public_key_and_no_algorithm_confusion() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+    let public = keys.join("es256-public.pem");
+    let text = common::embedded_config(dir.path()).replace(
+        "[auth]\nmode = \"off\"",
+        &format!(
+            "[auth]\nmode = \"jwt\"\nalgorithm = \"ES256\"\npublic_key_pem = \"{}\"",
+            public.display()
+        ),
+    );
+    let config = ServerConfig::from_toml(&text).unwrap();
+    let state = muxd::build(&config).await.unwrap();
+    let server = muxd::serve(&config, state.clone()).await.unwrap();
+    let claims = json!({"tenant": "acme", "scope": "read write", "exp": now() + 600});
+
+    let private = std::fs::read(keys.join("es256-private-pkcs8.pem")).unwrap();
+    let good = encode(
+        &Header::new(Algorithm::ES256),
+        &claims,
+        &EncodingKey::from_ec_pem(&private).unwrap(),
+    )
+    .unwrap();
+    let r = request(
+        server.addr,
+        "PUT",
+        "/v1/kv/k",
+        &[("authorization", &format!("Bearer {good}"))],
+        b"v",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let public_bytes = std::fs::read_to_string(&public).unwrap();
+    let forged = token_with(claims, Algorithm::HS256, &public_bytes);
+    let r = request(
+        server.addr,
+        "GET",
+        "/v1/kv/k",
+        &[("authorization", &format!("Bearer {forged}"))],
+        b"",
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        401,
+        "HS256 with the public key as secret must be refused: {}",
+        r.text()
+    );
+    server.shutdown(&state.mux()).await;
+}
