@@ -13,6 +13,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod grpc;
+pub mod openapi;
 mod rest;
 
 use std::net::SocketAddr;

@@ -105,6 +105,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -229,7 +230,15 @@ fn read_options(headers: &HeaderMap, tenant: Option<&str>) -> Result<ReadOptions
     })
 }
 
-async fn put_key(
+#[utoipa::path(put, path = "/v1/kv/{key}",
+    params(("key" = String, Path, description = "A key: `/`-separated non-empty segments, no `.`/`..`"),
+           ("x-mux-consistency" = Option<String>, Header, description = "all, quorum, one, primary, at_least:N"),
+           ("x-mux-tags" = Option<String>, Header, description = "name=value,…")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The value"),
+    responses((status = 200, body = crate::openapi::WriteReply), (status = 400, body = crate::openapi::ErrorBody),
+              (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody),
+              (status = 413, body = crate::openapi::ErrorBody), (status = 503, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn put_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(raw): Path<String>,
@@ -278,7 +287,11 @@ async fn put_key(
     Ok(write_response(&report, tenant))
 }
 
-async fn get_key(
+#[utoipa::path(get, path = "/v1/kv/{key}",
+    params(("key" = String, Path), ("x-mux-read-policy" = Option<String>, Header, description = "primary, first_healthy, fastest, hedged, hedged:Nms, quorum, all")),
+    responses((status = 200, description = "The value; the version in ETag and X-Mux-Version", content_type = "application/octet-stream"),
+              (status = 404, body = crate::openapi::ErrorBody), (status = 400, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn get_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(raw): Path<String>,
@@ -317,7 +330,10 @@ async fn get_key(
     Ok(response)
 }
 
-async fn delete_key(
+#[utoipa::path(delete, path = "/v1/kv/{key}",
+    params(("key" = String, Path), ("x-mux-consistency" = Option<String>, Header)),
+    responses((status = 200, body = crate::openapi::WriteReply), (status = 400, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn delete_key(
     State(state): State<AppState>,
     caller: Caller,
     Path(raw): Path<String>,
@@ -339,14 +355,18 @@ async fn delete_key(
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     #[serde(default)]
     prefix: String,
     cursor: Option<String>,
     limit: Option<usize>,
 }
 
-async fn list(
+#[utoipa::path(get, path = "/v1/kv",
+    params(("prefix" = Option<String>, Query, description = "matched on whole segments"),
+           ("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = crate::openapi::ListReply), (status = 400, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     Query(q): Query<ListQuery>,
@@ -386,13 +406,30 @@ async fn list(
     .into_response())
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "Every backend answers"), (status = 503, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
     use mux::Backend;
     state.mux().health().await?;
     Ok("ready\n".into_response())
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    // Gauges that are states rather than events: refreshed at scrape time.
+    if let Ok(reports) = state.mux().health_report().await {
+        for r in reports {
+            let circuit = match r.circuit {
+                mux::resilience::CircuitState::Closed => 0.0,
+                mux::resilience::CircuitState::HalfOpen => 1.0,
+                mux::resilience::CircuitState::Open => 2.0,
+            };
+            metrics::gauge!("mux_circuit_state", "backend" => r.backend.clone()).set(circuit);
+            metrics::gauge!("mux_hints_pending", "backend" => r.backend.clone())
+                .set(r.hints_pending as f64);
+            metrics::gauge!("mux_dead_letters", "backend" => r.backend.clone())
+                .set(r.dead_letters as f64);
+        }
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
@@ -400,7 +437,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn health_report(
+#[utoipa::path(get, path = "/v1/admin/health", responses((status = 200, description = "One health report per backend")))]
+pub(crate) async fn health_report(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Response, ApiError> {
@@ -408,7 +446,11 @@ async fn health_report(
     Ok(axum::Json(state.mux().health_report().await?).into_response())
 }
 
-async fn dead_letters(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+#[utoipa::path(get, path = "/v1/admin/dead-letters", responses((status = 200, description = "The dead-letter queue")))]
+pub(crate) async fn dead_letters(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
     require(&caller, Scope::Admin)?;
     let dead: Vec<serde_json::Value> = state
         .mux()
@@ -426,7 +468,9 @@ async fn dead_letters(State(state): State<AppState>, caller: Caller) -> Result<R
     Ok(axum::Json(json!({ "dead_letters": dead })).into_response())
 }
 
-async fn replay_dead_letter(
+#[utoipa::path(post, path = "/v1/admin/dead-letters/{id}/replay", params(("id" = u64, Path)),
+    responses((status = 200, description = "Handed to its backend again"), (status = 404, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn replay_dead_letter(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<u64>,
@@ -442,7 +486,9 @@ async fn replay_dead_letter(
     }
 }
 
-async fn discard_dead_letter(
+#[utoipa::path(delete, path = "/v1/admin/dead-letters/{id}", params(("id" = u64, Path)),
+    responses((status = 200, description = "Discarded"), (status = 404, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn discard_dead_letter(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<u64>,
@@ -460,7 +506,9 @@ async fn discard_dead_letter(
 
 /// `POST /v1/admin/reload` with a TOML configuration as the body: validated and swapped
 /// in atomically; an invalid one is refused with its errors and the old one keeps serving.
-async fn reload(
+#[utoipa::path(post, path = "/v1/admin/reload", request_body(content = String, content_type = "application/toml"),
+    responses((status = 200, description = "Swapped in"), (status = 400, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn reload(
     State(state): State<AppState>,
     caller: Caller,
     body: Bytes,
@@ -471,4 +519,9 @@ async fn reload(
     let config = crate::ServerConfig::from_toml(text)?;
     state.reload(config).await?;
     Ok(axum::Json(json!({"reloaded": true})).into_response())
+}
+
+async fn openapi() -> Response {
+    use utoipa::OpenApi;
+    axum::Json(crate::openapi::ApiDoc::openapi()).into_response()
 }

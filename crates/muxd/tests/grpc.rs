@@ -140,3 +140,82 @@ async fn grpc_round_trip_and_watch() {
 
     server.shutdown(&state.mux()).await;
 }
+
+/// With JWT auth, a tenant's Watch stream carries only its own changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_is_per_tenant() {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    const SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!";
+    let token = |tenant: &str| {
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 600;
+        let claims = serde_json::json!({"tenant": tenant, "scope": "read write", "exp": exp});
+        format!(
+            "Bearer {}",
+            encode(
+                &Header::default(),
+                &claims,
+                &EncodingKey::from_secret(SECRET.as_bytes())
+            )
+            .unwrap()
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let text = common::embedded_config(dir.path()).replace(
+        "[auth]\nmode = \"off\"",
+        &format!("[auth]\nmode = \"jwt\"\nalgorithm = \"HS256\"\nsecret = \"{SECRET}\""),
+    );
+    let config = ServerConfig::from_toml(&text).unwrap();
+    let state = muxd::build(&config).await.unwrap();
+    let server = muxd::serve(&config, state.clone()).await.unwrap();
+    let mut client = StoreClient::connect(format!("http://{}", server.grpc_addr))
+        .await
+        .unwrap();
+
+    let unauthenticated = client.watch(pb::WatchRequest::default()).await.unwrap_err();
+    assert_eq!(unauthenticated.code(), tonic::Code::Unauthenticated);
+
+    let mut request_b = tonic::Request::new(pb::WatchRequest {
+        prefix: String::new(),
+    });
+    request_b
+        .metadata_mut()
+        .insert("authorization", token("beta").parse().unwrap());
+    let mut watch_b = client.watch(request_b).await.unwrap().into_inner();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let r = request(
+        server.addr,
+        "PUT",
+        "/v1/kv/secret",
+        &[("authorization", &token("acme"))],
+        b"a",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = request(
+        server.addr,
+        "PUT",
+        "/v1/kv/mine",
+        &[("authorization", &token("beta"))],
+        b"b",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let event = tokio::time::timeout(Duration::from_secs(5), watch_b.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    match event.event {
+        Some(pb::watch_event::Event::Change(c)) => {
+            assert_eq!(c.key, "mine", "B saw only its own change")
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(watch_b);
+    drop(client);
+    server.shutdown(&state.mux()).await;
+}

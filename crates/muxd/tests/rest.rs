@@ -177,6 +177,12 @@ async fn metrics_and_health() {
         ),
         "per-backend latency after traffic:\n{text}"
     );
+    for gauge in [
+        "mux_circuit_state{backend=\"fs\"} 0",
+        "mux_hints_pending{backend=\"redb\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == gauge), "{gauge} missing:\n{text}");
+    }
     let health = request(a, "GET", "/v1/admin/health", &[], b"").await.json();
     assert_eq!(health.as_array().unwrap().len(), 2);
     assert_eq!(health[0]["circuit"], "closed");
