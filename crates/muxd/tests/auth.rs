@@ -376,3 +376,50 @@ async fn es256_public_key_and_no_algorithm_confusion() {
     );
     server.shutdown(&state.mux()).await;
 }
+
+/// ES256 keys from a JWKS file, chosen by `kid`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn es256_from_a_jwks_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys");
+    let text = common::embedded_config(dir.path()).replace(
+        "[auth]\nmode = \"off\"",
+        &format!(
+            "[auth]\nmode = \"jwt\"\nalgorithm = \"ES256\"\njwks = \"{}\"",
+            keys.join("es256.jwks.json").display()
+        ),
+    );
+    let config = ServerConfig::from_toml(&text).unwrap();
+    let state = muxd::build(&config).await.unwrap();
+    let server = muxd::serve(&config, state.clone()).await.unwrap();
+    let private = std::fs::read(keys.join("es256-private-pkcs8.pem")).unwrap();
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("test-es256".into());
+    let claims = json!({"tenant": "acme", "scope": "read", "exp": now() + 600});
+    let good = encode(
+        &header,
+        &claims,
+        &EncodingKey::from_ec_pem(&private).unwrap(),
+    )
+    .unwrap();
+    let r = request(
+        server.addr,
+        "GET",
+        "/v1/kv/k",
+        &[("authorization", &format!("Bearer {good}"))],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 404, "authenticated (no such key): {}", r.text());
+    let forged = token_with(claims, Algorithm::HS256, SECRET);
+    let r = request(
+        server.addr,
+        "GET",
+        "/v1/kv/k",
+        &[("authorization", &format!("Bearer {forged}"))],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    server.shutdown(&state.mux()).await;
+}
