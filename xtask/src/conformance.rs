@@ -21,8 +21,8 @@ fn parse_summary(line: &str) -> Option<(usize, usize, usize)> {
     Some((nums.next()??, nums.next()??, nums.next()??))
 }
 
-/// Runs the suite for one backend, streaming its output.
-pub fn run_one(backend: &str) -> Result<Row, String> {
+/// Builds and runs the conformance runner with one argument, capturing its output.
+fn runner(arg: &str) -> Result<std::process::Output, String> {
     crate::cargo(&[
         "build",
         "--quiet",
@@ -31,7 +31,7 @@ pub fn run_one(backend: &str) -> Result<Row, String> {
         "--bin",
         "mux-conformance",
     ])?;
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args([
             "run",
             "--quiet",
@@ -40,10 +40,15 @@ pub fn run_one(backend: &str) -> Result<Row, String> {
             "--bin",
             "mux-conformance",
             "--",
-            backend,
+            arg,
         ])
         .output()
-        .map_err(|e| format!("cannot run the conformance runner: {e}"))?;
+        .map_err(|e| format!("cannot run the conformance runner: {e}"))
+}
+
+/// Runs the suite for one backend, streaming its output.
+pub fn run_one(backend: &str) -> Result<Row, String> {
+    let output = runner(backend)?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     print!("{stdout}");
     eprint!("{}", String::from_utf8_lossy(&output.stderr));
@@ -84,27 +89,7 @@ pub fn run_one(backend: &str) -> Result<Row, String> {
 
 /// The backends the runner knows, in table order (asked from the runner itself).
 pub fn backends() -> Result<Vec<String>, String> {
-    crate::cargo(&[
-        "build",
-        "--quiet",
-        "-p",
-        "mux-tests",
-        "--bin",
-        "mux-conformance",
-    ])?;
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "mux-tests",
-            "--bin",
-            "mux-conformance",
-            "--",
-            "--list",
-        ])
-        .output()
-        .map_err(|e| format!("cannot run the conformance runner: {e}"))?;
+    let output = runner("--list")?;
     if !output.status.success() {
         return Err("the conformance runner could not list its backends".into());
     }

@@ -92,6 +92,13 @@ fn write_reply(report: &WriteReport, tenant: Option<&str>) -> pb::WriteReply {
     }
 }
 
+/// The stored key for a tenant's key (validated; namespaced when auth is on).
+fn stored_key(tenant: Option<&str>, raw: &str) -> Result<Key, Status> {
+    Key::new(raw)
+        .and_then(|k| auth::namespaced(tenant, &k))
+        .map_err(status)
+}
+
 fn parse_opt<T: std::str::FromStr<Err = mux::Error>>(text: &str) -> Result<Option<T>, Status> {
     if text.is_empty() {
         Ok(None)
@@ -111,9 +118,7 @@ impl Store for GrpcStore {
         let tenant = self.caller(&request, Scope::Write)?;
         let t = tenant.as_deref();
         let req = request.into_inner();
-        let key = Key::new(&req.key)
-            .and_then(|k| auth::namespaced(t, &k))
-            .map_err(status)?;
+        let key = stored_key(t, &req.key)?;
         let mut record = Record::new(key, req.value, Version::ZERO);
         if !req.content_type.is_empty() {
             record = record.with_content_type(req.content_type);
@@ -143,9 +148,7 @@ impl Store for GrpcStore {
         let tenant = self.caller(&request, Scope::Read)?;
         let t = tenant.as_deref();
         let req = request.into_inner();
-        let key = Key::new(&req.key)
-            .and_then(|k| auth::namespaced(t, &k))
-            .map_err(status)?;
+        let key = stored_key(t, &req.key)?;
         let options = ReadOptions {
             policy: parse_opt(&req.read_policy)?,
             tenant: tenant.clone(),
@@ -177,9 +180,7 @@ impl Store for GrpcStore {
         let tenant = self.caller(&request, Scope::Write)?;
         let t = tenant.as_deref();
         let req = request.into_inner();
-        let key = Key::new(&req.key)
-            .and_then(|k| auth::namespaced(t, &k))
-            .map_err(status)?;
+        let key = stored_key(t, &req.key)?;
         let options = WriteOptions {
             consistency: parse_opt(&req.consistency)?,
             tenant: tenant.clone(),
@@ -207,11 +208,7 @@ impl Store for GrpcStore {
             .map_err(status)?;
         let mut list = ListRequest::new(prefix);
         if !req.cursor.is_empty() {
-            list.cursor = Some(
-                Key::new(&req.cursor)
-                    .and_then(|c| auth::namespaced(t, &c))
-                    .map_err(status)?,
-            );
+            list.cursor = Some(stored_key(t, &req.cursor)?);
         }
         if req.limit > 0 {
             list.limit = req.limit as usize;
