@@ -10,7 +10,9 @@ use mux::{
 };
 
 /// Every backend name the runner knows, in table order.
-pub const BACKENDS: &[&str] = &["memory", "fs", "redb", "mux", "postgres", "redis"];
+pub const BACKENDS: &[&str] = &[
+    "memory", "fs", "redb", "mux", "postgres", "redis", "s3", "azure",
+];
 
 /// A backend under test plus whatever must live as long as it (temp dirs).
 #[derive(Debug)]
@@ -91,6 +93,33 @@ pub async fn backend(name: &str) -> std::result::Result<TestBackend, Unavailable
                 Err(e) => Err(Unavailable::Error(e)),
             }
         }
+        "s3" => {
+            let config = s3_config("mux-conformance").with_multipart(5 << 20, 5 << 20);
+            let endpoint = s3_endpoint();
+            match mux::s3::S3Backend::connect("s3", config).await {
+                Ok(b) => Ok(TestBackend {
+                    backend: Arc::new(b),
+                    _guard: None,
+                }),
+                Err(e) if e.is_temporary() => Err(Unavailable::Skip(format!(
+                    "no S3 server at {endpoint} ({e}); start one with `cargo xtask services up`"
+                ))),
+                Err(e) => Err(Unavailable::Error(e)),
+            }
+        }
+        "azure" => {
+            let config = azure_config("mux-conformance").map_err(Unavailable::Error)?;
+            match mux::azure::AzureBackend::connect("azure", config).await {
+                Ok(b) => Ok(TestBackend {
+                    backend: Arc::new(b),
+                    _guard: None,
+                }),
+                Err(e) if e.is_temporary() => Err(Unavailable::Skip(format!(
+                    "no Azure Blob service (Azurite) reachable ({e}); start one with `cargo xtask services up`"
+                ))),
+                Err(e) => Err(Unavailable::Error(e)),
+            }
+        }
         other => Err(Unavailable::Error(Error::invalid_input(format!(
             "unknown backend '{other}'; known backends: {}",
             BACKENDS.join(", ")
@@ -107,6 +136,57 @@ pub fn postgres_url() -> String {
 /// `MUX_REDIS_URL`, or the local default.
 pub fn redis_url() -> String {
     std::env::var("MUX_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// `MUX_S3_ENDPOINT`, or the local moto server's.
+pub fn s3_endpoint() -> String {
+    std::env::var("MUX_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
+
+/// A config for `bucket` on the test S3 server (`MUX_S3_*` or the local moto server's
+/// defaults), creating the bucket at connect.
+pub fn s3_config(bucket: &str) -> mux::s3::S3Config {
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    mux::s3::S3Config::new(bucket)
+        .with_endpoint(s3_endpoint(), true)
+        .with_region(var("MUX_S3_REGION", "us-east-1"))
+        .with_static_credentials(
+            var("MUX_S3_ACCESS_KEY_ID", "test"),
+            var("MUX_S3_SECRET_ACCESS_KEY", "test"),
+        )
+        .with_create_bucket(true)
+}
+
+/// `MUX_AZURE_CONNECTION_STRING`, or Azurite's development account on 127.0.0.1:10000.
+pub fn azure_connection_string() -> String {
+    std::env::var("MUX_AZURE_CONNECTION_STRING").unwrap_or_else(|_| {
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName={};AccountKey={};BlobEndpoint={};",
+            mux::azure::DEV_ACCOUNT_NAME,
+            mux::azure::DEV_ACCOUNT_KEY,
+            mux::azure::DEV_BLOB_ENDPOINT
+        )
+    })
+}
+
+/// A config for `container` on the test Blob service (prefix `mux`), creating the
+/// container at connect.
+pub fn azure_config(container: &str) -> Result<mux::azure::AzureConfig> {
+    Ok(
+        mux::azure::AzureConfig::from_connection_string(&azure_connection_string(), container)?
+            .with_prefix("mux")
+            .with_create_container(true),
+    )
+}
+
+/// The Python with boto3 and azure-storage-blob (`MUX_PYTHON`, or the venv that
+/// `cargo xtask services up --install` makes).
+pub fn python() -> String {
+    std::env::var("MUX_PYTHON").unwrap_or_else(|_| {
+        let dir =
+            std::env::var("MUX_SERVICES_DIR").unwrap_or_else(|_| "/var/tmp/mux-services".into());
+        format!("{dir}/venv/bin/python")
+    })
 }
 
 /// A `Mux` over memory, fs (under `dir/fs`) and redb (`dir/mux.redb`), writing and

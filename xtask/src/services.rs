@@ -1,11 +1,18 @@
 //! `cargo xtask services up|down|status [--install]`: the servers the tests need.
 //!
-//! `up` finds PostgreSQL and Redis on their standard ports (127.0.0.1:5432, :6379); a
-//! server that is not running is started from the installed binaries in a scratch
-//! directory (`$MUX_SERVICES_DIR`, default `/var/tmp/mux-services`); PostgreSQL runs as
-//! the `postgres` user (it refuses root) with trust authentication on 127.0.0.1 only.
-//! With `--install`, missing servers are installed with apt-get first. `down` stops
-//! only what `up` started.
+//! `up` finds each server on its port on 127.0.0.1 — PostgreSQL 5432, Redis 6379, the
+//! S3 server 4566, Azurite 10000 — and starts the ones not running, from a scratch
+//! directory (`$MUX_SERVICES_DIR`, default `/var/tmp/mux-services`):
+//! - PostgreSQL and Redis from the installed binaries; PostgreSQL runs as the
+//!   `postgres` user (it refuses root) with trust authentication on 127.0.0.1 only;
+//! - S3: the moto server from a Python venv at `<dir>/venv` (which also holds boto3 and
+//!   azure-storage-blob, the independent clients of the plain-data test), through
+//!   `xtask/assets/moto_server.py`, which applies writes to one object one at a time
+//!   as S3 does;
+//! - Azure Blob: Azurite from npm in `<dir>/azurite`, in memory.
+//!
+//! With `--install`, what is missing is installed first (apt-get, pip into the venv,
+//! npm). `down` stops only what `up` started.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -14,6 +21,19 @@ use std::time::{Duration, Instant};
 
 pub const POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// The S3 server's endpoint.
+pub const S3_ENDPOINT: &str = "http://127.0.0.1:4566";
+const S3_PORT: u16 = 4566;
+/// Azurite's blob endpoint, with its well-known development account.
+pub const AZURE_BLOB_ENDPOINT: &str = "http://127.0.0.1:10000/devstoreaccount1";
+const AZURE_PORT: u16 = 10000;
+/// Azurite's documented development key (public; not a secret).
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+/// What the venv holds: the S3 server and the independent clients of the tests.
+const PYTHON_PACKAGES: &[&str] = &["moto[server]>=5.1,<6", "boto3", "azure-storage-blob>=12.20"];
+/// The Azurite release line used.
+const AZURITE_PACKAGE: &str = "azurite@3";
 
 fn reachable(port: u16) -> bool {
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -219,6 +239,141 @@ fn redis_up(install: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// The venv's Python.
+pub fn venv_python() -> PathBuf {
+    scratch().join("venv/bin/python")
+}
+
+fn venv_ready() -> bool {
+    Command::new(venv_python())
+        .args(["-c", "import moto, boto3, azure.storage.blob"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Starts `cmd` in the background with its output in `log`, recording its pid.
+fn spawn_logged(cmd: &mut Command, dir: &Path, name: &str) -> Result<(), String> {
+    let log = std::fs::File::create(dir.join(format!("{name}.log")))
+        .map_err(|e| format!("cannot create {name}.log in {}: {e}", dir.display()))?;
+    let err = log.try_clone().map_err(|e| e.to_string())?;
+    eprintln!("$ {cmd:?} &");
+    let child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("cannot start {name}: {e}"))?;
+    std::fs::write(dir.join(format!("{name}.pid")), child.id().to_string()).ok();
+    std::fs::write(dir.join("started-by-xtask"), "").ok();
+    Ok(())
+}
+
+fn s3_up(install: bool) -> Result<(), String> {
+    if reachable(S3_PORT) {
+        eprintln!("s3: running on 127.0.0.1:{S3_PORT}");
+        return Ok(());
+    }
+    let root = scratch();
+    if !venv_ready() {
+        if !install {
+            return Err(format!(
+                "the S3 server (moto) is not running and not installed in {}: run `cargo xtask services up --install`",
+                root.join("venv").display()
+            ));
+        }
+        let python = which("python3").ok_or("python3 is needed for the moto S3 server")?;
+        std::fs::create_dir_all(&root)
+            .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        if !venv_python().exists() {
+            run(Command::new(python)
+                .args(["-m", "venv"])
+                .arg(root.join("venv")))?;
+        }
+        run(Command::new(venv_python())
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(PYTHON_PACKAGES))?;
+    }
+    let dir = root.join("s3");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/moto_server.py");
+    spawn_logged(
+        Command::new(venv_python())
+            .arg(launcher)
+            .args(["127.0.0.1", &S3_PORT.to_string()]),
+        &dir,
+        "moto",
+    )?;
+    wait_for(S3_PORT, "the moto S3 server")?;
+    eprintln!(
+        "s3: moto started (log in {})",
+        dir.join("moto.log").display()
+    );
+    Ok(())
+}
+
+fn azurite_up(install: bool) -> Result<(), String> {
+    if reachable(AZURE_PORT) {
+        eprintln!("azure: running on 127.0.0.1:{AZURE_PORT}");
+        return Ok(());
+    }
+    let dir = scratch().join("azurite");
+    let bin = dir.join("node_modules/.bin/azurite-blob");
+    if !bin.exists() {
+        if !install {
+            return Err(format!(
+                "Azurite is not running and not installed in {}: run `cargo xtask services up --install`",
+                dir.display()
+            ));
+        }
+        if which("npm").is_none() {
+            apt_install(&["nodejs", "npm"])?;
+        }
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        run(Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                AZURITE_PACKAGE,
+            ])
+            .current_dir(&dir))?;
+    }
+    spawn_logged(
+        Command::new(bin)
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                &AZURE_PORT.to_string(),
+            ])
+            // In memory (Azurite refuses --location with it); the SDK speaks a newer
+            // API version than Azurite may know.
+            .args([
+                "--inMemoryPersistence",
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+            ]),
+        &dir,
+        "azurite",
+    )?;
+    wait_for(AZURE_PORT, "Azurite")?;
+    eprintln!(
+        "azure: Azurite started (log in {})",
+        dir.join("azurite.log").display()
+    );
+    Ok(())
+}
+
 /// The other servers the test suite uses: `redis-server` for the outage test, which
 /// runs its own instance on a free port.
 fn tools_up(install: bool) -> Result<(), String> {
@@ -231,6 +386,8 @@ fn tools_up(install: bool) -> Result<(), String> {
 pub fn up(install: bool) -> Result<(), String> {
     postgres_up(install)?;
     redis_up(install)?;
+    s3_up(install)?;
+    azurite_up(install)?;
     tools_up(install)?;
     print_urls();
     Ok(())
@@ -252,12 +409,26 @@ pub fn down() -> Result<(), String> {
         run(Command::new("redis-cli").args(["-p", "6379", "shutdown", "nosave"])).ok();
         std::fs::remove_file(dir.join("redis/started-by-xtask")).ok();
     }
+    for (name, process) in [("s3", "moto"), ("azurite", "azurite")] {
+        let sub = dir.join(name);
+        if sub.join("started-by-xtask").exists() {
+            if let Ok(pid) = std::fs::read_to_string(sub.join(format!("{process}.pid"))) {
+                run(Command::new("kill").arg(pid.trim())).ok();
+            }
+            std::fs::remove_file(sub.join("started-by-xtask")).ok();
+        }
+    }
     eprintln!("services started by xtask are stopped (others were left alone)");
     Ok(())
 }
 
 pub fn status() -> Result<(), String> {
-    for (name, port) in [("postgres", 5432), ("redis", 6379)] {
+    for (name, port) in [
+        ("postgres", 5432),
+        ("redis", 6379),
+        ("s3", S3_PORT),
+        ("azurite", AZURE_PORT),
+    ] {
         let state = if reachable(port) {
             "running"
         } else {
@@ -276,4 +447,14 @@ pub fn status() -> Result<(), String> {
 fn print_urls() {
     println!("MUX_POSTGRES_URL={POSTGRES_URL}");
     println!("MUX_REDIS_URL={REDIS_URL}");
+    println!("MUX_S3_ENDPOINT={S3_ENDPOINT}");
+    println!("MUX_AZURE_CONNECTION_STRING={}", azure_connection_string());
+    println!("MUX_PYTHON={}", venv_python().display());
+}
+
+/// The connection string of Azurite's development account.
+pub fn azure_connection_string() -> String {
+    format!(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};BlobEndpoint={AZURE_BLOB_ENDPOINT};"
+    )
 }

@@ -13,6 +13,8 @@
 //! | `redb` | [`redb`](crate) | the embedded redb database |
 //! | `postgres` | [`postgres`](crate) | PostgreSQL |
 //! | `redis` | [`redis`](crate) | Redis |
+//! | `s3` | [`s3`](crate) | Amazon S3 and S3-compatible object stores |
+//! | `azure` | [`azure`](crate) | Azure Blob Storage |
 //!
 //! The default features compile no networked store.
 #![deny(missing_docs)]
@@ -34,3 +36,11 @@ pub use mux_postgres as postgres;
 /// The Redis backend (feature `redis`).
 #[cfg(feature = "redis")]
 pub use mux_redis as redis;
+
+/// The S3 backend (feature `s3`).
+#[cfg(feature = "s3")]
+pub use mux_s3 as s3;
+
+/// The Azure Blob Storage backend (feature `azure`).
+#[cfg(feature = "azure")]
+pub use mux_azure as azure;

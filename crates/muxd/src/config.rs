@@ -52,6 +52,47 @@ pub enum BackendSpec {
         #[serde(default)]
         namespace: Option<String>,
     },
+    /// S3 or an S3-compatible store. Credentials come from the standard AWS chain
+    /// (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, profiles, SSO, web identity,
+    /// instance metadata) unless `access_key_id` and `secret_access_key` are given.
+    S3 {
+        /// Its name in routes.
+        name: String,
+        /// The bucket.
+        bucket: String,
+        /// Objects live at `<prefix>/<key>` (default `mux`; `""` for none).
+        #[serde(default)]
+        prefix: Option<String>,
+        /// The region (default: from the AWS chain).
+        #[serde(default)]
+        region: Option<String>,
+        /// A custom endpoint (MinIO, Ceph, R2, moto).
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// Path-style addressing (default: on with a custom endpoint).
+        #[serde(default)]
+        path_style: Option<bool>,
+        /// An explicit access key id.
+        #[serde(default)]
+        access_key_id: Option<String>,
+        /// Its secret (hidden in logs).
+        #[serde(default)]
+        secret_access_key: Option<Secret>,
+        /// Create the bucket at start when it is missing.
+        #[serde(default)]
+        create_bucket: bool,
+    },
+}
+
+/// A secret from the configuration: `Debug` shows `***`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
 }
 
 impl BackendSpec {
@@ -78,6 +119,43 @@ impl BackendSpec {
                     config = config.with_namespace(ns);
                 }
                 Arc::new(mux::redis::RedisBackend::connect(name, config).await?)
+            }
+            BackendSpec::S3 {
+                name,
+                bucket,
+                prefix,
+                region,
+                endpoint,
+                path_style,
+                access_key_id,
+                secret_access_key,
+                create_bucket,
+            } => {
+                let mut config = mux::s3::S3Config::new(bucket).with_create_bucket(*create_bucket);
+                if let Some(p) = prefix {
+                    config = config.with_prefix(p);
+                }
+                if let Some(r) = region {
+                    config = config.with_region(r);
+                }
+                if let Some(e) = endpoint {
+                    config = config.with_endpoint(e, path_style.unwrap_or(true));
+                } else if let Some(p) = path_style {
+                    config.path_style = *p;
+                }
+                match (access_key_id, secret_access_key) {
+                    (Some(id), Some(secret)) => {
+                        config = config.with_static_credentials(id, &secret.0);
+                    }
+                    (None, None) => {}
+                    _ => {
+                        return Err(Error::invalid_input(format!(
+                            "backend {name}: give both access_key_id and secret_access_key, \
+                             or neither (the standard AWS chain)"
+                        )));
+                    }
+                }
+                Arc::new(mux::s3::S3Backend::connect(name, config).await?)
             }
         })
     }
