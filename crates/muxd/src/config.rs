@@ -82,6 +82,41 @@ pub enum BackendSpec {
         #[serde(default)]
         create_bucket: bool,
     },
+    /// Azure Blob Storage. Give exactly one way to authenticate: `connection_string`,
+    /// `sas_url` (a container URL with a SAS), `account` + `account_key`, or
+    /// `endpoint` + `entra = true` (workload identity, managed identity, then the Azure
+    /// CLI).
+    Azure {
+        /// Its name in routes.
+        name: String,
+        /// The container (with `sas_url`: taken from the URL).
+        #[serde(default)]
+        container: Option<String>,
+        /// Blobs live at `<prefix>/<key>` (default: no prefix).
+        #[serde(default)]
+        prefix: Option<String>,
+        /// A storage connection string (hidden in logs).
+        #[serde(default)]
+        connection_string: Option<Secret>,
+        /// A container SAS URL (hidden in logs).
+        #[serde(default)]
+        sas_url: Option<Secret>,
+        /// The account name, with `account_key`.
+        #[serde(default)]
+        account: Option<String>,
+        /// The account key (hidden in logs).
+        #[serde(default)]
+        account_key: Option<Secret>,
+        /// The blob endpoint, with `entra`.
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// Authenticate with Entra ID.
+        #[serde(default)]
+        entra: bool,
+        /// Create the container at start when it is missing.
+        #[serde(default)]
+        create_container: bool,
+    },
 }
 
 /// A secret from the configuration: `Debug` shows `***`.
@@ -156,6 +191,59 @@ impl BackendSpec {
                     }
                 }
                 Arc::new(mux::s3::S3Backend::connect(name, config).await?)
+            }
+            BackendSpec::Azure {
+                name,
+                container,
+                prefix,
+                connection_string,
+                sas_url,
+                account,
+                account_key,
+                endpoint,
+                entra,
+                create_container,
+            } => {
+                use mux::azure::{AzureConfig, AzureCredential};
+                let need_container = || {
+                    container.clone().ok_or_else(|| {
+                        Error::invalid_input(format!("backend {name}: `container` is missing"))
+                    })
+                };
+                let mut config = match (connection_string, sas_url, account, account_key, entra) {
+                    (Some(cs), None, None, None, false) => {
+                        AzureConfig::from_connection_string(&cs.0, need_container()?)?
+                    }
+                    (None, Some(url), None, None, false) => AzureConfig::from_sas_url(&url.0)?,
+                    (None, None, Some(account), Some(key), false) => {
+                        let mut c =
+                            AzureConfig::with_account_key(account, &key.0, need_container()?);
+                        if let Some(e) = endpoint {
+                            c = c.with_endpoint(e);
+                        }
+                        c
+                    }
+                    (None, None, None, None, true) => AzureConfig::new(
+                        endpoint.clone().ok_or_else(|| {
+                            Error::invalid_input(format!(
+                                "backend {name}: `entra = true` needs `endpoint`"
+                            ))
+                        })?,
+                        need_container()?,
+                        AzureCredential::default_chain()?,
+                    ),
+                    _ => {
+                        return Err(Error::invalid_input(format!(
+                            "backend {name}: give exactly one of `connection_string`, `sas_url`, \
+                             `account` + `account_key`, or `entra = true`"
+                        )));
+                    }
+                };
+                if let Some(p) = prefix {
+                    config = config.with_prefix(p);
+                }
+                config = config.with_create_container(*create_container);
+                Arc::new(mux::azure::AzureBackend::connect(name, config).await?)
             }
         })
     }
