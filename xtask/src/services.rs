@@ -270,9 +270,59 @@ fn spawn_logged(cmd: &mut Command, dir: &Path, name: &str) -> Result<(), String>
     Ok(())
 }
 
+/// Whether the server on `port` answers an HTTP request within 10 s (a server can
+/// accept connections and still hang).
+fn answers_http(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else {
+        return false;
+    };
+    let timeout = Some(Duration::from_secs(10));
+    if stream.set_read_timeout(timeout).is_err() || stream.set_write_timeout(timeout).is_err() {
+        return false;
+    }
+    let request = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let mut first = [0u8; 5];
+    stream.write_all(request.as_bytes()).is_ok()
+        && stream.read_exact(&mut first).is_ok()
+        && &first == b"HTTP/"
+}
+
+/// Checks a running HTTP server; one that `up` started but that no longer answers is
+/// stopped so it can be started again. Returns whether it is running and answering.
+fn alive(name: &str, process: &str, port: u16) -> Result<bool, String> {
+    if !reachable(port) {
+        return Ok(false);
+    }
+    if answers_http(port) {
+        eprintln!("{name}: running on 127.0.0.1:{port}");
+        return Ok(true);
+    }
+    let dir = scratch().join(name);
+    let pid = std::fs::read_to_string(dir.join(format!("{process}.pid")));
+    match pid {
+        Ok(pid) if dir.join("started-by-xtask").exists() => {
+            eprintln!(
+                "{name}: the server xtask started (pid {}) does not answer; restarting it",
+                pid.trim()
+            );
+            run(Command::new("kill").args(["-9", pid.trim()])).ok();
+            std::fs::remove_file(dir.join("started-by-xtask")).ok();
+            let started = Instant::now();
+            while reachable(port) && started.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(false)
+        }
+        _ => Err(format!(
+            "{name}: something listens on 127.0.0.1:{port} but does not answer HTTP; stop it and run `cargo xtask services up` again"
+        )),
+    }
+}
+
 fn s3_up(install: bool) -> Result<(), String> {
-    if reachable(S3_PORT) {
-        eprintln!("s3: running on 127.0.0.1:{S3_PORT}");
+    if alive("s3", "moto", S3_PORT)? {
         return Ok(());
     }
     let root = scratch();
@@ -320,8 +370,7 @@ fn s3_up(install: bool) -> Result<(), String> {
 }
 
 fn azurite_up(install: bool) -> Result<(), String> {
-    if reachable(AZURE_PORT) {
-        eprintln!("azure: running on 127.0.0.1:{AZURE_PORT}");
+    if alive("azurite", "azurite", AZURE_PORT)? {
         return Ok(());
     }
     let dir = scratch().join("azurite");
