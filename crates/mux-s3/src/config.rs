@@ -59,12 +59,14 @@ impl fmt::Debug for S3Credentials {
 pub enum ConditionalWrites {
     /// Every write carries `If-Match: <etag of the version read>` (or `If-None-Match: *`
     /// when there was no object) and is retried from the read when the store answers
-    /// "precondition failed". Atomic on AWS S3 and on stores that evaluate these headers
-    /// (MinIO, Ceph RGW and R2 do); `Capability::atomic_conditional_write` is `true`.
+    /// "precondition failed" (AWS S3, MinIO, Ceph RGW and R2 evaluate these headers
+    /// atomically). Safe against racing writers except when a racing write carries the
+    /// very bytes already stored: S3's ETag hashes the bytes, not the version, so
+    /// `Capability::atomic_conditional_write` stays `false` (see the README).
     #[default]
     Etag,
     /// For stores that ignore or reject conditional headers: read, compare, write.
-    /// `Capability::atomic_conditional_write` is `false`: when two writers of one key
+    /// When two writers of one key
     /// overlap (between one's read and its write), the lower version can replace the
     /// higher. The `Mux` coordinator's read repair restores the highest version from
     /// the other replicas; on its own such a store is last-writer-wins under races.

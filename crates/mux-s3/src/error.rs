@@ -8,6 +8,8 @@ use mux_core::{Error, ErrorKind};
 pub(crate) struct Failure {
     /// The HTTP status, when the store answered.
     pub status: Option<u16>,
+    /// The S3 error code (`NoSuchKey`, `NoSuchBucket`, ...), when the answer had a body.
+    pub code: Option<String>,
     /// The mux error.
     pub error: Error,
 }
@@ -19,9 +21,16 @@ impl Failure {
         matches!(self.status, Some(412 | 409))
     }
 
-    /// Whether the object does not exist.
+    /// Whether the answer was 404 (the object, or for HEAD requests, which carry no
+    /// error code, possibly the bucket).
     pub fn is_not_found(&self) -> bool {
         self.status == Some(404)
+    }
+
+    /// Whether the object does not exist, the bucket being there: a 404 whose code is
+    /// `NoSuchKey` (or, for HEAD answers without a body, no code at all).
+    pub fn is_missing_object(&self) -> bool {
+        self.is_not_found() && matches!(self.code.as_deref(), None | Some("NoSuchKey"))
     }
 }
 
@@ -33,6 +42,11 @@ pub(crate) fn classify(status: u16, code: Option<&str>) -> (ErrorKind, bool) {
         (_, Some("SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded"))
         | (429, _) => (ErrorKind::Overloaded, true),
         (_, Some("RequestTimeout")) => (ErrorKind::Timeout, true),
+        (_, Some("ExpiredToken" | "InvalidToken" | "TokenRefreshRequired")) => {
+            (ErrorKind::PermissionDenied, false)
+        }
+        // What stores answer for headers they do not implement (conditional writes).
+        (501, _) => (ErrorKind::Unsupported, false),
         (_, Some("EntityTooLarge" | "MetadataTooLarge" | "KeyTooLongError")) | (413, _) => {
             (ErrorKind::TooLarge, false)
         }
@@ -51,6 +65,10 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = match &err {
+        SdkError::ServiceError(ctx) => ctx.err().code().map(str::to_owned),
+        _ => None,
+    };
     let (kind, temporary, text) = match &err {
         SdkError::ConstructionFailure(_) => (
             ErrorKind::InvalidInput,
@@ -84,11 +102,17 @@ where
             let status = ctx.raw().status().as_u16();
             let code = ctx.err().code();
             let (kind, temporary) = classify(status, code);
-            let text = match (code, ctx.err().message()) {
+            let mut text = match (code, ctx.err().message()) {
                 (Some(code), Some(msg)) => format!("S3 answered {status} {code}: {msg}"),
                 (Some(code), None) => format!("S3 answered {status} {code}"),
                 _ => format!("S3 answered {status}"),
             };
+            if status == 501 {
+                text.push_str(
+                    " (a store without conditional writes needs \
+                     ConditionalWrites::Unconditional)",
+                );
+            }
             (kind, temporary, text)
         }
         _ => (ErrorKind::Internal, false, "unexpected SDK error".into()),
@@ -96,6 +120,7 @@ where
     let error = Error::new(kind, text).with_source(err);
     Failure {
         status,
+        code,
         error: if temporary {
             error.temporary()
         } else {
@@ -139,6 +164,11 @@ mod tests {
         assert_eq!(
             classify(400, Some("EntityTooLarge")),
             (ErrorKind::TooLarge, false)
+        );
+        assert_eq!(classify(501, None), (ErrorKind::Unsupported, false));
+        assert_eq!(
+            classify(400, Some("ExpiredToken")),
+            (ErrorKind::PermissionDenied, false)
         );
         assert_eq!(
             classify(400, Some("InvalidArgument")),

@@ -8,8 +8,8 @@
 //! value, byte for byte; its `Content-Type` is the record's content type
 //! (`application/octet-stream` when it has none); the rest of the metadata is user
 //! metadata (`x-amz-meta-*`) as [`mux_core::codec::fields`] lays it out:
-//! `mux_version`, `mux_crc32`, `mux_tombstone` (only on tombstones, which are empty
-//! objects), `mux_content_type` and `mux_tags` (a JSON object).
+//! `mux_version`, `mux_crc32`, `mux_tombstone` (only on tombstones, whose body is a line
+//! naming their version), `mux_content_type` and `mux_tags` (a JSON object).
 //!
 //! ```text
 //! $ aws s3api head-object --bucket B --key mux/tenantconfig/acme/limits
@@ -21,12 +21,15 @@
 //! (`HeadObject`), decides, and writes with `If-Match: <etag>` (or `If-None-Match: *`
 //! when there was no object). When another writer got in between, the store answers
 //! `412 Precondition Failed` and the put starts again from the read, so a stale write
-//! never replaces a newer one. See [`ConditionalWrites`] for stores without these
-//! headers.
+//! never replaces a newer one whose value differs. S3's ETag hashes the bytes only, so
+//! versions with byte-identical values cannot be told apart: hence
+//! `atomic_conditional_write: false` (the README explains the race). See
+//! [`ConditionalWrites`] for stores without these headers.
 //!
 //! Values of [`S3Config::multipart_threshold`] bytes or more go up in parts
 //! (`CreateMultipartUpload`, parts in parallel, `CompleteMultipartUpload` carrying the
-//! same condition); a failed upload is aborted.
+//! same condition); an upload that does not complete is aborted, also when the put's
+//! future is dropped.
 #![deny(missing_docs)]
 
 mod config;
@@ -89,13 +92,17 @@ struct Stored {
 }
 
 impl S3Backend {
-    /// The capability for a config: atomic conditional writes only with
-    /// [`ConditionalWrites::Etag`].
+    /// The capability for a config. `atomic_conditional_write` is `false` in both
+    /// modes: with [`ConditionalWrites::Etag`] a stale write never replaces a newer one
+    /// whose value differs, but S3's ETag is a hash of the content, so a write racing a
+    /// newer write of byte-identical value can win (see the README).
     pub fn capability(config: &S3Config) -> Capability {
         Capability {
             list: true,
             batch: false,
-            atomic_conditional_write: config.conditional_writes == ConditionalWrites::Etag,
+            // Not even with ETag conditions: S3's ETag is a hash of the body, so two
+            // versions with identical values cannot be told apart (see the README).
+            atomic_conditional_write: false,
             history: false,
             tags: true,
             content_type: true,
@@ -279,17 +286,19 @@ impl S3Backend {
             }
         };
         let meta = decode_meta(out.metadata(), object_key)?;
+        // A tombstone's body is a marker, not a value.
+        let size = if meta.tombstone {
+            0
+        } else {
+            out.content_length().unwrap_or(0).max(0) as u64
+        };
         let etag = out.e_tag().map(str::to_owned).ok_or_else(|| {
             Error::new(
                 ErrorKind::Corrupt,
                 format!("object {object_key}: the store sent no ETag"),
             )
         })?;
-        Ok(Some(Stored {
-            etag,
-            meta,
-            size: out.content_length().unwrap_or(0).max(0) as u64,
-        }))
+        Ok(Some(Stored { etag, meta, size }))
     }
 
     /// One conditional write attempt: `Ok(false)` when the precondition failed.
@@ -322,7 +331,7 @@ impl S3Backend {
             .bucket(&self.config.bucket)
             .key(object_key)
             .content_type(content_type)
-            .body(ByteStream::from(record.value().clone()));
+            .body(ByteStream::from(body(record)));
         for (name, value) in pairs {
             req = req.metadata(name, value);
         }
@@ -379,24 +388,21 @@ impl S3Backend {
         let upload_id = upload.upload_id().ok_or_else(|| {
             Error::internal("CreateMultipartUpload answered without an upload id")
         })?;
+        // Aborts the upload unless it completed — also when this future is dropped
+        // (a timeout, a failed batch, a disconnected client).
+        let mut guard = AbortOnDrop {
+            client: self.client.clone(),
+            bucket: self.config.bucket.clone(),
+            object_key: object_key.to_owned(),
+            upload_id: Some(upload_id.to_owned()),
+        };
         let result = self
             .upload_parts_and_complete(object_key, upload_id, record.value(), etag)
             .await;
-        if !matches!(result, Ok(true)) {
-            // Best effort: a leftover upload costs storage until a lifecycle rule
-            // removes it, but never shows up as a record.
-            if let Err(e) = self
-                .client
-                .abort_multipart_upload()
-                .bucket(&self.config.bucket)
-                .key(object_key)
-                .upload_id(upload_id)
-                .send()
-                .await
-            {
-                tracing::warn!(object_key, upload_id, error = %map_sdk(e).error, "abort of a multipart upload failed");
-            }
+        if matches!(result, Ok(true)) {
+            guard.upload_id = None;
         }
+        drop(guard);
         result
     }
 
@@ -460,6 +466,16 @@ impl S3Backend {
         let object_key = self.checked_object_key(record.key())?;
         for attempt in 0..MAX_CONDITION_RETRIES {
             let stored = self.head(&object_key).await?;
+            // After a failed attempt, finding this very record means the attempt (or the
+            // SDK's retry of it, whose answer was lost) did apply it.
+            if attempt > 0
+                && stored.as_ref().is_some_and(|s| {
+                    s.meta.version == record.meta().version
+                        && s.meta.checksum == record.meta().checksum
+                })
+            {
+                return Ok(PutOutcome::Applied);
+            }
             let outcome = PutOutcome::decide(
                 stored.as_ref().map(|s| s.meta.version),
                 record.meta().version,
@@ -530,15 +546,23 @@ impl S3Backend {
 
     async fn list_page(&self, request: &ListRequest) -> Result<ListPage> {
         let limit = request.effective_limit()?;
-        let scan_prefix = self.object_key(request.prefix.scan_start());
-        // An empty mux prefix under a non-empty object prefix lists `<prefix>/`.
-        let scan_prefix = if request.prefix.is_empty() && !self.config.prefix.is_empty() {
-            format!("{}/", self.config.prefix)
+        let prefix = request.prefix.as_str();
+        let mut keys: Vec<Key> = Vec::new();
+        // The service prefix to list under. A prefix `p` without a trailing `/` matches
+        // the key `p` and the keys under `p/`; listing `p` itself would walk every
+        // sibling such as `p-old/…` first (`-` and `.` sort before `/`), so `p` is
+        // looked up on its own and the listing starts at `p/`.
+        let scan_prefix = if prefix.is_empty() {
+            self.object_key("")
+        } else if prefix.ends_with('/') {
+            self.object_key(prefix)
         } else {
-            scan_prefix
+            if request.cursor.as_ref().is_none_or(|c| c.as_str() < prefix) {
+                keys.push(Key::new(prefix)?);
+            }
+            self.object_key(&format!("{prefix}/"))
         };
         let mut start_after = request.cursor.as_ref().map(|c| self.object_key(c.as_str()));
-        let mut keys: Vec<Key> = Vec::new();
         let mut more = false;
         'pages: loop {
             let out = self
@@ -547,7 +571,7 @@ impl S3Backend {
                 .bucket(&self.config.bucket)
                 .prefix(&scan_prefix)
                 .set_start_after(start_after.clone())
-                .max_keys((limit + 1 - keys.len()).min(1000) as i32)
+                .max_keys((limit + 1).min(1000) as i32)
                 .send()
                 .await
                 .map_err(|e| map_sdk(e).error)?;
@@ -559,9 +583,6 @@ impl S3Backend {
                 let Some(key) = self.mux_key(object_key) else {
                     continue;
                 };
-                if request.prefix.is_past(key) {
-                    break 'pages;
-                }
                 if !request.wants(key) {
                     continue;
                 }
@@ -580,20 +601,36 @@ impl S3Backend {
         // Listings carry no user metadata: head each object, a few at a time, in order.
         let heads: Vec<Option<ListEntry>> = futures_util::stream::iter(keys.iter().cloned())
             .map(|key| async move {
-                let stored = self.head(&self.object_key(key.as_str())).await?;
-                Ok::<_, Error>(stored.map(|s| ListEntry {
-                    key,
-                    meta: s.meta,
-                    size: s.size,
-                }))
+                let object_key = self.object_key(key.as_str());
+                match self.head(&object_key).await {
+                    Ok(stored) => Ok(stored.map(|s| ListEntry {
+                        key,
+                        meta: s.meta,
+                        size: s.size,
+                    })),
+                    // An object without mux metadata is someone else's: skip it rather
+                    // than fail every listing of its prefix.
+                    Err(e) if e.kind() == ErrorKind::Corrupt => {
+                        tracing::warn!(object_key, error = %e, "skipping an object that is not a mux record");
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                }
             })
             .buffered(self.config.concurrency)
             .try_collect()
             .await?;
         let next_cursor = if more { keys.last().cloned() } else { None };
+        let entries: Vec<ListEntry> = heads.into_iter().flatten().collect();
+        if entries.is_empty() && next_cursor.is_some() {
+            // Every key of this page vanished (purged) or was foreign: go on from the
+            // last one rather than hand out an empty page.
+            let next = request.clone().with_cursor(next_cursor);
+            return Box::pin(self.list_page(&next)).await;
+        }
         Ok(ListPage {
             // An object purged between the listing and its head is simply gone.
-            entries: heads.into_iter().flatten().collect(),
+            entries,
             next_cursor,
         })
     }
@@ -609,10 +646,72 @@ fn decode_meta(
     fields::decode(|name| {
         metadata
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .find(|(n, _)| same_name(n, name))
             .map(|(_, v)| v.as_str())
     })
     .map_err(|e| e.context(format!("object {object_key} is not a mux record")))
+}
+
+/// Whether two user-metadata names are the same: S3 lowercases names, and some
+/// S3-compatible stores and proxies turn `_` into `-`.
+fn same_name(stored: &str, wanted: &str) -> bool {
+    stored.len() == wanted.len()
+        && stored.bytes().zip(wanted.bytes()).all(|(a, b)| {
+            let norm = |c: u8| {
+                if c == b'-' {
+                    b'_'
+                } else {
+                    c.to_ascii_lowercase()
+                }
+            };
+            norm(a) == norm(b)
+        })
+}
+
+/// The object body of a record: the value, byte for byte; for a tombstone, a line
+/// naming its version. S3's ETag is a hash of the body, and `If-Match` compares ETags:
+/// if every tombstone had the same (empty) body, racing deletes could not be told
+/// apart and a lower tombstone could replace a higher one.
+fn body(record: &Record) -> Bytes {
+    if record.is_tombstone() {
+        Bytes::from(format!("mux tombstone {}\n", record.meta().version))
+    } else {
+        record.value().clone()
+    }
+}
+
+/// Aborts a multipart upload when dropped while armed (`upload_id` set).
+struct AbortOnDrop {
+    client: Client,
+    bucket: String,
+    object_key: String,
+    upload_id: Option<String>,
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some(upload_id) = self.upload_id.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(object_key = %self.object_key, upload_id, "no runtime to abort a multipart upload");
+            return;
+        };
+        let req = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.object_key)
+            .upload_id(&upload_id);
+        let object_key = self.object_key.clone();
+        // Best effort: a leftover upload costs storage (until a lifecycle rule with
+        // AbortIncompleteMultipartUpload removes it) but never shows up as a record.
+        runtime.spawn(async move {
+            if let Err(e) = req.send().await {
+                tracing::warn!(object_key, upload_id, error = %map_sdk(e).error, "abort of a multipart upload failed");
+            }
+        });
+    }
 }
 
 /// A short random pause after a failed precondition (full jitter, 1 ms doubling to 64 ms),
@@ -647,7 +746,7 @@ impl Backend for S3Backend {
             Ok(out) => out,
             Err(e) => {
                 let f = map_sdk(e);
-                return if f.is_not_found() {
+                return if f.is_missing_object() {
                     Ok(None)
                 } else {
                     Err(tag(f.error))
@@ -655,6 +754,12 @@ impl Backend for S3Backend {
             }
         };
         let meta = decode_meta(out.metadata(), &object_key).map_err(&tag)?;
+        if meta.tombstone {
+            // A tombstone's body is a marker naming its version, not a value.
+            return Record::from_parts(key.clone(), Bytes::new(), meta)
+                .map(Some)
+                .map_err(tag);
+        }
         let value = out
             .body
             .collect()
