@@ -9,6 +9,47 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use mux_core::{Backend, Key, Prefix, PutOutcome, Record, Version};
 use mux_s3::{S3Backend, S3Config};
 
+/// 16 distinct pseudo-random versions for `round` (a seeded LCG: reproducible).
+fn distinct_versions(round: u64) -> Vec<Version> {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ round;
+    let mut physical = HashSet::new();
+    while physical.len() < 16 {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        physical.insert(1_000_000 * (round + 1) + (seed >> 40) % 100_000);
+    }
+    physical
+        .into_iter()
+        .map(|p| Version::new(p, 0, 1))
+        .collect()
+}
+
+/// Runs `op(v)` for every version on its own task, all released at once by a barrier,
+/// and returns each version with its outcome.
+async fn race<F, Fut>(versions: &[Version], op: F) -> Vec<(Version, PutOutcome)>
+where
+    F: Fn(Version) -> Fut,
+    Fut: Future<Output = PutOutcome> + Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(versions.len()));
+    let tasks: Vec<_> = versions
+        .iter()
+        .map(|&v| {
+            let (barrier, fut) = (barrier.clone(), op(v));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                (v, fut.await)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.expect("racing task"));
+    }
+    out
+}
+
 /// A config for a fresh bucket on the test server.
 fn config(test: &str) -> S3Config {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -110,34 +151,15 @@ async fn an_empty_prefix_maps_keys_to_object_keys() {
 async fn sixteen_racing_deletes_end_with_the_highest_tombstone() {
     let backend = Arc::new(connect(config("deletes")).await);
     let key = Key::new("race/deleted").unwrap();
-    let mut seed = 0x2545_F491_4F6C_DD1Du64;
     for round in 0..5u64 {
-        let mut physical = HashSet::new();
-        while physical.len() < 16 {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            physical.insert(1_000_000 * (round + 1) + seed % 100_000);
-        }
-        let versions: Vec<Version> = physical
-            .into_iter()
-            .map(|p| Version::new(p, 0, 1))
-            .collect();
+        let versions = distinct_versions(round);
         let highest = *versions.iter().max().unwrap();
-        let barrier = Arc::new(tokio::sync::Barrier::new(versions.len()));
-        let tasks: Vec<_> = versions
-            .iter()
-            .map(|&v| {
-                let (backend, key, barrier) = (backend.clone(), key.clone(), barrier.clone());
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    backend.delete(&key, v).await.expect("delete")
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
+        let (b, k) = (backend.clone(), key.clone());
+        race(&versions, move |v| {
+            let (b, k) = (b.clone(), k.clone());
+            async move { b.delete(&k, v).await.expect("delete") }
+        })
+        .await;
         let stored = backend.get(&key).await.unwrap().expect("a tombstone");
         assert!(stored.is_tombstone());
         assert!(stored.value().is_empty());
@@ -162,34 +184,18 @@ async fn sixteen_racing_writers_end_with_the_highest_version() {
     let backend = Arc::new(connect(config("race")).await);
     let key = Key::new("race/one").unwrap();
     for round in 0..5u64 {
-        // Distinct random versions (a simple seeded LCG keeps the test reproducible).
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ round;
-        let mut physical = HashSet::new();
-        while physical.len() < 16 {
-            seed = seed
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            physical.insert(1_000_000 * (round + 1) + (seed >> 40) % 100_000);
-        }
-        let versions: Vec<Version> = physical
-            .into_iter()
-            .map(|p| Version::new(p, 0, 1))
-            .collect();
+        let versions = distinct_versions(round);
         let highest = *versions.iter().max().unwrap();
-        let barrier = Arc::new(tokio::sync::Barrier::new(versions.len()));
-        let tasks: Vec<_> = versions
-            .iter()
-            .map(|&v| {
-                let (backend, key, barrier) = (backend.clone(), key.clone(), barrier.clone());
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    let r = Record::new(key, format!("written at {v}"), v);
-                    (v, backend.put(&r).await.expect("put"))
-                })
-            })
-            .collect();
-        for t in tasks {
-            let (v, outcome) = t.await.unwrap();
+        let (b, k) = (backend.clone(), key.clone());
+        let outcomes = race(&versions, move |v| {
+            let (b, k) = (b.clone(), k.clone());
+            async move {
+                let r = Record::new(k, format!("written at {v}"), v);
+                b.put(&r).await.expect("put")
+            }
+        })
+        .await;
+        for (v, outcome) in outcomes {
             if v == highest {
                 assert_eq!(outcome, PutOutcome::Applied, "the highest version's write");
             }
