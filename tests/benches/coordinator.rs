@@ -222,11 +222,7 @@ async fn run() -> (Vec<Row>, Vec<(&'static str, f64)>) {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = mux_tests::bench::runtime();
     let (rows, ratios) = runtime.block_on(run());
     mux_tests::bench::write_json("coordinator", &rows, &ratios);
 }

@@ -59,11 +59,7 @@ async fn round(name: &'static str, mux: &Mux, keys: &Arc<Vec<Key>>, value: &Byte
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = mux_tests::bench::runtime();
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
         let log =

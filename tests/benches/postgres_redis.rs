@@ -15,7 +15,7 @@ use mux::{
     Backend, Bytes, Clock, Key, Mux, Record, Role, RouteConfig, Version, WriteConsistency,
     WriteOptions,
 };
-use mux_tests::bench::{Row, measure, median, print_header, print_row, write_json};
+use mux_tests::bench::{Op, Row, measure, median, print_header, print_row, write_json};
 
 const WRITES: usize = 20_000;
 const ROUNDS: usize = 3;
@@ -23,19 +23,13 @@ const CONCURRENCY: usize = 64;
 const POOL: usize = 16;
 const TABLE: &str = "mux_bench";
 
-type Op = Arc<dyn Fn(usize) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
 async fn run_row(name: &'static str, op: Op, round: usize) -> Row {
     let per = WRITES / ROUNDS;
     measure(name, per, CONCURRENCY, move |i| op(round * per + i)).await
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = mux_tests::bench::runtime();
     runtime.block_on(async {
         let pg_url = mux_tests::postgres_url();
         let pg = Arc::new(

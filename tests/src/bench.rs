@@ -3,6 +3,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The runtime every benchmark runs on: two worker threads, like the machines here.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// One operation of a benchmark row, given its index.
+pub type Op =
+    Arc<dyn Fn(usize) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
 /// One benchmark row.
 #[derive(Debug, Clone)]
 pub struct Row {

@@ -14,7 +14,8 @@ Tasks:
                           conformance suite for every backend; prints a summary table
   ci                      what .ci/run calls: `test`, then fails if a backend named in
                           MUX_REQUIRE (comma-separated) was skipped or failed
-  bench <name>            a benchmark (coordinator, intent-log, postgres-redis); prints a
+  bench <name>            a benchmark (coordinator, intent-log, postgres-redis,
+                          object-stores); prints a
                           table and writes
                           $CARGO_TARGET_DIR/bench/<name>.json (target/bench/ by default)
   services up|down|status [--install]
@@ -93,7 +94,12 @@ pub(crate) fn cargo(args: &[&str]) -> Result<(), String> {
 }
 
 /// The benchmarks (bench targets of `mux-tests`).
-const BENCHES: &[&str] = &["coordinator", "intent-log", "postgres-redis"];
+const BENCHES: &[&str] = &[
+    "coordinator",
+    "intent-log",
+    "postgres-redis",
+    "object-stores",
+];
 
 fn bench(name: &str) -> Result<(), String> {
     if !BENCHES.contains(&name) {

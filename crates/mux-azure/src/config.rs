@@ -48,8 +48,8 @@ pub enum AzureCredential {
     /// The storage account's name and one of its access keys (base64).
     ///
     /// The Azure SDK for Rust does not sign requests with Shared Key, so mux derives an
-    /// *account SAS* from the key (HMAC-SHA256, valid for one hour, re-signed when less
-    /// than ten minutes are left) and adds it to every request. The key never leaves the
+    /// *account SAS* from the key (HMAC-SHA256, no start time, valid for one hour,
+    /// re-signed after 45 minutes on the monotonic clock) and adds it to every request. The key never leaves the
     /// process.
     AccountKey {
         /// The storage account name (`mystorageaccount`).
@@ -140,9 +140,9 @@ impl AzureCredential {
 fn credential_error(what: &str, e: azure_core::Error) -> Error {
     Error::new(
         mux_core::ErrorKind::InvalidInput,
-        format!("cannot set up the {what} credential: {e}"),
+        format!("cannot set up the {what} credential"),
     )
-    .with_source(e)
+    .with_source(crate::error::Redacted::of(&e))
 }
 
 impl fmt::Debug for AzureCredential {
@@ -159,22 +159,41 @@ impl fmt::Debug for AzureCredential {
     }
 }
 
-/// A query string (or URL) with the value of every `sig` parameter replaced by `***`.
+/// `text` (a query string, a URL, or any message that may quote one) with the value of
+/// every `sig=` parameter replaced by `***`.
+///
+/// The name is matched case-insensitively wherever it occurs; the value runs up to the
+/// next `&`, `)`, whitespace, quote, `<`, `>`, `#`, `\\` or the end of the text (none of
+/// which a signature, base64 or percent-encoded, contains).
 pub(crate) fn redact_sas(text: &str) -> String {
-    let (head, query) = match text.find('?') {
-        Some(i) => (&text[..=i], &text[i + 1..]),
-        None if text.contains('=') => ("", text),
-        None => return text.to_owned(),
-    };
-    let query = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if name.eq_ignore_ascii_case("sig") => format!("{name}=***"),
-            _ => pair.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("&");
-    format!("{head}{query}")
+    const NAME: &[u8] = b"sig=";
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i + NAME.len() <= bytes.len() {
+        if !bytes[i..i + NAME.len()].eq_ignore_ascii_case(NAME) {
+            i += 1;
+            continue;
+        }
+        let value = i + NAME.len();
+        let end = bytes[value..]
+            .iter()
+            .position(|&b| {
+                b.is_ascii_whitespace()
+                    || matches!(b, b'&' | b')' | b'"' | b'\'' | b'<' | b'>' | b'#' | b'\\')
+            })
+            .map_or(bytes.len(), |n| value + n);
+        // `sig=` is ASCII, so `value` and `end` are character boundaries.
+        out.push_str(&text[copied..value]);
+        if end > value {
+            out.push_str("***");
+        }
+        copied = end;
+        i = end.max(value);
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 /// Where and how an [`crate::AzureBackend`] stores records.
@@ -684,6 +703,27 @@ mod tests {
         let err =
             AzureConfig::from_sas_url("https://acct.blob.core.windows.net/?sig=x").unwrap_err();
         assert!(err.message().contains("no container"), "{err}");
+    }
+
+    #[test]
+    fn redacts_signatures_in_any_text() {
+        for (text, expected) in [
+            ("sv=1&sig=abc%3D&se=2", "sv=1&sig=***&se=2"),
+            ("https://a/c?sv=1&SIG=abc+/=", "https://a/c?sv=1&SIG=***"),
+            (
+                "error sending request for url (http://h/c?restype=container&sig=a%2Bb%3D): refused",
+                "error sending request for url (http://h/c?restype=container&sig=***): refused",
+            ),
+            (
+                "query: Some(\"sv=1&sig=abc\")",
+                "query: Some(\"sv=1&sig=***\")",
+            ),
+            ("sig=abc sig=def\tsig=", "sig=*** sig=***\tsig="),
+            ("no signature here", "no signature here"),
+            ("é sig=é", "é sig=***"),
+        ] {
+            assert_eq!(redact_sas(text), expected, "{text}");
+        }
     }
 
     #[test]

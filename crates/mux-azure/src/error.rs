@@ -1,5 +1,7 @@
 //! Mapping Azure SDK errors to mux errors.
 
+use std::fmt;
+
 use azure_core::error::ErrorKind as AzureKind;
 use mux_core::{Error, ErrorKind};
 
@@ -26,14 +28,13 @@ pub(crate) fn is_condition_failure(e: &azure_core::Error) -> bool {
     }
 }
 
-/// Whether the error says the container (not a blob) is missing.
-pub(crate) fn is_container_missing(e: &azure_core::Error) -> bool {
-    status(e) == Some(404) && code(e) == Some("ContainerNotFound")
-}
-
-/// Whether the error is a 404 for the blob itself.
+/// Whether the error is a 404 for the blob itself: `404 BlobNotFound`.
+///
+/// The error code is required: Azure sends `x-ms-error-code` on every error response,
+/// HEAD (Get Blob Properties) included, and so does Azurite; a 404 without it (a
+/// misrouted request, a proxy, a token endpoint) is an error, not a missing record.
 pub(crate) fn is_blob_missing(e: &azure_core::Error) -> bool {
-    status(e) == Some(404) && !is_container_missing(e)
+    status(e) == Some(404) && code(e) == Some("BlobNotFound")
 }
 
 /// Whether anything in the error's source chain reports a timeout.
@@ -54,7 +55,52 @@ fn timed_out(e: &azure_core::Error) -> bool {
     false
 }
 
-/// The mux error for an Azure SDK error, keeping it as the source.
+/// The text of an error and of its causes with every SAS signature blanked
+/// ([`crate::config::redact_sas`]), standing in for an SDK error as the source of a mux
+/// error.
+///
+/// The SDK's errors cannot be kept as they are: a connection or I/O error wraps a
+/// `reqwest::Error` whose `Display` names the request URL, query included, and with an
+/// account key or a SAS that query holds a valid signature. mux's `Error` prints its
+/// whole source chain, so the chain is flattened here into sanitised text, and this error
+/// has no source of its own.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Redacted(String);
+
+impl Redacted {
+    /// The sanitised text of `e` and its causes, `": "`-separated; a cause whose text
+    /// repeats the previous one (the SDK's error displays as its inner error) is shown
+    /// once.
+    pub(crate) fn of(e: &(dyn std::error::Error + 'static)) -> Redacted {
+        let mut parts: Vec<String> = Vec::new();
+        let mut current = Some(e);
+        while let Some(err) = current {
+            let text = err.to_string();
+            if !text.is_empty() && parts.last() != Some(&text) {
+                parts.push(text);
+            }
+            current = err.source();
+        }
+        Redacted(crate::config::redact_sas(&parts.join(": ")))
+    }
+}
+
+impl fmt::Display for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Redacted {}
+
+/// The mux error for an Azure SDK error, with its sanitised text ([`Redacted`]) as the
+/// source.
 ///
 /// | Azure | mux |
 /// |---|---|
@@ -90,26 +136,24 @@ pub(crate) fn map_err(e: azure_core::Error) -> Error {
             };
             (kind, message)
         }
-        AzureKind::Connection => (
-            ErrorKind::Unavailable,
-            format!("cannot connect to Azure: {e}"),
-        ),
-        AzureKind::Io if timed_out(&e) => (ErrorKind::Timeout, format!("Azure timed out: {e}")),
+        // The SDK's own text follows as the (sanitised) source.
+        AzureKind::Connection => (ErrorKind::Unavailable, "cannot connect to Azure".to_owned()),
+        AzureKind::Io if timed_out(&e) => (ErrorKind::Timeout, "Azure timed out".to_owned()),
         AzureKind::Io => (
             ErrorKind::Unavailable,
-            format!("I/O error talking to Azure: {e}"),
+            "I/O error talking to Azure".to_owned(),
         ),
         AzureKind::Credential => (
             ErrorKind::PermissionDenied,
-            format!("cannot authenticate to Azure: {e}"),
+            "cannot authenticate to Azure".to_owned(),
         ),
         AzureKind::DataConversion => (
             ErrorKind::Internal,
-            format!("unexpected response from Azure: {e}"),
+            "unexpected response from Azure".to_owned(),
         ),
-        _ => (ErrorKind::Internal, format!("Azure SDK error: {e}")),
+        _ => (ErrorKind::Internal, "Azure SDK error".to_owned()),
     };
-    Error::new(kind, message).with_source(e)
+    Error::new(kind, message).with_source(Redacted::of(&e))
 }
 
 #[cfg(test)]
@@ -167,14 +211,61 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
     }
 
+    /// A connection error whose cause names the request URL, SAS included (as
+    /// `reqwest::Error` does): neither `Display` nor `Debug` of the mux error shows the
+    /// signature, and the source chain ends at the sanitised text.
+    #[test]
+    fn signatures_never_reach_the_error() {
+        #[derive(Debug)]
+        struct Inner;
+        impl fmt::Display for Inner {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("tcp connect error: refused")
+            }
+        }
+        impl std::error::Error for Inner {}
+        #[derive(Debug)]
+        struct Request(Inner);
+        impl fmt::Display for Request {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "error sending request for url (http://h/c?sv=2022-11-02&se=x&sig=TopSecret%2Bsig%3D)",
+                )
+            }
+        }
+        impl std::error::Error for Request {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = map_err(azure_core::Error::new(
+            AzureKind::Connection,
+            Request(Inner),
+        ));
+        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        for shown in [e.to_string(), format!("{e:?}")] {
+            assert!(!shown.contains("TopSecret"), "{shown}");
+            assert!(shown.contains("sig=***"), "{shown}");
+            assert!(shown.contains("tcp connect error"), "{shown}");
+        }
+        // The SDK error displays as its inner error: the chain shows it once.
+        assert_eq!(
+            e.to_string(),
+            "unavailable (temporary): cannot connect to Azure: error sending request for url \
+             (http://h/c?sv=2022-11-02&se=x&sig=***): tcp connect error: refused"
+        );
+        let source = std::error::Error::source(&e).unwrap();
+        assert!(source.source().is_none());
+    }
+
     #[test]
     fn recognises_lost_races() {
         assert!(is_condition_failure(&http(412, Some("ConditionNotMet"))));
         assert!(is_condition_failure(&http(409, Some("BlobAlreadyExists"))));
         assert!(!is_condition_failure(&http(409, Some("LeaseIdMissing"))));
         assert!(is_blob_missing(&http(404, Some("BlobNotFound"))));
-        assert!(is_blob_missing(&http(404, None)));
+        assert!(!is_blob_missing(&http(404, None)));
         assert!(!is_blob_missing(&http(404, Some("ContainerNotFound"))));
-        assert!(is_container_missing(&http(404, Some("ContainerNotFound"))));
+        assert!(!is_blob_missing(&http(412, Some("BlobNotFound"))));
     }
 }

@@ -17,23 +17,37 @@
 //! The blob name is the key, with three exceptions: Azure (and Azurite) turn `\` into
 //! `/`, so `\` is written as `[]`, and `[`, the escape, as `[[`; Azure drops dots at the
 //! end of a blob name, so a key ending in `.` gets a tab appended (keys never contain
-//! control characters). The mapping keeps the byte order of keys, so Azure's listing
-//! order (UTF-8 byte order) is mux's. [`AzureBackend::blob_name`] gives the name of a
-//! key.
+//! control characters). Azure also drops dots at the end of any other path segment
+//! ("No path segments should end with a dot"), so `a./b` would land on `a/b`'s blob:
+//! keys with a segment ending in `.` other than the last are refused with
+//! `InvalidInput` (`put`, `get`, `delete`, `purge`, and listing prefixes with such a
+//! segment). The mapping keeps the byte order of keys, so a service that lists in UTF-8
+//! byte order (Azure's flat namespace, Azurite) lists in mux's order.
+//! [`AzureBackend::blob_name`] gives the name of a key.
+//!
+//! Accounts with a hierarchical namespace (ADLS Gen2) are not supported: they list `A/x`
+//! before `A-B`. A service sorting by UTF-16 code units would also differ, for keys
+//! mixing characters U+E000–U+FFFF with characters beyond U+FFFF. `list` checks the
+//! order it is given and fails with `Unsupported`, naming the two keys, rather than
+//! skip keys.
 //!
 //! ## Writes
 //! A write reads the blob's properties (ETag and `mux_version`), decides with
 //! [`PutOutcome::decide`], and uploads with `If-Match: <etag>` (or `If-None-Match: *`
 //! when there was no blob). Azure checks the condition atomically, so a write that lost
 //! a race fails with `412`/`409` and is retried from the read; a stale write can never
-//! replace a newer one. Values above the single-upload threshold are staged in blocks
-//! and committed with one `Put Block List` carrying the same condition.
+//! replace a newer one. If the read after a failed condition finds this very record
+//! (same version, CRC-32 and tombstone flag), the write reports `Applied`: the SDK
+//! retried an upload that had succeeded but whose response was lost. Values above the
+//! single-upload threshold are staged in blocks and committed with one `Put Block List`
+//! carrying the same condition.
 //!
 //! ## Reads and listings
 //! `get` is one download (ranged and parallel for large values, every range pinned to
 //! the first response's ETag) that returns the metadata with the value, so they always
 //! belong together; the CRC-32 is checked. `list` is List Blobs with the prefix and
-//! `include=metadata`. A cursor is a key, not an Azure marker: the next page resumes at
+//! `include=metadata`; blobs without mux metadata are skipped with a warning. A cursor
+//! is a key, not an Azure marker: the next page resumes at
 //! the marker remembered when the cursor was handed out, else at the service's
 //! `startFrom` (where supported), else by paging from the start of the prefix and
 //! skipping keys up to the cursor.
@@ -86,7 +100,7 @@ pub use config::{
 };
 pub use sas::{SAS_VERSION, account_sas_token};
 
-use crate::error::{is_blob_missing, is_condition_failure, map_err, status};
+use crate::error::{Redacted, is_blob_missing, is_condition_failure, map_err, status};
 
 /// How often a write (or purge) re-reads and retries after losing a race before it
 /// gives up with a temporary `Conflict`.
@@ -126,10 +140,21 @@ impl fmt::Debug for AzureBackend {
     }
 }
 
-/// The stored blob's ETag and version.
+/// The stored blob's ETag and what identifies the record in it.
 struct Stored {
     etag: Etag,
     version: Version,
+    checksum: u32,
+    tombstone: bool,
+}
+
+impl Stored {
+    /// Whether the blob holds `record`: same version, CRC-32 and tombstone flag.
+    fn holds(&self, record: &Record) -> bool {
+        self.version == record.version()
+            && self.checksum == record.meta().checksum
+            && self.tombstone == record.is_tombstone()
+    }
 }
 
 impl AzureBackend {
@@ -194,6 +219,12 @@ impl AzureBackend {
         &self.config
     }
 
+    /// The SDK's container client (authenticated like the backend), for callers that
+    /// need Blob operations mux does not offer.
+    pub fn container_client(&self) -> &BlobContainerClient {
+        &self.container
+    }
+
     /// The container's URL (without any SAS).
     pub fn container_url(&self) -> Url {
         let mut url = self.container.url().clone();
@@ -209,6 +240,13 @@ impl AzureBackend {
     }
 
     fn blob(&self, key: &Key) -> Result<BlobClient> {
+        if let Some(segment) = dotted_segment(key.as_str()) {
+            return Err(Error::invalid_input(format!(
+                "key {key} has a path segment ending in `.` ({segment:?}) before its last \
+                 one; Azure drops dots at the end of path segments (\"no path segments \
+                 should end with a dot\"), so it would share a blob with another key"
+            )));
+        }
         let name = self.blob_name(key);
         if !name.ends_with(TRAILING_DOT_MARK) {
             return Ok(self.container.blob_client(&name));
@@ -227,7 +265,8 @@ impl AzureBackend {
             Some(self.blob_options.clone()),
         )
         .map_err(|e| {
-            Error::internal(format!("cannot build the client of {key}: {e}")).with_source(e)
+            Error::internal(format!("cannot build the client of {key}"))
+                .with_source(Redacted::of(&e))
         })
     }
 
@@ -286,6 +325,8 @@ impl AzureBackend {
         Ok(Some(Stored {
             etag,
             version: meta.version,
+            checksum: meta.checksum,
+            tombstone: meta.tombstone,
         }))
     }
 
@@ -319,8 +360,15 @@ impl AzureBackend {
             self.config.block_size
         };
         let blob = self.blob(key)?;
+        // Whether an upload of this record failed its condition: the SDK may have retried
+        // an upload that had succeeded but whose response was lost, and the retry found
+        // the blob changed by that very upload.
+        let mut lost_race = false;
         for attempt in 1..=MAX_CONDITIONAL_ATTEMPTS {
             let stored = self.stored(&blob, key).await?;
+            if lost_race && stored.as_ref().is_some_and(|s| s.holds(record)) {
+                return Ok(PutOutcome::Applied);
+            }
             let outcome = PutOutcome::decide(stored.as_ref().map(|s| s.version), record.version());
             if outcome.is_superseded() {
                 return Ok(outcome);
@@ -342,6 +390,7 @@ impl AzureBackend {
                 // Another writer got in between (412/409), or purged the blob (404).
                 Err(e) if is_condition_failure(&e) || is_blob_missing(&e) => {
                     tracing::debug!(key = %key, attempt, "lost a write race, retrying");
+                    lost_race = true;
                     tokio::time::sleep(jitter(attempt)).await;
                 }
                 Err(e) => return Err(map_err(e)),
@@ -377,10 +426,14 @@ impl AzureBackend {
             match response.body.collect().await {
                 Ok(value) => return Record::from_parts(key.clone(), value, meta).map(Some),
                 // The blob changed (or went) between two ranges: read it again.
-                Err(e)
-                    if attempt < MAX_READ_ATTEMPTS
-                        && (is_condition_failure(&e) || is_blob_missing(&e)) =>
-                {
+                Err(e) if is_condition_failure(&e) || is_blob_missing(&e) => {
+                    if attempt == MAX_READ_ATTEMPTS {
+                        return Err(map_err(e)
+                            .context(format!(
+                                "{key}: the blob changed during each of {MAX_READ_ATTEMPTS} reads"
+                            ))
+                            .temporary());
+                    }
                     tokio::time::sleep(jitter(attempt)).await;
                 }
                 Err(e) => return Err(map_err(e)),
@@ -391,6 +444,13 @@ impl AzureBackend {
     async fn list_page(&self, request: &ListRequest) -> Result<ListPage> {
         let limit = request.effective_limit()?;
         let scan = request.prefix.scan_start();
+        if let Some(segment) = dotted_segment(scan) {
+            return Err(Error::invalid_input(format!(
+                "listing prefix {scan} has a path segment ending in `.` ({segment:?}) before \
+                 its last one; Azure drops dots at the end of path segments (\"no path \
+                 segments should end with a dot\"), so no key under it can be stored"
+            )));
+        }
         let service_prefix = format!("{}{}", self.root, escape_prefix(scan));
         // The cursor is a key; Azure's marker is opaque. To continue after the cursor,
         // in order of preference: the marker remembered when the cursor was handed out,
@@ -405,6 +465,8 @@ impl AzureBackend {
         let mut marker = remembered.flatten();
         let mut entries = Vec::new();
         let mut more = false;
+        // The last key the service listed in this call (skipped ones included).
+        let mut previous: Option<String> = None;
         'pages: loop {
             let use_start_from = start_from.is_some()
                 && !positioned
@@ -436,6 +498,7 @@ impl AzureBackend {
                         "the service rejected List Blobs startFrom; skipping to cursors client-side"
                     );
                     self.start_from.store(false, Ordering::Relaxed);
+                    previous = None;
                     continue;
                 }
                 Err(e) if resumed && entries.is_empty() && status(&e) == Some(400) => {
@@ -443,6 +506,7 @@ impl AzureBackend {
                     resumed = false;
                     positioned = false;
                     marker = None;
+                    previous = None;
                     continue;
                 }
                 Err(e) => return Err(map_err(e)),
@@ -465,6 +529,8 @@ impl AzureBackend {
                     tracing::warn!(blob = name, "skipping a blob whose name is not a mux key");
                     continue;
                 };
+                check_order(previous.as_deref(), &key)?;
+                previous = Some(key.clone());
                 if request.prefix.is_past(&key) {
                     break 'pages;
                 }
@@ -480,6 +546,10 @@ impl AzureBackend {
                     break 'pages;
                 }
                 let metadata = item.metadata.and_then(|m| m.values).unwrap_or_default();
+                if !has_mux_metadata(&metadata) {
+                    tracing::warn!(blob = name, "skipping a blob without mux metadata");
+                    continue;
+                }
                 let meta = decode_meta(key.as_str(), metadata)?;
                 let size = item
                     .properties
@@ -522,9 +592,13 @@ impl AzureBackend {
 
     async fn remove(&self, key: &Key, up_to: Version) -> Result<bool> {
         let blob = self.blob(key)?;
+        // Whether a delete failed its condition (see `write`): if the blob is then gone,
+        // that delete may well have been this one, retried by the SDK after a lost
+        // response, so the purge reports a removal.
+        let mut lost_race = false;
         for attempt in 1..=MAX_CONDITIONAL_ATTEMPTS {
             let Some(stored) = self.stored(&blob, key).await? else {
-                return Ok(false);
+                return Ok(lost_race);
             };
             if stored.version > up_to {
                 return Ok(false);
@@ -537,6 +611,7 @@ impl AzureBackend {
             match blob.delete(Some(options)).await {
                 Ok(_) => return Ok(true),
                 Err(e) if is_condition_failure(&e) || is_blob_missing(&e) => {
+                    lost_race = true;
                     tokio::time::sleep(jitter(attempt)).await;
                 }
                 Err(e) => return Err(map_err(e)),
@@ -640,7 +715,7 @@ fn build_client(config: &AzureConfig, endpoint: Url) -> Result<Clients> {
     }
     let container =
         BlobContainerClient::new(url, credential.clone(), Some(options)).map_err(|e| {
-            Error::invalid_input(format!("cannot build the Azure client: {e}")).with_source(e)
+            Error::invalid_input("cannot build the Azure client").with_source(Redacted::of(&e))
         })?;
     Ok(Clients {
         container,
@@ -667,6 +742,16 @@ fn escape(key: &str) -> Cow<'_, str> {
     } else {
         name
     }
+}
+
+/// The first `/`-separated segment of `key` other than the last that ends with `.`.
+///
+/// Microsoft's naming rules: "No path segments should end with a dot". Azure drops such
+/// dots, so `a./b` would be stored as `a/b`. Only the final segment's dot can be kept
+/// (see [`escape`]); mux refuses keys (and listing prefixes) with such an inner segment.
+fn dotted_segment(key: &str) -> Option<&str> {
+    let (inner, _last) = key.rsplit_once('/')?;
+    inner.split('/').find(|segment| segment.ends_with('.'))
 }
 
 /// Appended to the blob name of a key that ends with `.` (see [`escape`]).
@@ -712,6 +797,39 @@ fn unescape(name: &str) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// Fails when the service listed `key` after `previous` although it sorts before it in
+/// byte order (names are compared as unescaped keys; escaping keeps their order).
+///
+/// mux's cursors and early stops rely on the service listing in UTF-8 byte order. Two
+/// known cases break it: hierarchical-namespace (ADLS Gen2) accounts list `A/x` before
+/// `A-B`, and accounts that sort by UTF-16 code units put characters U+E000–U+FFFF
+/// after characters beyond U+FFFF. Keys would be skipped silently; failing names them.
+fn check_order(previous: Option<&str>, key: &str) -> Result<()> {
+    match previous {
+        Some(previous) if key < previous => Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "Azure listed {key:?} after {previous:?}, which sorts after it in byte order; \
+                 mux needs listings in byte order of keys. Likely causes: a storage account \
+                 with hierarchical namespace (ADLS Gen2), which mux does not support, or \
+                 keys mixing characters U+E000..U+FFFF with characters beyond U+FFFF on a \
+                 service that sorts by UTF-16 code units"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether blob metadata has any `mux_` field: blobs without are not mux's (written by
+/// another tool into the container) and are left out of listings.
+fn has_mux_metadata(metadata: &HashMap<String, String>) -> bool {
+    metadata.keys().any(|name| {
+        name.as_bytes()
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"mux_"))
+    })
 }
 
 /// Rebuilds metadata from blob metadata (names compared case-insensitively).
@@ -856,6 +974,52 @@ mod tests {
         assert_eq!(unescape("a."), None);
         assert_eq!(unescape("a\t"), None);
         assert_eq!(unescape("a.\tb"), None);
+    }
+
+    #[test]
+    fn finds_inner_segments_ending_in_a_dot() {
+        for (key, found) in [
+            ("a./b", Some("a.")),
+            ("x/./y", Some(".")),
+            ("x/y../z/w.", Some("y..")),
+            ("a./", Some("a.")),
+            ("a.", None),
+            ("x/a.", None),
+            ("dots/.hidden/...", None),
+            ("v1.2/x", None),
+            ("a.b/c.d/e", None),
+            ("plain", None),
+        ] {
+            assert_eq!(dotted_segment(key), found, "{key}");
+        }
+    }
+
+    #[test]
+    fn listing_order_is_checked() {
+        assert!(check_order(None, "a").is_ok());
+        assert!(check_order(Some("a"), "b").is_ok());
+        assert!(check_order(Some("a"), "a/b").is_ok());
+        // Hierarchical namespace: `A/x` before `A-B`.
+        let err = check_order(Some("A/x"), "A-B").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert!(!err.is_temporary());
+        assert!(err.message().contains("\"A-B\" after \"A/x\""), "{err}");
+        assert!(err.message().contains("hierarchical namespace"), "{err}");
+        // UTF-16 order: a character beyond U+FFFF (surrogates, 0xD8xx) before U+E000.
+        let err = check_order(Some("k/\u{1F980}"), "k/\u{E000}").unwrap_err();
+        assert!(err.message().contains("U+E000"), "{err}");
+        assert!(check_order(Some("k/\u{E000}"), "k/\u{1F980}").is_ok());
+    }
+
+    #[test]
+    fn recognises_mux_metadata() {
+        let meta = |names: &[&str]| -> HashMap<String, String> {
+            names.iter().map(|n| (n.to_string(), "x".into())).collect()
+        };
+        assert!(has_mux_metadata(&meta(&["mux_version"])));
+        assert!(has_mux_metadata(&meta(&["other", "MUX_CRC32"])));
+        assert!(!has_mux_metadata(&meta(&[])));
+        assert!(!has_mux_metadata(&meta(&["owner", "mux", "é"])));
     }
 
     #[test]

@@ -13,10 +13,15 @@
 //!                signedEncryptionScope + "\n"
 //! sig = base64(HMAC-SHA256(base64decode(accountkey), UTF-8(StringToSign)))
 //! ```
+//!
+//! mux omits the optional start time (`st`; an empty `signedstart` field), so a token is
+//! valid as soon as it is signed whatever the clocks say, and re-signs on a monotonic
+//! schedule: a wall-clock jump cannot make it keep an expired token or re-sign on every
+//! request.
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration as StdDuration;
+use std::time::{Duration as StdDuration, Instant};
 
 use async_trait::async_trait;
 use azure_core::credentials::Secret;
@@ -36,10 +41,9 @@ const RESOURCE_TYPES: &str = "sco";
 const PERMISSIONS: &str = "rwdlac";
 /// How long a token mux signs for itself is valid.
 const VALIDITY: Duration = Duration::hours(1);
-/// A token is re-signed when less than this is left.
-const RENEW_BEFORE: Duration = Duration::minutes(10);
-/// The start time is set this far back to tolerate clock skew.
-const SKEW: Duration = Duration::minutes(5);
+/// A token is re-signed once it is this old, measured on the monotonic clock (so a
+/// wall-clock jump neither keeps an expired token nor re-signs on every request).
+const RENEW_AFTER: StdDuration = StdDuration::from_secs(45 * 60);
 /// The query parameters of an account SAS.
 const SAS_PARAMS: [&str; 8] = ["sv", "ss", "srt", "sp", "st", "se", "spr", "sig"];
 
@@ -47,31 +51,33 @@ const SAS_PARAMS: [&str; 8] = ["sv", "ss", "srt", "sp", "st", "se", "spr", "sig"
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct AccountSas {
     pub(crate) account: String,
-    pub(crate) start: String,
+    /// `st`; mux leaves it out (valid from the moment it is signed, whatever the
+    /// server's clock says), tests set it to check known vectors.
+    pub(crate) start: Option<String>,
     pub(crate) expiry: String,
     pub(crate) protocol: &'static str,
 }
 
 impl AccountSas {
-    /// A token valid from `now - SKEW` to `now + validity`.
+    /// A token with no start time, valid until `now + validity`.
     fn new(account: &str, now: OffsetDateTime, validity: Duration, https_only: bool) -> AccountSas {
         AccountSas {
             account: account.to_owned(),
-            start: format_time(now - SKEW),
+            start: None,
             expiry: format_time(now + validity),
             protocol: if https_only { "https" } else { "https,http" },
         }
     }
 
     /// Microsoft's string-to-sign for an account SAS (signed version 2020-12-06+), with
-    /// no IP range and no encryption scope.
+    /// no IP range and no encryption scope; an omitted start time is an empty field.
     pub(crate) fn string_to_sign(&self) -> String {
         [
             self.account.as_str(),
             PERMISSIONS,
             SERVICES,
             RESOURCE_TYPES,
-            &self.start,
+            self.start.as_deref().unwrap_or_default(),
             &self.expiry,
             "",
             self.protocol,
@@ -89,18 +95,23 @@ impl AccountSas {
                 "cannot sign a SAS for account {}: the account key is not valid base64",
                 self.account
             ))
-            .with_source(e)
+            .with_source(crate::error::Redacted::of(&e))
         })?;
-        Ok(vec![
+        let mut params = vec![
             ("sv", SAS_VERSION.to_owned()),
             ("ss", SERVICES.to_owned()),
             ("srt", RESOURCE_TYPES.to_owned()),
             ("sp", PERMISSIONS.to_owned()),
-            ("st", self.start.clone()),
+        ];
+        if let Some(start) = &self.start {
+            params.push(("st", start.clone()));
+        }
+        params.extend([
             ("se", self.expiry.clone()),
             ("spr", self.protocol.to_owned()),
             ("sig", sig),
-        ])
+        ]);
+        Ok(params)
     }
 }
 
@@ -118,9 +129,9 @@ fn format_time(t: OffsetDateTime) -> String {
     )
 }
 
-/// Signs an account SAS for the blob service of `account`, valid for `validity` (start
-/// five minutes back, for clock skew), with permissions `rwdlac` on service, container
-/// and object level, for https and http.
+/// Signs an account SAS for the blob service of `account`, valid for `validity` (no
+/// start time: valid at once, whatever the server's clock says), with permissions
+/// `rwdlac` on service, container and object level, for https and http.
 ///
 /// This is the token mux signs for itself when it is given an account key; it is public
 /// so that tools and tests can build a SAS URL (`<container URL>?<token>`) from a key.
@@ -133,7 +144,7 @@ fn format_time(t: OffsetDateTime) -> String {
 ///     mux_azure::DEV_ACCOUNT_KEY,
 ///     std::time::Duration::from_secs(3600),
 /// )?;
-/// assert!(token.starts_with("sv=2022-11-02&ss=b&srt=sco&sp=rwdlac&st="));
+/// assert!(token.starts_with("sv=2022-11-02&ss=b&srt=sco&sp=rwdlac&se="));
 /// assert!(token.contains("&sig="));
 /// # Ok::<(), mux_core::Error>(())
 /// ```
@@ -151,14 +162,14 @@ fn encode_query(params: &[(&str, String)]) -> String {
     url.query().unwrap_or_default().to_owned()
 }
 
-/// A signed token and when it expires.
+/// A signed token and when it was signed (monotonic clock).
 struct Signed {
     params: Arc<Vec<(&'static str, String)>>,
-    expires: OffsetDateTime,
+    signed_at: Instant,
 }
 
 /// A per-try pipeline policy that adds a current account SAS to the request URL,
-/// re-signing it when less than ten minutes of its hour are left.
+/// re-signing it after 45 minutes of its hour ([`RENEW_AFTER`]).
 pub(crate) struct AccountKeyPolicy {
     account: String,
     key: Secret,
@@ -176,18 +187,26 @@ impl AccountKeyPolicy {
         }
     }
 
-    /// The parameters of a token with at least ten minutes left.
+    /// The parameters of a token signed less than [`RENEW_AFTER`] ago.
     fn params(&self) -> Result<Arc<Vec<(&'static str, String)>>> {
-        let now = OffsetDateTime::now_utc();
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(signed) = current.as_ref().filter(|s| s.expires - now > RENEW_BEFORE) {
+        if let Some(signed) = current
+            .as_ref()
+            .filter(|s| s.signed_at.elapsed() < RENEW_AFTER)
+        {
             return Ok(signed.params.clone());
         }
-        let sas = AccountSas::new(&self.account, now, VALIDITY, self.https_only);
+        let signed_at = Instant::now();
+        let sas = AccountSas::new(
+            &self.account,
+            OffsetDateTime::now_utc(),
+            VALIDITY,
+            self.https_only,
+        );
         let params = Arc::new(sas.params(&self.key)?);
         *current = Some(Signed {
             params: params.clone(),
-            expires: now + VALIDITY,
+            signed_at,
         });
         Ok(params)
     }
@@ -239,30 +258,42 @@ mod tests {
     use super::*;
     use mux_core::ErrorKind;
 
-    /// A vector computed by Azurite's own implementation
+    /// Vectors computed by Azurite's own implementation
     /// (`generateAccountSASSignature` in `dist/src/common/authentication/
-    /// IAccountSASSignatureValues.js`, Azurite 3.35) for the emulator's well-known key.
+    /// IAccountSASSignatureValues.js`, Azurite 3.35) for the emulator's well-known key:
+    /// with an explicit start time, and without one (as mux signs), where the start is
+    /// an empty field of the string-to-sign and no `st` parameter.
     #[test]
     fn signature_matches_an_independent_implementation() {
-        let sas = AccountSas {
+        let mut sas = AccountSas {
             account: "devstoreaccount1".into(),
-            start: "2024-01-01T00:00:00Z".into(),
+            start: Some("2024-01-01T00:00:00Z".into()),
             expiry: "2024-01-01T01:00:00Z".into(),
             protocol: "https,http",
         };
+        let key = Secret::new(crate::config::DEV_ACCOUNT_KEY);
         assert_eq!(
             sas.string_to_sign(),
             "devstoreaccount1\nrwdlac\nb\nsco\n2024-01-01T00:00:00Z\n2024-01-01T01:00:00Z\n\nhttps,http\n2022-11-02\n\n"
         );
-        let params = sas
-            .params(&Secret::new(crate::config::DEV_ACCOUNT_KEY))
-            .unwrap();
+        let params = sas.params(&key).unwrap();
         let sig = params.iter().find(|(n, _)| *n == "sig").unwrap();
         assert_eq!(sig.1, "bK7QJRrgzv3Uvz0swCMxjyYNrWaAFIcwDUQkyTE26k4=");
         let query = encode_query(&params);
         assert_eq!(
             query,
             "sv=2022-11-02&ss=b&srt=sco&sp=rwdlac&st=2024-01-01T00%3A00%3A00Z&se=2024-01-01T01%3A00%3A00Z&spr=https%2Chttp&sig=bK7QJRrgzv3Uvz0swCMxjyYNrWaAFIcwDUQkyTE26k4%3D"
+        );
+
+        sas.start = None;
+        assert_eq!(
+            sas.string_to_sign(),
+            "devstoreaccount1\nrwdlac\nb\nsco\n\n2024-01-01T01:00:00Z\n\nhttps,http\n2022-11-02\n\n"
+        );
+        let query = encode_query(&sas.params(&key).unwrap());
+        assert_eq!(
+            query,
+            "sv=2022-11-02&ss=b&srt=sco&sp=rwdlac&se=2024-01-01T01%3A00%3A00Z&spr=https%2Chttp&sig=LGKl0xCCFj8wG%2BPFH%2B4PdWUdx0wjTGPi6VapU%2BZanGo%3D"
         );
     }
 
@@ -272,7 +303,7 @@ mod tests {
             + Duration::milliseconds(999);
         assert_eq!(format_time(t), "2024-01-01T00:00:00Z");
         let sas = AccountSas::new("a", t, VALIDITY, true);
-        assert_eq!(sas.start, "2023-12-31T23:55:00Z");
+        assert_eq!(sas.start, None);
         assert_eq!(sas.expiry, "2024-01-01T01:00:00Z");
         assert_eq!(sas.protocol, "https");
     }
@@ -283,10 +314,26 @@ mod tests {
             AccountKeyPolicy::new("devstoreaccount1", crate::config::DEV_ACCOUNT_KEY, false);
         let first = policy.params().unwrap();
         assert!(Arc::ptr_eq(&first, &policy.params().unwrap()));
-        // Pretend the token expires in five minutes: it must be re-signed.
-        policy.current.lock().unwrap().as_mut().unwrap().expires =
-            OffsetDateTime::now_utc() + Duration::minutes(5);
-        assert!(!Arc::ptr_eq(&first, &policy.params().unwrap()));
+        assert!(first.iter().all(|(n, _)| *n != "st"));
+        // Pretend the token was signed 44 minutes ago: still reused.
+        let set_age = |minutes: u64| {
+            let age = StdDuration::from_secs(minutes * 60);
+            if let Some(then) = Instant::now().checked_sub(age) {
+                policy.current.lock().unwrap().as_mut().unwrap().signed_at = then;
+                true
+            } else {
+                false // a monotonic clock that started less than `age` ago
+            }
+        };
+        if set_age(44) {
+            assert!(Arc::ptr_eq(&first, &policy.params().unwrap()));
+        }
+        // 46 minutes ago: re-signed.
+        if set_age(46) {
+            let renewed = policy.params().unwrap();
+            assert!(!Arc::ptr_eq(&first, &renewed));
+            assert!(Arc::ptr_eq(&renewed, &policy.params().unwrap()));
+        }
         assert!(!format!("{policy:?}").contains("Eby8"));
         let bad = AccountKeyPolicy::new("a", "not base64!", true);
         assert_eq!(bad.params().unwrap_err().kind(), ErrorKind::InvalidInput);

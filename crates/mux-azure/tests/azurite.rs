@@ -210,14 +210,14 @@ async fn account_key_and_sas_url_configs_both_work() {
     delete_container(&config).await;
 }
 
-/// Reading a blob that mux did not write (no `mux_version`) is a `Corrupt` error, and a
-/// missing container is reported when connecting.
+/// Reading a blob that mux did not write (no `mux_version`) is a `Corrupt` error, a
+/// listing skips it, and a missing container is reported when connecting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn foreign_blobs_and_missing_containers_are_reported() {
     let config = fresh_config("foreign");
     let backend = connect("azure-foreign", config.clone()).await;
     let mut url = backend.container_url();
-    url.path_segments_mut().unwrap().push("plain");
+    url.path_segments_mut().unwrap().push("foreign/plain");
     let AzureCredential::AccountKey { account, key } = &config.credential else {
         panic!("this test needs a connection string with an AccountKey");
     };
@@ -229,9 +229,47 @@ async fn foreign_blobs_and_missing_containers_are_reported() {
         .upload(bytes::Bytes::from_static(b"not a record").into(), None)
         .await
         .unwrap();
-    let err = backend.get(&Key::new("plain").unwrap()).await.unwrap_err();
+    let err = backend
+        .get(&Key::new("foreign/plain").unwrap())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
     assert!(err.message().contains("mux_version"), "{err}");
+    // Listings skip it (with a warning), before and after mux's own records.
+    let v = Version::new(1, 0, 1);
+    for k in ["foreign/a", "foreign/z"] {
+        backend
+            .put(&Record::new(Key::new(k).unwrap(), "x", v))
+            .await
+            .unwrap();
+    }
+    for prefix in ["", "foreign", "foreign/plain"] {
+        let listed = backend
+            .list_all(&Prefix::new(prefix).unwrap())
+            .await
+            .unwrap_or_else(|e| panic!("listing {prefix:?}: {e}"));
+        let keys: Vec<&str> = listed.iter().map(|e| e.key.as_str()).collect();
+        let expected: &[&str] = if prefix == "foreign/plain" {
+            &[]
+        } else {
+            &["foreign/a", "foreign/z"]
+        };
+        assert_eq!(keys, expected, "{prefix:?}");
+    }
+    let page = backend
+        .list(&mux_core::ListRequest::new(Prefix::new("foreign").unwrap()).with_limit(1))
+        .await
+        .unwrap();
+    assert_eq!(page.entries.len(), 1);
+    let page = backend
+        .list(
+            &mux_core::ListRequest::new(Prefix::new("foreign").unwrap())
+                .with_limit(1)
+                .with_cursor(page.next_cursor),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.entries[0].key.as_str(), "foreign/z");
     delete_container(&config).await;
 
     let missing = fresh_config("missing").with_create_container(false);
@@ -333,6 +371,42 @@ async fn stores_the_documented_layout() {
     assert_eq!(props.metadata().unwrap()["mux_tombstone"], "true");
     assert_eq!(props.content_length().unwrap(), Some(0));
 
+    // Azure drops dots at the end of any path segment: keys (and listing prefixes) with
+    // an inner segment ending in `.` are refused, since `d/a./b` would be `d/a/b`.
+    let dotted = Key::new("d/a./b").unwrap();
+    let check = |err: mux_core::Error| {
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.message().contains("should end with a dot"), "{err}");
+    };
+    check(
+        backend
+            .put(&Record::new(dotted.clone(), "x", v))
+            .await
+            .unwrap_err(),
+    );
+    check(backend.get(&dotted).await.unwrap_err());
+    check(backend.delete(&dotted, v).await.unwrap_err());
+    check(backend.purge(&dotted, v).await.unwrap_err());
+    check(
+        backend
+            .list_all(&Prefix::new("d/a./").unwrap())
+            .await
+            .unwrap_err(),
+    );
+    check(
+        backend
+            .list_all(&Prefix::new("d/a./b").unwrap())
+            .await
+            .unwrap_err(),
+    );
+    // A final segment's dot is fine, as a key and as a listing prefix.
+    let listed = backend
+        .list_all(&Prefix::new("d/a.").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].key.as_str(), "d/a.");
+
     // Azure keeps at most 8 KiB of metadata: such a record is refused, nothing written.
     let big = Key::new("big-tags").unwrap();
     let err = backend
@@ -344,22 +418,74 @@ async fn stores_the_documented_layout() {
     delete_container(&config).await;
 }
 
-/// An unreachable endpoint fails fast as a temporary `Unavailable` error.
+/// An unreachable endpoint fails fast as a temporary `Unavailable` error, and the error
+/// never shows the SAS signature of the request (the HTTP client's error names the URL,
+/// query included): neither the one mux signs with an account key nor a given SAS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_endpoints_are_unavailable() {
     let config = AzureConfig::from_connection_string(AZURITE, "records")
         .unwrap()
         .with_endpoint("http://127.0.0.1:1/devstoreaccount1")
         .with_max_retries(1);
+    let AzureCredential::AccountKey { account, key } = config.credential.clone() else {
+        unreachable!("the Azurite connection string has an account key");
+    };
+    // mux signs `se = now + 1 h` in whole seconds and no `st`, like `account_sas_token`:
+    // the token it used is one of these two when the connect takes under a second (it
+    // does; if not, the check that every `sig=` is blanked still holds).
+    let hour = Duration::from_secs(3600);
+    let before = account_sas_token(&account, &key, hour).unwrap();
     let started = std::time::Instant::now();
     let err = AzureBackend::connect("nowhere", config).await.unwrap_err();
+    let elapsed = started.elapsed();
+    let after = account_sas_token(&account, &key, hour).unwrap();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
     assert!(err.is_temporary());
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    assert_no_signature(&err, &[signature(&before), signature(&after)]);
+
+    let sas = format!(
+        "http://127.0.0.1:1/devstoreaccount1/records?{}",
+        account_sas_token(&account, &key, hour).unwrap()
     );
+    let config = AzureConfig::from_sas_url(&sas).unwrap().with_max_retries(1);
+    let err = AzureBackend::connect("nowhere-sas", config)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert_no_signature(&err, &[signature(&sas)]);
+}
+
+/// The `sig` value of a query string or SAS URL, as it appears in a URL.
+fn signature(query: &str) -> String {
+    query
+        .split("sig=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Neither `Display` nor `Debug` of `err` contains any of `signatures` (percent-encoded
+/// as in a URL, or decoded), and every `sig=` in them is blanked.
+fn assert_no_signature(err: &mux_core::Error, signatures: &[String]) {
+    for shown in [err.to_string(), format!("{err:?}")] {
+        for sig in signatures {
+            assert!(sig.len() > 20, "{sig}");
+            let decoded = sig
+                .replace("%2B", "+")
+                .replace("%2F", "/")
+                .replace("%3D", "=");
+            assert!(!shown.contains(sig.as_str()), "{shown}");
+            assert!(!shown.contains(&decoded), "{shown}");
+            assert!(!shown.contains(&decoded[..20]), "{shown}");
+        }
+        for rest in shown.split("sig=").skip(1) {
+            assert!(rest.starts_with("***"), "{shown}");
+        }
+    }
 }
 
 fn crc32(bytes: &[u8]) -> u32 {
