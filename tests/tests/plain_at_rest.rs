@@ -130,6 +130,7 @@ async fn boto3_reads_what_mux_s3_wrote() {
             record.value().to_vec()
         };
         check(&seen, &record, &body);
+        assert!(backend.purge(record.key(), record.version()).await.unwrap());
     }
 }
 
@@ -158,5 +159,6 @@ async fn azures_python_sdk_reads_what_mux_azure_wrote() {
         assert_eq!(name, format!("mux/{}", record.key()));
         let seen = python(AZURE_SDK, &[&conn, &container, &name]);
         check(&seen, &record, record.value());
+        assert!(backend.purge(record.key(), record.version()).await.unwrap());
     }
 }

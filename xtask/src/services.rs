@@ -11,6 +11,9 @@
 //!   as S3 does;
 //! - Azure Blob: Azurite from npm in `<dir>/azurite`, in memory.
 //!
+//! The two in-memory emulators are restarted by every `up` that finds them running
+//! from an earlier `up`, so each test run starts with empty stores.
+//!
 //! With `--install`, what is missing is installed first (apt-get, pip into the venv,
 //! npm). `down` stops only what `up` started.
 
@@ -289,9 +292,26 @@ fn answers_http(port: u16) -> bool {
         && &first == b"HTTP/"
 }
 
-/// Checks a running HTTP server; one that `up` started but that no longer answers is
-/// stopped so it can be started again. Returns whether it is running and answering.
+/// Checks a running in-memory emulator (moto, Azurite). One that `up` started is
+/// stopped so that `up` starts it afresh: every test run then begins with an empty
+/// store, and a long-lived Azurite was seen to slow down and finally hang at 100% CPU
+/// after many runs. One that something else started is used as it is, if it answers
+/// HTTP. Returns whether a usable server is running.
 fn alive(name: &str, process: &str, port: u16) -> Result<bool, String> {
+    let dir = scratch().join(name);
+    let ours = dir.join("started-by-xtask").exists();
+    if ours && let Ok(pid) = std::fs::read_to_string(dir.join(format!("{process}.pid"))) {
+        eprintln!(
+            "{name}: restarting the server xtask started (pid {}) with an empty store",
+            pid.trim()
+        );
+        run(Command::new("kill").args(["-9", pid.trim()])).ok();
+        std::fs::remove_file(dir.join("started-by-xtask")).ok();
+        let started = Instant::now();
+        while reachable(port) && started.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     if !reachable(port) {
         return Ok(false);
     }
@@ -299,26 +319,9 @@ fn alive(name: &str, process: &str, port: u16) -> Result<bool, String> {
         eprintln!("{name}: running on 127.0.0.1:{port}");
         return Ok(true);
     }
-    let dir = scratch().join(name);
-    let pid = std::fs::read_to_string(dir.join(format!("{process}.pid")));
-    match pid {
-        Ok(pid) if dir.join("started-by-xtask").exists() => {
-            eprintln!(
-                "{name}: the server xtask started (pid {}) does not answer; restarting it",
-                pid.trim()
-            );
-            run(Command::new("kill").args(["-9", pid.trim()])).ok();
-            std::fs::remove_file(dir.join("started-by-xtask")).ok();
-            let started = Instant::now();
-            while reachable(port) && started.elapsed() < Duration::from_secs(10) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Ok(false)
-        }
-        _ => Err(format!(
-            "{name}: something listens on 127.0.0.1:{port} but does not answer HTTP; stop it and run `cargo xtask services up` again"
-        )),
-    }
+    Err(format!(
+        "{name}: something listens on 127.0.0.1:{port} but does not answer HTTP; stop it and run `cargo xtask services up` again"
+    ))
 }
 
 fn s3_up(install: bool) -> Result<(), String> {

@@ -71,6 +71,7 @@ backends = [{{ backend = "memory", role = "primary" }}]
     assert_eq!(record.value().as_ref(), b"30s");
     assert_eq!(record.meta().content_type.as_deref(), Some("text/plain"));
     server.shutdown(&mux).await;
+    assert!(direct.purge(record.key(), record.version()).await.unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
