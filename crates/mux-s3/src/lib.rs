@@ -780,10 +780,9 @@ impl Backend for S3Backend {
     /// Puts run concurrently (up to `concurrency` at once); each is its own
     /// conditional write, so on error any subset may have been applied.
     async fn put_batch(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
-        // Records are cheap to clone (the value is shared); owning them keeps the
-        // futures free of borrowed lifetimes.
-        futures_util::stream::iter(records.iter().cloned())
-            .map(|r| async move { self.put_one(&r).await })
+        // The futures are built first, so the stream holds no closure over borrows.
+        let puts: Vec<_> = records.iter().map(|r| self.put_one(r)).collect();
+        futures_util::stream::iter(puts)
             .buffered(self.config.concurrency)
             .try_collect()
             .await
