@@ -74,8 +74,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{
-    ClientOptions, Etag, ExponentialRetryOptions, HttpClientOptions, NoFormat, RequestContent,
-    RetryOptions, Transport, Url, new_http_client,
+    ClientOptions, Etag, ExponentialRetryOptions, NoFormat, RequestContent, RetryOptions,
+    Transport, Url,
 };
 use azure_storage_blob::models::{
     BlobClientDeleteOptions, BlobClientDownloadOptions, BlobClientGetPropertiesResultHeaders,
@@ -664,6 +664,17 @@ struct Clients {
     credential: Option<Arc<dyn TokenCredential>>,
 }
 
+/// The HTTP client every Azure client of this process shares the settings of: reqwest on
+/// rustls with the ring provider (the workspace's one TLS provider; reqwest's default would
+/// build aws-lc). Ring becomes the process default only if nothing else was installed.
+fn http_client() -> Result<Arc<reqwest::Client>> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .build()
+        .map(Arc::new)
+        .map_err(|e| Error::invalid_input("cannot build the HTTP client").with_source(e))
+}
+
 /// The container client for `config`, authenticated as configured.
 fn build_client(config: &AzureConfig, endpoint: Url) -> Result<Clients> {
     let mut url = endpoint;
@@ -672,11 +683,7 @@ fn build_client(config: &AzureConfig, endpoint: Url) -> Result<Clients> {
         .pop_if_empty()
         .push(&config.container);
     let mut client_options = ClientOptions::default();
-    // What the SDK would build by itself, made explicit so every client shares it.
-    let http = HttpClientOptions {
-        automatic_decompression: false,
-    };
-    client_options.transport = Some(Transport::new(new_http_client(Some(http))));
+    client_options.transport = Some(Transport::new(http_client()?));
     let retry = ExponentialRetryOptions {
         max_retries: config.max_retries,
         initial_delay: azure_core::time::Duration::milliseconds(100),
