@@ -32,8 +32,7 @@ use crate::capability::Capability;
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::key::{Key, Prefix};
 use crate::record::Record;
-use crate::resilience::retry_jitter::Jitter;
-use crate::resilience::{Bulkhead, CircuitBreaker, IntentLog, MemoryIntentLog};
+use crate::resilience::{Bulkhead, CircuitBreaker, IntentLog, Jitter, MemoryIntentLog};
 use crate::version::{Clock, Version};
 
 pub use config::{

@@ -6,12 +6,8 @@ mod bulkhead;
 mod intent;
 mod retry;
 
-pub(crate) mod retry_jitter {
-    pub(crate) use super::retry::Jitter;
-}
-
 pub use breaker::{BreakerConfig, CircuitBreaker, CircuitState};
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadPermit};
 pub use intent::{DeadLetter, IntentLog, IntentLogStats, MemoryIntentLog, PendingIntent, now_ms};
-pub use retry::RetryPolicy;
+pub use retry::{Jitter, RetryPolicy};
 pub(crate) use retry::millis;

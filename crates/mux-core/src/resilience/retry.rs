@@ -76,17 +76,38 @@ pub(crate) mod millis {
     }
 }
 
-/// A small, seedable random number generator (SplitMix64) for jitter.
+/// A small, seedable random number generator (SplitMix64) for jitter: the one source of
+/// randomness for every backoff in mux (the coordinator's hints and the adapters' own
+/// condition retries), so that tests can seed it and nothing else is hand-rolled.
+///
+/// ```
+/// use std::time::Duration;
+/// use mux_core::resilience::{Jitter, RetryPolicy};
+///
+/// let policy = RetryPolicy::default();
+/// let wait = policy.backoff(2, Jitter::shared().unit());
+/// assert!(wait <= policy.backoff_cap(2));
+/// ```
 #[derive(Debug)]
-pub(crate) struct Jitter(std::sync::atomic::AtomicU64);
+pub struct Jitter(std::sync::atomic::AtomicU64);
 
 impl Jitter {
-    pub(crate) fn new(seed: u64) -> Jitter {
+    /// A generator starting from `seed` (the same seed gives the same sequence).
+    pub fn new(seed: u64) -> Jitter {
         Jitter(std::sync::atomic::AtomicU64::new(seed))
     }
 
+    /// The process-wide generator, seeded once from the standard library's random keys.
+    pub fn shared() -> &'static Jitter {
+        static SHARED: std::sync::OnceLock<Jitter> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| {
+            use std::hash::BuildHasher;
+            Jitter::new(std::collections::hash_map::RandomState::new().hash_one(0x6d75_78u64))
+        })
+    }
+
     /// A uniform number in `0..1`.
-    pub(crate) fn unit(&self) -> f64 {
+    pub fn unit(&self) -> f64 {
         let mut x = self
             .0
             .fetch_add(0x9e37_79b9_7f4a_7c15, std::sync::atomic::Ordering::Relaxed)
