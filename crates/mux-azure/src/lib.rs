@@ -682,8 +682,10 @@ fn build_client(config: &AzureConfig, endpoint: Url) -> Result<Clients> {
         .map_err(|()| Error::invalid_input("the endpoint cannot be a base URL"))?
         .pop_if_empty()
         .push(&config.container);
-    let mut client_options = ClientOptions::default();
-    client_options.transport = Some(Transport::new(http_client()?));
+    let mut client_options = ClientOptions {
+        transport: Some(Transport::new(http_client()?)),
+        ..Default::default()
+    };
     let retry = ExponentialRetryOptions {
         max_retries: config.max_retries,
         initial_delay: azure_core::time::Duration::milliseconds(100),
