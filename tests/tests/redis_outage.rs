@@ -110,9 +110,9 @@ async fn redis_stopped_mid_run_catches_up_after_restart() {
                 initial_backoff: Duration::from_millis(20),
                 max_backoff: Duration::from_millis(300),
                 max_attempts: 10_000,
-                timeout: Duration::from_secs(2),
                 ..Default::default()
             },
+            call_timeout: Duration::from_secs(2),
             breaker: BreakerConfig {
                 consecutive_failures: 5,
                 open_for: Duration::from_millis(300),

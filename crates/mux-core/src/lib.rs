@@ -49,8 +49,8 @@ pub use backend::{
 pub use capability::Capability;
 pub use coordinator::{
     BackendWrite, Durability, HealthReport, Mux, MuxBuilder, MuxConfig, MuxStats, ReadOptions,
-    ReadPolicy, ResilienceConfig, Role, RouteConfig, RouteTarget, WriteConsistency, WriteOptions,
-    WriteOutcome, WriteReport,
+    ReadPolicy, ResilienceConfig, ResilienceStack, Role, RouteConfig, RouteTarget,
+    WriteConsistency, WriteOptions, WriteOutcome, WriteReport,
 };
 pub use error::{Error, ErrorKind, Operation, Result};
 pub use key::{Key, MAX_KEY_LEN, Prefix};

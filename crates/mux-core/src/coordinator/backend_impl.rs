@@ -47,12 +47,10 @@ impl Backend for Mux {
         let route = self
             .inner
             .route_for(key.as_str(), &Default::default(), None);
-        let results = join_all(
-            route
-                .targets
-                .iter()
-                .map(|(s, _)| self.inner.slots[*s].backend.purge(key, up_to)),
-        )
+        let results = join_all(route.targets.iter().map(|(s, _)| {
+            let slot = &self.inner.slots[*s];
+            slot.guard(Operation::Purge, slot.backend.purge(key, up_to))
+        }))
         .await;
         let mut removed = false;
         for r in results {
@@ -64,8 +62,7 @@ impl Backend for Mux {
     /// Healthy when every backend is.
     async fn health(&self) -> Result<()> {
         let results = join_all(self.inner.slots.iter().map(|s| async move {
-            s.backend
-                .health()
+            s.guard(Operation::Health, s.backend.health())
                 .await
                 .map_err(|e| format!("{}: {e}", s.name))
         }))

@@ -7,8 +7,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::resilience::{BreakerConfig, BulkheadConfig, RetryPolicy};
+use crate::resilience::{
+    BreakerConfig, BulkheadConfig, BulkheadLayer, CircuitBreakerLayer, InstrumentedLayer, Layers,
+    RetryPolicy, TimeoutLayer,
+};
 
 /// How many backends must apply a write before it is acknowledged.
 ///
@@ -357,8 +361,12 @@ pub enum Durability {
 pub struct ResilienceConfig {
     /// `log` or `none`.
     pub durability: Durability,
-    /// How hints are retried (and the timeout of every backend call).
+    /// How hints are retried.
     pub retry: RetryPolicy,
+    /// The timeout of each backend call (the `Timeout` layer), in milliseconds: its own
+    /// setting, separate from how often and how long hints are retried.
+    #[serde(with = "crate::resilience::millis")]
+    pub call_timeout: Duration,
     /// Per-backend circuit breakers.
     pub breaker: BreakerConfig,
     /// Per-backend bulkheads.
@@ -375,11 +383,32 @@ impl Default for ResilienceConfig {
         ResilienceConfig {
             durability: Durability::None,
             retry: RetryPolicy::default(),
+            call_timeout: Duration::from_secs(10),
             breaker: BreakerConfig::default(),
             bulkhead: BulkheadConfig::default(),
             handoff_concurrency: 32,
             health_interval: Duration::from_secs(5),
         }
+    }
+}
+
+/// The layers the coordinator puts around every backend, outermost first.
+pub type ResilienceStack<B> = crate::resilience::Bulkhead<
+    crate::resilience::CircuitBreaker<
+        crate::resilience::Instrumented<crate::resilience::Timeout<B>>,
+    >,
+>;
+
+impl ResilienceConfig {
+    /// Wraps `backend` in the stack the coordinator uses: bulkhead, circuit breaker,
+    /// instrumentation and timeout, outermost first.
+    pub fn stack<B: Backend>(&self, backend: B) -> ResilienceStack<B> {
+        Layers::new()
+            .layer(BulkheadLayer::new(self.bulkhead))
+            .layer(CircuitBreakerLayer::new(self.breaker))
+            .layer(InstrumentedLayer)
+            .layer(TimeoutLayer::new(self.call_timeout))
+            .build(backend)
     }
 }
 

@@ -21,29 +21,27 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use crate::backend::{Backend, BackendInfo, ListPage, ListRequest};
 use crate::capability::Capability;
-use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::error::{Error, Operation, Result};
 use crate::key::{Key, Prefix};
 use crate::record::Record;
-use crate::resilience::{Bulkhead, CircuitBreaker, IntentLog, Jitter, MemoryIntentLog};
+use crate::resilience::layer::Guarded;
+use crate::resilience::{BulkheadGate, CallStats, Circuit, IntentLog, Jitter, MemoryIntentLog};
 use crate::version::{Clock, Version};
 
 pub use config::{
-    Durability, MuxConfig, ReadPolicy, ResilienceConfig, Role, RouteConfig, RouteTarget,
-    WriteConsistency,
+    Durability, MuxConfig, ReadPolicy, ResilienceConfig, ResilienceStack, Role, RouteConfig,
+    RouteTarget, WriteConsistency,
 };
 pub use health::HealthReport;
 pub use stats::MuxStats;
 pub use write::{BackendWrite, WriteOutcome, WriteReport};
 
-use stats::{BackendStats, MuxCounters};
+use stats::MuxCounters;
 
 /// Per-operation overrides for a write.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -68,51 +66,46 @@ pub struct ReadOptions {
     pub tags: BTreeMap<String, String>,
 }
 
-/// A backend as the coordinator holds it, with its guards.
+/// A backend as the coordinator holds it: the backend, the resilience stack around it,
+/// and the stack's shared handles.
 #[derive(Debug)]
 pub(crate) struct Slot {
+    /// The backend itself (what `Mux::backend` hands out).
     pub(crate) backend: Arc<dyn Backend>,
+    /// Every call of the coordinator goes through this.
+    stack: ResilienceStack<Arc<dyn Backend>>,
     pub(crate) name: Arc<str>,
-    pub(crate) stats: BackendStats,
-    pub(crate) breaker: CircuitBreaker,
-    pub(crate) bulkhead: Bulkhead,
-    pub(crate) timeout: Duration,
+    pub(crate) stats: Arc<CallStats>,
+    pub(crate) circuit: Arc<Circuit>,
+    pub(crate) gate: Arc<BulkheadGate>,
     /// Bounds the hints being delivered to this backend at once.
     pub(crate) handoff: tokio::sync::Semaphore,
     pub(crate) hints_pending: AtomicUsize,
 }
 
 impl Slot {
-    /// Runs one backend call behind the bulkhead, the circuit breaker and the timeout,
-    /// and records its latency and outcome.
-    pub(crate) async fn guard<T>(
-        &self,
+    fn new(backend: Arc<dyn Backend>, resilience: &ResilienceConfig) -> Slot {
+        let stack = resilience.stack(backend.clone());
+        Slot {
+            name: backend.info().name.clone(),
+            gate: stack.gate().clone(),
+            circuit: stack.get_ref().circuit().clone(),
+            stats: stack.get_ref().get_ref().stats().clone(),
+            stack,
+            backend,
+            handoff: tokio::sync::Semaphore::new(resilience.handoff_concurrency.max(1)),
+            hints_pending: AtomicUsize::new(0),
+        }
+    }
+
+    /// Runs one call of the backend (`call`, made on `self.backend`) through the
+    /// resilience stack: bulkhead, circuit breaker, instrumentation, timeout.
+    pub(crate) fn guard<'a, T: Send + 'a>(
+        &'a self,
         op: Operation,
-        call: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        let tag = |e: Error| e.with_backend(&self.name).with_operation(op);
-        let _permit = self.bulkhead.acquire().await.map_err(tag)?;
-        self.breaker.try_acquire().map_err(tag)?;
-        let started = Instant::now();
-        // Poll once before arming the timer: a call that completes at once (an
-        // in-memory store, a cached answer) never touches the timer wheel.
-        let mut call = std::pin::pin!(call);
-        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx))).await;
-        let result = match first {
-            std::task::Poll::Ready(r) => r.map_err(tag),
-            std::task::Poll::Pending => match tokio::time::timeout(self.timeout, call).await {
-                Ok(r) => r.map_err(tag),
-                Err(_) => Err(tag(Error::new(
-                    ErrorKind::Timeout,
-                    format!("no answer within {} ms", self.timeout.as_millis()),
-                ))),
-            },
-        };
-        let elapsed = started.elapsed();
-        self.breaker
-            .record(result.as_ref().is_err_and(Error::is_temporary), elapsed);
-        self.stats.record(op, elapsed, result.is_ok());
-        result
+        call: impl Future<Output = Result<T>> + Send + 'a,
+    ) -> impl Future<Output = Result<T>> + Send + 'a {
+        self.stack.guarded(op, call)
     }
 }
 
@@ -393,20 +386,7 @@ impl MuxBuilder {
         let slots: Vec<Arc<Slot>> = self
             .backends
             .iter()
-            .map(|b| {
-                let name = b.info().name.clone();
-                let r = &self.resilience;
-                Arc::new(Slot {
-                    backend: b.clone(),
-                    stats: BackendStats::new(&name),
-                    name,
-                    breaker: CircuitBreaker::new(r.breaker),
-                    bulkhead: Bulkhead::new(r.bulkhead),
-                    timeout: r.retry.timeout,
-                    handoff: tokio::sync::Semaphore::new(r.handoff_concurrency.max(1)),
-                    hints_pending: AtomicUsize::new(0),
-                })
-            })
+            .map(|b| Arc::new(Slot::new(b.clone(), &self.resilience)))
             .collect();
         let info = BackendInfo::new("mux", "mux", combined_capability(&slots, &routes, &default));
         Ok(Mux {
@@ -729,7 +709,7 @@ impl Mux {
             .slots
             .iter()
             .find(|s| &*s.name == backend)
-            .map(|s| s.breaker.state())
+            .map(|s| s.circuit.state())
     }
 
     /// Waits until every background write, hint and repair started so far has finished
@@ -764,5 +744,7 @@ impl Inner {
     }
 }
 
+#[cfg(test)]
+mod stack_tests;
 #[cfg(test)]
 mod tests;

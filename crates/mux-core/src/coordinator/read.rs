@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tracing::Instrument;
 
+use super::handoff::{apply_raw, op_of};
 use super::{Inner, ReadOptions, ReadPolicy, Route, Slot};
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::key::Key;
@@ -70,7 +71,7 @@ impl Inner {
 
     /// The route's read order, with backends whose circuit is open moved to the end.
     fn read_order<'r>(&self, route: &'r Route) -> Cow<'r, [usize]> {
-        let open = |p: &usize| self.slot(route, *p).breaker.state() == CircuitState::Open;
+        let open = |p: &usize| self.slot(route, *p).circuit.state() == CircuitState::Open;
         if !route.read_order.iter().any(open) {
             return Cow::Borrowed(&route.read_order);
         }
@@ -222,11 +223,9 @@ impl Inner {
             slot.stats.read_repaired();
             tracing::debug!(backend = %slot.name, key = %record.key(), version = %record.version(), "read repair");
             self.background.spawn(async move {
-                let result = if record.is_tombstone() {
-                    slot.backend.delete(record.key(), record.version()).await
-                } else {
-                    slot.backend.put(&record).await
-                };
+                let result = slot
+                    .guard(op_of(&record), apply_raw(&*slot.backend, &record))
+                    .await;
                 if let Err(e) = result {
                     tracing::warn!(backend = %slot.name, key = %record.key(), error = %e, "read repair failed");
                 }

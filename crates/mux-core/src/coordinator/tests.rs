@@ -921,7 +921,8 @@ fn resilience_from_toml() {
         durability = "log"
         handoff_concurrency = 8
         health_interval = 1000
-        retry = { initial_backoff = 20, max_backoff = 2000, multiplier = 3.0, max_attempts = 5, max_age = 60000, timeout = 500 }
+        retry = { initial_backoff = 20, max_backoff = 2000, multiplier = 3.0, max_attempts = 5, max_age = 60000 }
+        call_timeout = 500
         breaker = { consecutive_failures = 3, open_for = 1500 }
         bulkhead = { max_in_flight = 16, max_queued = 32 }
         "#,
@@ -929,7 +930,7 @@ fn resilience_from_toml() {
     .unwrap();
     let r = config.resilience;
     assert_eq!(r.durability, Durability::Log);
-    assert_eq!(r.retry.timeout, Duration::from_millis(500));
+    assert_eq!(r.call_timeout, Duration::from_millis(500));
     assert_eq!(r.retry.max_attempts, 5);
     assert_eq!(r.breaker.consecutive_failures, 3);
     assert_eq!(

@@ -1,15 +1,17 @@
 //! Circuit breakers: stop waiting on a backend that keeps failing.
 
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+use super::layer::{Layer, layer_impls};
 use super::retry::millis;
-use crate::error::{Error, ErrorKind};
+use crate::backend::Backend;
+use crate::error::{Error, ErrorKind, Operation, Result};
 
 /// When a circuit opens and how it recovers.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -23,7 +25,9 @@ pub struct BreakerConfig {
     pub failure_rate: f64,
     /// Open after this many failures in a row, whatever the window says.
     pub consecutive_failures: u32,
-    /// A call slower than this counts as slow.
+    /// A call slower than this counts as slow; zero (the default) turns the slow-call
+    /// rule off, so a slow but healthy store (a loaded machine, a big value) is never
+    /// cut off. Timeouts count as failures whatever this says.
     #[serde(with = "millis")]
     pub slow_call: Duration,
     /// Open when this share of the window was slow.
@@ -42,7 +46,7 @@ impl Default for BreakerConfig {
             min_calls: 20,
             failure_rate: 0.5,
             consecutive_failures: 10,
-            slow_call: Duration::from_secs(2),
+            slow_call: Duration::ZERO,
             slow_rate: 0.8,
             open_for: Duration::from_secs(5),
             half_open_probes: 3,
@@ -91,7 +95,7 @@ struct State {
 const CLOSED: u8 = 0;
 const NOT_CLOSED: u8 = 1;
 
-/// A circuit breaker for one backend: closed, open, half-open.
+/// The shared state of a [`CircuitBreaker`], for one backend: closed, open, half-open.
 ///
 /// It opens on a high failure rate over a window of calls, on consecutive failures, or
 /// on a high share of slow calls; after `open_for` it lets `half_open_probes` calls
@@ -101,7 +105,7 @@ const NOT_CLOSED: u8 = 1;
 /// While closed, calls touch only atomics (a ring of the last `window` outcomes with
 /// running counts); the lock is taken only to change state.
 #[derive(Debug)]
-pub struct CircuitBreaker {
+pub struct Circuit {
     config: BreakerConfig,
     fast: AtomicU8,
     /// The sliding window: one slot per call (bit 0 failed, bit 1 slow), reused
@@ -114,10 +118,10 @@ pub struct CircuitBreaker {
     state: Mutex<State>,
 }
 
-impl CircuitBreaker {
-    /// A closed breaker.
-    pub fn new(config: BreakerConfig) -> CircuitBreaker {
-        CircuitBreaker {
+impl Circuit {
+    /// A closed circuit.
+    pub fn new(config: BreakerConfig) -> Circuit {
+        Circuit {
             config,
             fast: AtomicU8::new(CLOSED),
             ring: (0..config.window.max(1))
@@ -171,7 +175,7 @@ impl CircuitBreaker {
 
     /// Asks to make a call: `Err(Unavailable)` while open, or when a half-open circuit
     /// already has its probes out.
-    pub fn try_acquire(&self) -> Result<(), Error> {
+    pub fn try_acquire(&self) -> Result<()> {
         if self.fast.load(Ordering::Acquire) == CLOSED {
             return Ok(());
         }
@@ -207,7 +211,7 @@ impl CircuitBreaker {
 
     /// Records the outcome of a call allowed by `try_acquire`.
     pub fn record(&self, failed: bool, elapsed: Duration) {
-        let slow = elapsed >= self.config.slow_call;
+        let slow = !self.config.slow_call.is_zero() && elapsed >= self.config.slow_call;
         if self.fast.load(Ordering::Acquire) == CLOSED {
             self.record_closed(failed, slow);
             return;
@@ -288,12 +292,102 @@ impl CircuitBreaker {
     }
 }
 
+/// Stops calling a backend that keeps failing: while its [`Circuit`] is open, calls fail
+/// at once with a temporary `Unavailable` error, and only temporary errors (and
+/// timeouts) count as failures.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use mux_core::{Backend, Key, MemoryBackend};
+/// use mux_core::resilience::{BreakerConfig, CircuitBreaker, CircuitState};
+///
+/// let store = CircuitBreaker::new(MemoryBackend::new("mem"), BreakerConfig::default());
+/// assert!(store.get(&Key::new("a").unwrap()).await.unwrap().is_none());
+/// assert_eq!(store.circuit().state(), CircuitState::Closed);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct CircuitBreaker<B> {
+    inner: B,
+    circuit: Arc<Circuit>,
+    name: Arc<str>,
+}
+
+impl<B: Backend> CircuitBreaker<B> {
+    /// Wraps `inner` behind a new closed circuit.
+    pub fn new(inner: B, config: BreakerConfig) -> CircuitBreaker<B> {
+        CircuitBreaker::with_circuit(inner, Arc::new(Circuit::new(config)))
+    }
+
+    /// Wraps `inner` behind an existing circuit (shared with other wrappers).
+    pub fn with_circuit(inner: B, circuit: Arc<Circuit>) -> CircuitBreaker<B> {
+        CircuitBreaker {
+            name: inner.info().name.clone(),
+            inner,
+            circuit,
+        }
+    }
+}
+
+impl<B> CircuitBreaker<B> {
+    /// The wrapped backend.
+    pub fn get_ref(&self) -> &B {
+        &self.inner
+    }
+
+    /// Unwraps the backend.
+    pub fn into_inner(self) -> B {
+        self.inner
+    }
+
+    /// The shared circuit (state, times opened).
+    pub fn circuit(&self) -> &Arc<Circuit> {
+        &self.circuit
+    }
+
+    async fn around<T>(&self, op: Operation, call: impl Future<Output = Result<T>>) -> Result<T> {
+        self.circuit
+            .try_acquire()
+            .map_err(|e| e.with_backend(&self.name).with_operation(op))?;
+        let started = Instant::now();
+        let result = call.await;
+        self.circuit.record(
+            result.as_ref().is_err_and(Error::is_temporary),
+            started.elapsed(),
+        );
+        result
+    }
+}
+
+layer_impls!(CircuitBreaker);
+
+/// Builds [`CircuitBreaker`]s, each with its own circuit.
+#[derive(Clone, Copy, Debug)]
+pub struct CircuitBreakerLayer {
+    config: BreakerConfig,
+}
+
+impl CircuitBreakerLayer {
+    /// Breakers with these settings.
+    pub fn new(config: BreakerConfig) -> CircuitBreakerLayer {
+        CircuitBreakerLayer { config }
+    }
+}
+
+impl<B: Backend> Layer<B> for CircuitBreakerLayer {
+    type Backend = CircuitBreaker<B>;
+    fn layer(&self, inner: B) -> CircuitBreaker<B> {
+        CircuitBreaker::new(inner, self.config)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn breaker() -> CircuitBreaker {
-        CircuitBreaker::new(BreakerConfig {
+    fn breaker() -> Circuit {
+        Circuit::new(BreakerConfig {
             window: 10,
             min_calls: 4,
             failure_rate: 0.5,

@@ -1,13 +1,19 @@
-//! Fault tolerance: the intent log and hinted handoff, retries, circuit breakers and
-//! bulkheads.
+//! Fault tolerance: the intent log and hinted handoff, retries, and the layers every
+//! backend call goes through (timeouts, circuit breakers, bulkheads, instrumentation).
 
 mod breaker;
 mod bulkhead;
+mod instrumented;
 mod intent;
+pub(crate) mod layer;
 mod retry;
+mod timeout;
 
-pub use breaker::{BreakerConfig, CircuitBreaker, CircuitState};
-pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadPermit};
+pub use breaker::{BreakerConfig, Circuit, CircuitBreaker, CircuitBreakerLayer, CircuitState};
+pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadGate, BulkheadLayer, BulkheadPermit};
+pub use instrumented::{CallStats, Instrumented, InstrumentedLayer};
 pub use intent::{DeadLetter, IntentLog, IntentLogStats, MemoryIntentLog, PendingIntent, now_ms};
-pub use retry::{Jitter, RetryPolicy};
+pub use layer::{Identity, Layer, Layers, Stack};
 pub(crate) use retry::millis;
+pub use retry::{Jitter, RetryPolicy};
+pub use timeout::{Timeout, TimeoutLayer};

@@ -25,9 +25,6 @@ pub struct RetryPolicy {
     /// Give up when the first attempt is older than this.
     #[serde(with = "millis")]
     pub max_age: Duration,
-    /// The timeout of each backend call.
-    #[serde(with = "millis")]
-    pub timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -38,7 +35,6 @@ impl Default for RetryPolicy {
             multiplier: 2.0,
             max_attempts: 20,
             max_age: Duration::from_secs(3600),
-            timeout: Duration::from_secs(10),
         }
     }
 }
