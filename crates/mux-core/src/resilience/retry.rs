@@ -98,7 +98,7 @@ impl Jitter {
         static SHARED: std::sync::OnceLock<Jitter> = std::sync::OnceLock::new();
         SHARED.get_or_init(|| {
             use std::hash::BuildHasher;
-            Jitter::new(std::collections::hash_map::RandomState::new().hash_one(0x6d75_78u64))
+            Jitter::new(std::collections::hash_map::RandomState::new().hash_one(0x006d_7578_u64))
         })
     }
 
