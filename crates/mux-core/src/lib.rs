@@ -38,6 +38,7 @@ mod key;
 mod memory;
 mod record;
 pub mod resilience;
+mod tenant;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 mod version;
@@ -57,6 +58,7 @@ pub use key::{Key, MAX_KEY_LEN, Prefix};
 pub use memory::MemoryBackend;
 pub use record::{Metadata, Record};
 pub use resilience::{DeadLetter, IntentLog, IntentLogStats, MemoryIntentLog, PendingIntent};
+pub use tenant::{TENANTS_ROOT, Tenant};
 pub use version::{Clock, Version};
 
 /// Re-exported so that implementors of [`Backend`] use the same macro version.

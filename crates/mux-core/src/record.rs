@@ -97,6 +97,12 @@ impl Record {
         self
     }
 
+    /// Replaces the key (the coordinator stores a tenant's record under its namespace).
+    pub fn with_key(mut self, key: Key) -> Record {
+        self.key = key;
+        self
+    }
+
     /// Replaces the version (used when a coordinator stamps a write).
     pub fn with_version(mut self, version: Version) -> Record {
         self.meta.version = version;

@@ -9,6 +9,7 @@ use super::{Inner, ReadOptions, Route};
 use crate::backend::{ListEntry, ListPage, ListRequest};
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::key::Key;
+use crate::tenant::Tenant;
 
 /// Whether a route with prefix `route` can hold keys under the listing prefix `list`.
 fn overlaps(list: &str, route: &str) -> bool {
@@ -30,7 +31,8 @@ fn covers(list: &str, route: &str) -> bool {
 
 impl Inner {
     /// The routes whose backends may hold keys under `list`.
-    fn list_routes(&self, list: &str, tenant: Option<&str>) -> Vec<&Route> {
+    fn list_routes(&self, list: &str, tenant: Option<&Tenant>) -> Vec<&Route> {
+        let tenant = tenant.map(Tenant::as_str);
         let eligible = |r: &&Route| r.config.tenant.as_deref().is_none_or(|t| Some(t) == tenant);
         // The routes covering the whole prefix, most specific first, down to the first
         // one without tag conditions (records without those tags land there); if there
@@ -72,7 +74,24 @@ impl Inner {
     ) -> Result<ListPage> {
         self.ensure_started();
         let limit = request.effective_limit()?;
-        let routes = self.list_routes(request.prefix.as_str(), options.tenant.as_deref());
+        // Routes match the tenant's prefix; the stores are asked for its namespace.
+        let routes = self.list_routes(request.prefix.as_str(), options.tenant.as_ref());
+        let stored_request;
+        let request = match &options.tenant {
+            None => request,
+            Some(t) => {
+                stored_request = ListRequest {
+                    prefix: t.storage_prefix(&request.prefix)?,
+                    cursor: request
+                        .cursor
+                        .as_ref()
+                        .map(|c| t.storage_key(c))
+                        .transpose()?,
+                    limit: request.limit,
+                };
+                &stored_request
+            }
+        };
         // Every backend once, with the routes that use it.
         let mut slots: Vec<usize> = routes
             .iter()
@@ -156,9 +175,21 @@ impl Inner {
         } else {
             horizon
         };
+        let Some(t) = &options.tenant else {
+            return Ok(ListPage {
+                entries,
+                next_cursor,
+            });
+        };
         Ok(ListPage {
-            entries,
-            next_cursor,
+            entries: entries
+                .into_iter()
+                .filter_map(|e| {
+                    let key = t.logical_key(&e.key)?;
+                    Some(ListEntry { key, ..e })
+                })
+                .collect(),
+            next_cursor: next_cursor.and_then(|c| t.logical_key(&c)),
         })
     }
 }

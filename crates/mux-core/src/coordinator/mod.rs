@@ -31,6 +31,7 @@ use crate::key::{Key, Prefix};
 use crate::record::Record;
 use crate::resilience::layer::Guarded;
 use crate::resilience::{BulkheadGate, CallStats, Circuit, IntentLog, Jitter, MemoryIntentLog};
+use crate::tenant::Tenant;
 use crate::version::{Clock, Version};
 
 pub use config::{
@@ -50,8 +51,9 @@ pub struct WriteOptions {
     pub consistency: Option<WriteConsistency>,
     /// Writes at this version instead of stamping one from the clock (imports, replays).
     pub version: Option<Version>,
-    /// The tenant, for per-tenant routes.
-    pub tenant: Option<String>,
+    /// The tenant: routes match the key as given, and the record is stored under the
+    /// tenant's namespace (`tenants/<tenant>/<key>`) in every store.
+    pub tenant: Option<Tenant>,
 }
 
 /// Per-operation overrides for a read or a listing.
@@ -59,8 +61,8 @@ pub struct WriteOptions {
 pub struct ReadOptions {
     /// Overrides the route's default read policy.
     pub policy: Option<ReadPolicy>,
-    /// The tenant, for per-tenant routes.
-    pub tenant: Option<String>,
+    /// The tenant: keys and prefixes are the tenant's own, read from its namespace.
+    pub tenant: Option<Tenant>,
     /// The record's tags, to reach routes that match on tags. A route with tag
     /// conditions is chosen for a read only when the read names those tags.
     pub tags: BTreeMap<String, String>,
@@ -570,7 +572,7 @@ impl Mux {
     /// The names of the backends a key is routed to (for writes with these tags and tenant).
     pub fn route_backends(&self, key: &Key, options: &ReadOptions) -> Vec<Arc<str>> {
         self.inner
-            .route_for(key.as_str(), &options.tags, options.tenant.as_deref())
+            .route_for(key.as_str(), &options.tags, options.tenant.as_ref())
             .targets
             .iter()
             .map(|(i, _)| self.inner.slots[*i].name.clone())
@@ -600,7 +602,7 @@ impl Mux {
             .write(
                 record.with_version(version),
                 options.consistency,
-                options.tenant.as_deref(),
+                options.tenant.as_ref(),
             )
             .await
     }
@@ -731,12 +733,14 @@ impl Mux {
 }
 
 impl Inner {
+    /// The route of a (logical) key for a tenant.
     pub(crate) fn route_for(
         &self,
         key: &str,
         tags: &BTreeMap<String, String>,
-        tenant: Option<&str>,
+        tenant: Option<&Tenant>,
     ) -> &Route {
+        let tenant = tenant.map(Tenant::as_str);
         self.routes
             .iter()
             .find(|r| r.matches(key, tags, tenant))
@@ -746,5 +750,7 @@ impl Inner {
 
 #[cfg(test)]
 mod stack_tests;
+#[cfg(test)]
+mod tenant_tests;
 #[cfg(test)]
 mod tests;

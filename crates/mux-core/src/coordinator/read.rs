@@ -45,9 +45,27 @@ impl Inner {
         options: &ReadOptions,
     ) -> Result<Option<Record>> {
         self.ensure_started();
-        let route = self.route_for(key.as_str(), &options.tags, options.tenant.as_deref());
+        let route = self.route_for(key.as_str(), &options.tags, options.tenant.as_ref());
         let policy = options.policy.unwrap_or(route.config.read);
         let span = tracing::debug_span!("mux.read", %key, %policy);
+        let Some(tenant) = &options.tenant else {
+            return self.read_stored(route, key, policy).instrument(span).await;
+        };
+        // A tenant's record is read from its namespace and handed back under its key.
+        let stored = tenant.storage_key(key)?;
+        let record = self
+            .read_stored(route, &stored, policy)
+            .instrument(span)
+            .await?;
+        Ok(record.map(|r| r.with_key(key.clone())))
+    }
+
+    async fn read_stored(
+        &self,
+        route: &Route,
+        key: &Key,
+        policy: ReadPolicy,
+    ) -> Result<Option<Record>> {
         async move {
             match policy {
                 ReadPolicy::Primary => fetch(self.slot(route, route.primary), key).await,
@@ -61,7 +79,6 @@ impl Inner {
                 ReadPolicy::All => self.gather(route, key, route.voters.len()).await,
             }
         }
-        .instrument(span)
         .await
     }
 

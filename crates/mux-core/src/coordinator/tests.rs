@@ -409,7 +409,7 @@ async fn routes_by_longest_prefix_tags_and_tenant() {
         [Arc::from("main")]
     );
     let acme = ReadOptions {
-        tenant: Some("acme".into()),
+        tenant: Some(Tenant::new("acme").unwrap()),
         ..Default::default()
     };
     assert_eq!(

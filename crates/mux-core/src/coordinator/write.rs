@@ -17,6 +17,7 @@ use crate::backend::PutOutcome;
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::key::Key;
 use crate::record::Record;
+use crate::tenant::Tenant;
 use crate::version::Version;
 
 /// What one backend did with a coordinated write.
@@ -180,20 +181,32 @@ impl Inner {
         self: &Arc<Self>,
         record: Record,
         consistency: Option<WriteConsistency>,
-        tenant: Option<&str>,
+        tenant: Option<&Tenant>,
     ) -> Result<WriteReport> {
         self.ensure_started();
         self.info.check_value_size(&record, op_of(&record))?;
+        // Routes match the tenant's key; the record is stored under its namespace.
         let route = self.route_for(record.key().as_str(), &record.meta().tags, tenant);
         let level = consistency.unwrap_or(route.config.write);
         let span = tracing::debug_span!("mux.write", key = %record.key(), version = %record.version(), %level);
-        self.fan_out(route, record, level).instrument(span).await
+        let logical = record.key().clone();
+        let record = match tenant {
+            Some(t) => {
+                let stored = t.storage_key(&logical)?;
+                record.with_key(stored)
+            }
+            None => record,
+        };
+        self.fan_out(route, record, logical, level)
+            .instrument(span)
+            .await
     }
 
     async fn fan_out(
         self: &Arc<Self>,
         route: &Route,
         record: Record,
+        logical: Key,
         level: WriteConsistency,
     ) -> Result<WriteReport> {
         let n = route.targets.len();
@@ -285,7 +298,7 @@ impl Inner {
         }
 
         let report = WriteReport {
-            key: record.key().clone(),
+            key: logical,
             version: record.version(),
             consistency: level,
             targets: route.names.clone(),
