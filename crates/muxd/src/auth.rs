@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
-use mux::{Error, ErrorKind, Key, Prefix, Result};
+use mux::{Error, Result, Tenant};
 use serde::Deserialize;
 
 /// Whether requests must carry a JWT.
@@ -68,8 +68,8 @@ pub enum Scope {
 /// Who is asking: the tenant and the granted scopes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
-    /// The tenant; its keys live under `tenants/<tenant>/`.
-    pub tenant: String,
+    /// The tenant; the coordinator keeps its keys under `tenants/<tenant>/`.
+    pub tenant: Tenant,
     /// Granted scopes.
     pub scopes: BTreeSet<Scope>,
 }
@@ -223,7 +223,8 @@ impl Verifier {
             .ok_or_else(|| {
                 Denied::Unauthenticated(format!("the token has no \"{}\" claim", self.tenant_claim))
             })?;
-        check_tenant(tenant).map_err(|e| Denied::Unauthenticated(e.message().to_owned()))?;
+        let tenant =
+            Tenant::new(tenant).map_err(|e| Denied::Unauthenticated(e.message().to_owned()))?;
         let mut names: Vec<String> = Vec::new();
         if let Some(s) = claims.get("scope").and_then(|v| v.as_str()) {
             names.extend(s.split_whitespace().map(str::to_owned));
@@ -240,58 +241,6 @@ impl Verifier {
                 _ => None,
             })
             .collect();
-        Ok(Identity {
-            tenant: tenant.to_owned(),
-            scopes,
-        })
-    }
-}
-
-/// A tenant name is one key segment of letters, digits, `-`, `_` and `.` (not `.`/`..`).
-pub fn check_tenant(tenant: &str) -> Result<()> {
-    let ok = !tenant.is_empty()
-        && tenant.len() <= 128
-        && tenant != "."
-        && tenant != ".."
-        && tenant
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::new(
-            ErrorKind::PermissionDenied,
-            format!("invalid tenant name \"{}\"", tenant.escape_debug()),
-        ))
-    }
-}
-
-/// The stored key of a tenant's key: `tenants/<tenant>/<key>`. The key was validated
-/// (no `..`, no empty segment), so it cannot leave the namespace.
-pub fn namespaced(tenant: Option<&str>, key: &Key) -> Result<Key> {
-    match tenant {
-        None => Ok(key.clone()),
-        Some(t) => Key::new(format!("tenants/{t}/{key}")),
-    }
-}
-
-/// The stored prefix of a tenant's listing.
-pub fn namespaced_prefix(tenant: Option<&str>, prefix: &Prefix) -> Result<Prefix> {
-    match tenant {
-        None => Ok(prefix.clone()),
-        Some(t) if prefix.is_empty() => Prefix::new(format!("tenants/{t}/")),
-        Some(t) => Prefix::new(format!("tenants/{t}/{prefix}")),
-    }
-}
-
-/// The tenant's view of a stored key.
-pub fn strip<'a>(tenant: Option<&str>, stored: &'a str) -> &'a str {
-    match tenant {
-        None => stored,
-        Some(t) => stored
-            .strip_prefix("tenants/")
-            .and_then(|s| s.strip_prefix(t))
-            .and_then(|s| s.strip_prefix('/'))
-            .unwrap_or(stored),
+        Ok(Identity { tenant, scopes })
     }
 }

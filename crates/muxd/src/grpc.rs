@@ -3,11 +3,13 @@
 
 use std::pin::Pin;
 
-use mux::{Key, ListRequest, Prefix, ReadOptions, Record, Version, WriteOptions, WriteReport};
+use mux::{
+    Key, ListRequest, Prefix, ReadOptions, Record, Tenant, Version, WriteOptions, WriteReport,
+};
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
-use crate::auth::{self, Denied, Scope};
+use crate::auth::{Denied, Scope};
 use crate::{AppState, Event};
 
 /// The generated protobuf types, client and server.
@@ -48,7 +50,7 @@ fn status(e: mux::Error) -> Status {
 impl GrpcStore {
     /// Authenticates the call (bearer token in the `authorization` metadata) and checks
     /// the scope; returns the tenant (`None` with auth off).
-    fn caller<T>(&self, request: &Request<T>, scope: Scope) -> Result<Option<String>, Status> {
+    fn caller<T>(&self, request: &Request<T>, scope: Scope) -> Result<Option<Tenant>, Status> {
         let Some(verifier) = self.state.live().auth.clone() else {
             return Ok(None);
         };
@@ -73,9 +75,9 @@ impl GrpcStore {
     }
 }
 
-fn write_reply(report: &WriteReport, tenant: Option<&str>) -> pb::WriteReply {
+fn write_reply(report: &WriteReport) -> pb::WriteReply {
     pb::WriteReply {
-        key: auth::strip(tenant, report.key.as_str()).to_owned(),
+        key: report.key.as_str().to_owned(),
         version: report.version.to_string(),
         backends: report
             .backends()
@@ -92,11 +94,10 @@ fn write_reply(report: &WriteReport, tenant: Option<&str>) -> pb::WriteReply {
     }
 }
 
-/// The stored key for a tenant's key (validated; namespaced when auth is on).
-fn stored_key(tenant: Option<&str>, raw: &str) -> Result<Key, Status> {
-    Key::new(raw)
-        .and_then(|k| auth::namespaced(tenant, &k))
-        .map_err(status)
+/// A key from a request (the tenant's own: the coordinator stores it in the tenant's
+/// namespace).
+fn key_of(raw: &str) -> Result<Key, Status> {
+    Key::new(raw).map_err(status)
 }
 
 fn parse_opt<T: std::str::FromStr<Err = mux::Error>>(text: &str) -> Result<Option<T>, Status> {
@@ -116,9 +117,9 @@ impl Store for GrpcStore {
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::WriteReply>, Status> {
         let tenant = self.caller(&request, Scope::Write)?;
-        let t = tenant.as_deref();
+        let t = tenant.as_ref();
         let req = request.into_inner();
-        let key = stored_key(t, &req.key)?;
+        let key = key_of(&req.key)?;
         let mut record = Record::new(key, req.value, Version::ZERO);
         if !req.content_type.is_empty() {
             record = record.with_content_type(req.content_type);
@@ -138,7 +139,7 @@ impl Store for GrpcStore {
             .await
             .map_err(status)?;
         crate::rest::publish(&self.state, t, &report, false);
-        Ok(Response::new(write_reply(&report, t)))
+        Ok(Response::new(write_reply(&report)))
     }
 
     async fn get(
@@ -146,9 +147,8 @@ impl Store for GrpcStore {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetReply>, Status> {
         let tenant = self.caller(&request, Scope::Read)?;
-        let t = tenant.as_deref();
         let req = request.into_inner();
-        let key = stored_key(t, &req.key)?;
+        let key = key_of(&req.key)?;
         let options = ReadOptions {
             policy: parse_opt(&req.read_policy)?,
             tenant: tenant.clone(),
@@ -178,9 +178,9 @@ impl Store for GrpcStore {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::WriteReply>, Status> {
         let tenant = self.caller(&request, Scope::Write)?;
-        let t = tenant.as_deref();
+        let t = tenant.as_ref();
         let req = request.into_inner();
-        let key = stored_key(t, &req.key)?;
+        let key = key_of(&req.key)?;
         let options = WriteOptions {
             consistency: parse_opt(&req.consistency)?,
             tenant: tenant.clone(),
@@ -193,7 +193,7 @@ impl Store for GrpcStore {
             .await
             .map_err(status)?;
         crate::rest::publish(&self.state, t, &report, true);
-        Ok(Response::new(write_reply(&report, t)))
+        Ok(Response::new(write_reply(&report)))
     }
 
     async fn list(
@@ -201,14 +201,11 @@ impl Store for GrpcStore {
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListReply>, Status> {
         let tenant = self.caller(&request, Scope::Read)?;
-        let t = tenant.as_deref();
         let req = request.into_inner();
-        let prefix = Prefix::new(&req.prefix)
-            .and_then(|p| auth::namespaced_prefix(t, &p))
-            .map_err(status)?;
+        let prefix = Prefix::new(&req.prefix).map_err(status)?;
         let mut list = ListRequest::new(prefix);
         if !req.cursor.is_empty() {
-            list.cursor = Some(stored_key(t, &req.cursor)?);
+            list.cursor = Some(key_of(&req.cursor)?);
         }
         if req.limit > 0 {
             list.limit = req.limit as usize;
@@ -228,14 +225,14 @@ impl Store for GrpcStore {
                 .entries
                 .iter()
                 .map(|e| pb::Entry {
-                    key: auth::strip(t, e.key.as_str()).to_owned(),
+                    key: e.key.as_str().to_owned(),
                     version: e.meta.version.to_string(),
                     size: e.size,
                 })
                 .collect(),
             next_cursor: page
                 .next_cursor
-                .map(|c| auth::strip(t, c.as_str()).to_owned())
+                .map(|c| c.as_str().to_owned())
                 .unwrap_or_default(),
         }))
     }
@@ -257,17 +254,19 @@ impl Store for GrpcStore {
                 key,
                 version,
                 deleted,
-            }) if t == tenant && prefix.matches(&key) => Some(Ok(pb::WatchEvent {
-                event: Some(pb::watch_event::Event::Change(pb::Change {
-                    key,
-                    version: version.to_string(),
-                    op: if deleted {
-                        pb::change::Op::Delete
-                    } else {
-                        pb::change::Op::Put
-                    } as i32,
-                })),
-            })),
+            }) if t.as_deref() == tenant.as_ref().map(Tenant::as_str) && prefix.matches(&key) => {
+                Some(Ok(pb::WatchEvent {
+                    event: Some(pb::watch_event::Event::Change(pb::Change {
+                        key,
+                        version: version.to_string(),
+                        op: if deleted {
+                            pb::change::Op::Delete
+                        } else {
+                            pb::change::Op::Put
+                        } as i32,
+                    })),
+                }))
+            }
             Ok(Event::Config { reason }) => Some(Ok(pb::WatchEvent {
                 event: Some(pb::watch_event::Event::Config(pb::ConfigChange { reason })),
             })),

@@ -8,14 +8,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use mux::{
-    ErrorKind, Key, ListRequest, Prefix, ReadOptions, ReadPolicy, Record, Version,
+    ErrorKind, Key, ListRequest, Prefix, ReadOptions, ReadPolicy, Record, Tenant, Version,
     WriteConsistency, WriteOptions, WriteReport,
 };
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::AppState;
-use crate::auth::{self, Denied, Identity, Scope};
+use crate::auth::{Denied, Identity, Scope};
 
 /// The caller, as the auth middleware found it (`None` with auth off).
 type Caller = axum::Extension<Option<Identity>>;
@@ -61,10 +61,10 @@ fn denied(d: Denied) -> Response {
 }
 
 /// Checks the caller's scope; with auth off everything is allowed.
-fn require(caller: &Option<Identity>, scope: Scope) -> Result<Option<&str>, ApiError> {
+fn require(caller: &Option<Identity>, scope: Scope) -> Result<Option<&Tenant>, ApiError> {
     match caller {
         None => Ok(None),
-        Some(id) if id.scopes.contains(&scope) => Ok(Some(id.tenant.as_str())),
+        Some(id) if id.scopes.contains(&scope) => Ok(Some(&id.tenant)),
         Some(id) => Err(ApiError::Denied(Denied::Forbidden(format!(
             "tenant {} lacks the {} scope",
             id.tenant,
@@ -177,18 +177,23 @@ fn backends_json(report: &WriteReport) -> serde_json::Value {
 }
 
 /// Tells watchers about a write that went through.
-pub(crate) fn publish(state: &AppState, tenant: Option<&str>, report: &WriteReport, deleted: bool) {
+pub(crate) fn publish(
+    state: &AppState,
+    tenant: Option<&Tenant>,
+    report: &WriteReport,
+    deleted: bool,
+) {
     let _ = state.events.send(crate::Event::Change {
-        tenant: tenant.map(str::to_owned),
-        key: auth::strip(tenant, report.key.as_str()).to_owned(),
+        tenant: tenant.map(|t| t.as_str().to_owned()),
+        key: report.key.as_str().to_owned(),
         version: report.version,
         deleted,
     });
 }
 
-fn write_response(report: &WriteReport, tenant: Option<&str>) -> Response {
+fn write_response(report: &WriteReport) -> Response {
     let body = json!({
-        "key": auth::strip(tenant, report.key.as_str()),
+        "key": report.key.as_str(),
         "version": report.version.to_string(),
         "consistency": report.consistency.to_string(),
         "applied_on": report.applied_on(),
@@ -219,13 +224,13 @@ fn key_of(raw: &str) -> Result<Key, ApiError> {
     Ok(Key::new(raw)?)
 }
 
-fn read_options(headers: &HeaderMap, tenant: Option<&str>) -> Result<ReadOptions, ApiError> {
+fn read_options(headers: &HeaderMap, tenant: Option<&Tenant>) -> Result<ReadOptions, ApiError> {
     let policy = header_str(headers, READ_POLICY_HEADER)?
         .map(str::parse::<ReadPolicy>)
         .transpose()?;
     Ok(ReadOptions {
         policy,
-        tenant: tenant.map(str::to_owned),
+        tenant: tenant.cloned(),
         ..Default::default()
     })
 }
@@ -246,7 +251,7 @@ pub(crate) async fn put_key(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let tenant = require(&caller, Scope::Write)?;
-    let key = auth::namespaced(tenant, &key_of(&raw)?)?;
+    let key = key_of(&raw)?;
     let body = body.map_err(|rejection| {
         let status = rejection.status();
         let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -279,12 +284,12 @@ pub(crate) async fn put_key(
     }
     let options = WriteOptions {
         consistency,
-        tenant: tenant.map(str::to_owned),
+        tenant: tenant.cloned(),
         ..Default::default()
     };
     let report = state.mux().write(record, &options).await?;
     publish(&state, tenant, &report, false);
-    Ok(write_response(&report, tenant))
+    Ok(write_response(&report))
 }
 
 #[utoipa::path(get, path = "/v1/kv/{key}",
@@ -299,10 +304,9 @@ pub(crate) async fn get_key(
 ) -> Result<Response, ApiError> {
     let tenant = require(&caller, Scope::Read)?;
     let asked = key_of(&raw)?;
-    let key = auth::namespaced(tenant, &asked)?;
     let Some(record) = state
         .mux()
-        .get_with(&key, &read_options(&headers, tenant)?)
+        .get_with(&asked, &read_options(&headers, tenant)?)
         .await?
     else {
         return Err(ApiError(mux::Error::new(
@@ -340,18 +344,18 @@ pub(crate) async fn delete_key(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tenant = require(&caller, Scope::Write)?;
-    let key = auth::namespaced(tenant, &key_of(&raw)?)?;
+    let key = key_of(&raw)?;
     let consistency = header_str(&headers, CONSISTENCY_HEADER)?
         .map(str::parse::<WriteConsistency>)
         .transpose()?;
     let options = WriteOptions {
         consistency,
-        tenant: tenant.map(str::to_owned),
+        tenant: tenant.cloned(),
         ..Default::default()
     };
     let report = state.mux().delete(&key, &options).await?;
     publish(&state, tenant, &report, true);
-    Ok(write_response(&report, tenant))
+    Ok(write_response(&report))
 }
 
 #[derive(Deserialize)]
@@ -373,12 +377,8 @@ pub(crate) async fn list(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tenant = require(&caller, Scope::Read)?;
-    let mut request = ListRequest::new(auth::namespaced_prefix(tenant, &Prefix::new(&q.prefix)?)?);
-    request.cursor = q
-        .cursor
-        .as_deref()
-        .map(|c| Key::new(c).and_then(|c| auth::namespaced(tenant, &c)))
-        .transpose()?;
+    let mut request = ListRequest::new(Prefix::new(&q.prefix)?);
+    request.cursor = q.cursor.as_deref().map(Key::new).transpose()?;
     if let Some(limit) = q.limit {
         request.limit = limit;
     }
@@ -391,7 +391,7 @@ pub(crate) async fn list(
         .iter()
         .map(|e| {
             json!({
-                "key": auth::strip(tenant, e.key.as_str()),
+                "key": e.key.as_str(),
                 "version": e.meta.version.to_string(),
                 "size": e.size,
                 "content_type": e.meta.content_type,
@@ -401,7 +401,7 @@ pub(crate) async fn list(
         .collect();
     Ok(axum::Json(json!({
         "entries": entries,
-        "next_cursor": page.next_cursor.as_ref().map(|c| auth::strip(tenant, c.as_str())),
+        "next_cursor": page.next_cursor.as_ref().map(Key::as_str),
     }))
     .into_response())
 }

@@ -423,3 +423,83 @@ async fn es256_from_a_jwks_file() {
     assert_eq!(r.status, 401);
     server.shutdown(&state.mux()).await;
 }
+
+/// Issue 11's tenant model: the `tenantconfig/` route applies to every tenant's
+/// `tenantconfig/…` keys, and storage keeps the tenants apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_tenants_write_the_same_key_on_the_tenantconfig_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mux) = start(dir.path()).await;
+    let a = server.addr;
+    let tokens = [
+        ("a", format!("Bearer {}", token("a", "read write"))),
+        ("b", format!("Bearer {}", token("b", "read write"))),
+    ];
+    for (tenant, bearer) in &tokens {
+        let value = format!("max={tenant}");
+        let r = request(
+            a,
+            "PUT",
+            "/v1/kv/tenantconfig/limits",
+            &[("authorization", bearer)],
+            value.as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let body = r.json();
+        assert_eq!(body["key"], "tenantconfig/limits");
+        // The tenantconfig/ route lists redb first; the default route lists fs first.
+        assert_eq!(
+            body["backends"][0]["backend"], "redb",
+            "tenant {tenant}'s write took the tenantconfig/ route: {body}"
+        );
+    }
+    for (tenant, bearer) in &tokens {
+        let r = request(
+            a,
+            "GET",
+            "/v1/kv/tenantconfig/limits",
+            &[("authorization", bearer)],
+            b"",
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.text(),
+            format!("max={tenant}"),
+            "tenant {tenant} reads its own"
+        );
+        let r = request(
+            a,
+            "GET",
+            "/v1/kv?prefix=",
+            &[("authorization", bearer)],
+            b"",
+        )
+        .await;
+        let keys: Vec<String> = r.json()["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["key"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            keys,
+            ["tenantconfig/limits"],
+            "tenant {tenant} lists its own only"
+        );
+        // Stored under the tenant's namespace, on the route's backends.
+        let stored = mux::Key::new(format!("tenants/{tenant}/tenantconfig/limits")).unwrap();
+        for backend in ["redb", "fs"] {
+            let record = mux::Backend::get(mux.backend(backend).unwrap(), &stored)
+                .await
+                .unwrap();
+            assert_eq!(
+                record.unwrap().value(),
+                format!("max={tenant}").as_bytes(),
+                "{backend} holds tenant {tenant}'s record in its namespace"
+            );
+        }
+    }
+    server.shutdown(&mux).await;
+}
