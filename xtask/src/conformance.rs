@@ -21,29 +21,22 @@ fn parse_summary(line: &str) -> Option<(usize, usize, usize)> {
     Some((nums.next()??, nums.next()??, nums.next()??))
 }
 
-/// Builds and runs the conformance runner with one argument, capturing its output.
+/// Runs the conformance runner with one argument, capturing its output.
+///
+/// The runner is the binary `cargo test --workspace` builds (mux-tests' integration
+/// tests need it), so it shares the tests' one feature set and nothing compiles twice;
+/// `cargo test --workspace --no-run` brings it up to date first.
 fn runner(arg: &str) -> Result<std::process::Output, String> {
-    crate::cargo(&[
-        "build",
-        "--quiet",
-        "-p",
-        "mux-tests",
-        "--bin",
-        "mux-conformance",
-    ])?;
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "mux-tests",
-            "--bin",
-            "mux-conformance",
-            "--",
-            arg,
-        ])
-        .output()
-        .map_err(|e| format!("cannot run the conformance runner: {e}"))
+    crate::cargo(&["test", "--workspace", "--quiet", "--no-run"])?;
+    let binary = crate::target_dir()
+        .join("debug")
+        .join(format!("mux-conformance{}", std::env::consts::EXE_SUFFIX));
+    Command::new(&binary).arg(arg).output().map_err(|e| {
+        format!(
+            "cannot run the conformance runner {}: {e}",
+            binary.display()
+        )
+    })
 }
 
 /// Runs the suite for one backend, streaming its output.

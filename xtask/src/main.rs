@@ -10,8 +10,10 @@ const HELP: &str = "\
 cargo xtask <task>
 
 Tasks:
-  test                    fmt check, clippy (-D warnings), workspace tests, then the
-                          conformance suite for every backend; prints a summary table
+  test                    fmt check, the servers the tests need (found, started or
+                          installed: `services up --install`), clippy (-D warnings), the
+                          workspace tests, then the conformance suite for every backend;
+                          prints a summary table
   ci                      what .ci/run calls: `test`, then fails if a backend named in
                           MUX_REQUIRE (comma-separated) was skipped or failed
   bench <name>            a benchmark (coordinator, intent-log, postgres-redis,
@@ -108,13 +110,7 @@ fn bench(name: &str) -> Result<(), String> {
             BENCHES.join(", ")
         ));
     }
-    let target = env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        root.join("target").display().to_string()
-    });
-    let out = std::path::Path::new(&target)
-        .join("bench")
-        .join(format!("{name}.json"));
+    let out = target_dir().join("bench").join(format!("{name}.json"));
     let status = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["bench", "--quiet", "-p", "mux-tests", "--bench", name])
         .env("MUX_BENCH_OUT", &out)
@@ -127,18 +123,32 @@ fn bench(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Where cargo builds: `CARGO_TARGET_DIR`, else the workspace's `target/`.
+pub(crate) fn target_dir() -> std::path::PathBuf {
+    env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+        })
+}
+
+/// The whole check, on one feature set (the workspace's own, no `--all-features`): the
+/// tests, the conformance runner and clippy share every compiled dependency.
 fn test() -> Result<Vec<conformance::Row>, String> {
     cargo(&["fmt", "--all", "--check"])?;
+    // The servers the tests need: found running, started, or installed and started.
+    services::up(true)?;
     cargo(&[
         "clippy",
         "--workspace",
         "--all-targets",
-        "--all-features",
         "--",
         "-D",
         "warnings",
     ])?;
-    cargo(&["test", "--workspace", "--all-features"])?;
+    cargo(&["test", "--workspace"])?;
     let rows = conformance::run_all()?;
     conformance::print_table(&rows);
     let failed: Vec<&str> = rows
