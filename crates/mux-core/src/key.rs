@@ -73,6 +73,15 @@ fn validate(key: &str, what: &str) -> Result<()> {
             c as u32
         )));
     }
+    if let Some(c) = key.chars().find(|c| is_invisible_format(*c)) {
+        return Err(Error::invalid_input(format!(
+            "invalid {what} \"{}\": it contains the invisible format character U+{:04X} \
+             (bidirectional controls, zero-width characters and the like would make two \
+             keys that look the same differ)",
+            shown(),
+            c as u32
+        )));
+    }
     if key.starts_with('/') {
         return Err(Error::invalid_input(format!(
             "invalid {what} \"{}\": it must not start with '/'",
@@ -99,6 +108,17 @@ fn validate(key: &str, what: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Unicode's format characters (general category Cf): invisible, and able to reorder
+/// what is shown (bidirectional overrides and isolates) or to make two keys that look
+/// the same differ (zero-width characters, the byte-order mark, soft hyphens).
+fn is_invisible_format(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
+        | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F
+        | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F
+        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
 }
 
 impl fmt::Display for Key {
@@ -296,6 +316,15 @@ mod tests {
         rejects("a\nb", "control character U+000A");
         rejects("a\u{7f}", "control character U+007F");
         rejects("a\u{0}", "control character U+0000");
+        rejects("admin\u{202E}txt.exe", "invisible format character U+202E");
+        rejects("a\u{2066}b", "invisible format character U+2066");
+        rejects("a\u{200B}b", "invisible format character U+200B");
+        rejects("\u{FEFF}a", "invisible format character U+FEFF");
+        rejects("a\u{E0041}", "invisible format character U+E0041");
+        assert!(
+            Key::new("ünïcödé/日本/🦀").is_ok(),
+            "visible non-ASCII is fine"
+        );
     }
 
     #[test]

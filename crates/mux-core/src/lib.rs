@@ -56,7 +56,9 @@ pub use coordinator::{
 pub use error::{Error, ErrorKind, Operation, Result};
 pub use key::{Key, MAX_KEY_LEN, Prefix};
 pub use memory::MemoryBackend;
-pub use record::{Metadata, Record};
+pub use record::{
+    MAX_CONTENT_TYPE_LEN, MAX_TAG_NAME_LEN, MAX_TAG_VALUE_LEN, MAX_TAGS, Metadata, Record,
+};
 pub use resilience::{DeadLetter, IntentLog, IntentLogStats, MemoryIntentLog, PendingIntent};
 pub use tenant::{TENANTS_ROOT, Tenant};
 pub use version::{Clock, Version};

@@ -27,6 +27,71 @@ pub struct Metadata {
     pub checksum: u32,
 }
 
+/// The most tags a record may carry.
+pub const MAX_TAGS: usize = 32;
+/// The longest tag name, in bytes.
+pub const MAX_TAG_NAME_LEN: usize = 128;
+/// The longest tag value, in bytes.
+pub const MAX_TAG_VALUE_LEN: usize = 512;
+/// The longest content type, in bytes.
+pub const MAX_CONTENT_TYPE_LEN: usize = 256;
+
+impl Metadata {
+    /// Checks what a writer chose (tags and content type) against mux's limits; errors
+    /// name the key, the rule and the limit. Stores may allow less (S3's 2 KiB of user
+    /// metadata); they say so themselves.
+    pub fn check(&self, key: &Key) -> Result<()> {
+        let bad = |what: String| Err(Error::invalid_input(format!("record {key}: {what}")));
+        if self.tags.len() > MAX_TAGS {
+            return bad(format!(
+                "it has {} tags, the limit is {MAX_TAGS}",
+                self.tags.len()
+            ));
+        }
+        for (name, value) in &self.tags {
+            if name.trim().is_empty() {
+                return bad("a tag name is empty".to_owned());
+            }
+            if name.len() > MAX_TAG_NAME_LEN {
+                return bad(format!(
+                    "tag name \"{}…\" is {} bytes, the limit is {MAX_TAG_NAME_LEN}",
+                    name.chars().take(16).collect::<String>().escape_debug(),
+                    name.len()
+                ));
+            }
+            if value.len() > MAX_TAG_VALUE_LEN {
+                return bad(format!(
+                    "the value of tag \"{}\" is {} bytes, the limit is {MAX_TAG_VALUE_LEN}",
+                    name.escape_debug(),
+                    value.len()
+                ));
+            }
+            if name.contains(['=', ',']) || name.chars().chain(value.chars()).any(char::is_control)
+            {
+                return bad(format!(
+                    "tag \"{}\" contains '=', ',' in its name or a control character",
+                    name.escape_debug()
+                ));
+            }
+        }
+        if let Some(ct) = &self.content_type {
+            if ct.len() > MAX_CONTENT_TYPE_LEN {
+                return bad(format!(
+                    "the content type is {} bytes, the limit is {MAX_CONTENT_TYPE_LEN}",
+                    ct.len()
+                ));
+            }
+            if ct.is_empty() || !ct.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+                return bad(format!(
+                    "the content type \"{}\" must be non-empty printable ASCII",
+                    ct.escape_debug()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A key, its value and its metadata.
 ///
 /// Construct records with [`Record::new`] or [`Record::tombstone`]; the checksum is
@@ -153,6 +218,48 @@ mod tests {
         assert_eq!(Record::from_parts(key, value, meta.clone()).unwrap(), r);
         let err = Record::from_parts(k, Bytes::from_static(b"hellO"), meta).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn metadata_limits_are_named() {
+        let k = Key::new("a").unwrap();
+        let check = |r: Record| r.meta().check(&k).map_err(|e| e.message().to_owned());
+        let r = || Record::new(k.clone(), "v", Version::new(1, 0, 0));
+        assert!(check(r().with_tag("class", "pii").with_content_type("text/plain")).is_ok());
+        assert!(
+            check(r().with_tag("", "x"))
+                .unwrap_err()
+                .contains("a tag name is empty")
+        );
+        let long = "n".repeat(MAX_TAG_NAME_LEN + 1);
+        assert!(
+            check(r().with_tag(long, "x"))
+                .unwrap_err()
+                .contains("the limit is 128")
+        );
+        let long = "v".repeat(MAX_TAG_VALUE_LEN + 1);
+        assert!(
+            check(r().with_tag("n", long))
+                .unwrap_err()
+                .contains("the limit is 512")
+        );
+        let many = (0..=MAX_TAGS).fold(r(), |r, i| r.with_tag(format!("t{i}"), "x"));
+        assert!(
+            check(many)
+                .unwrap_err()
+                .contains("33 tags, the limit is 32")
+        );
+        let ct = "x".repeat(MAX_CONTENT_TYPE_LEN + 1);
+        assert!(
+            check(r().with_content_type(ct))
+                .unwrap_err()
+                .contains("the limit is 256")
+        );
+        assert!(
+            check(r().with_content_type("a\nb"))
+                .unwrap_err()
+                .contains("printable ASCII")
+        );
     }
 
     #[test]

@@ -177,3 +177,30 @@ async fn an_open_circuit_is_respected_by_read_repair_and_purge() {
 }
 
 use crate::resilience::CircuitState;
+
+#[tokio::test]
+async fn an_impossible_consistency_level_is_refused_before_anything_is_written() {
+    let (a, b) = (faulty("a", 1), faulty("b", 2));
+    let mux = two(&a, &b, BreakerConfig::default());
+    let options = WriteOptions {
+        consistency: Some(WriteConsistency::AtLeast(3)),
+        ..Default::default()
+    };
+    let e = mux
+        .write(Record::new(key("k"), "v", Version::ZERO), &options)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.message().contains("at_least:3 cannot be met"), "{e}");
+    assert_eq!(a.calls() + b.calls(), 0, "nothing was written");
+    // Bad metadata too.
+    let e = mux
+        .write(
+            Record::new(key("k"), "v", Version::ZERO).with_tag("", "x"),
+            &WriteOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert_eq!(a.calls() + b.calls(), 0, "nothing was written");
+}

@@ -185,9 +185,24 @@ impl Inner {
     ) -> Result<WriteReport> {
         self.ensure_started();
         self.info.check_value_size(&record, op_of(&record))?;
+        record
+            .meta()
+            .check(record.key())
+            .map_err(|e| e.with_operation(op_of(&record)))?;
         // Routes match the tenant's key; the record is stored under its namespace.
         let route = self.route_for(record.key().as_str(), &record.meta().tags, tenant);
         let level = consistency.unwrap_or(route.config.write);
+        // A level the route can never meet is refused before anything is written.
+        if let WriteConsistency::AtLeast(n) = level
+            && n > route.voters.len()
+        {
+            return Err(Error::invalid_input(format!(
+                "write consistency at_least:{n} cannot be met: {} has {} voters (primaries and replicas); nothing was written",
+                route.config.describe(),
+                route.voters.len()
+            ))
+            .with_operation(op_of(&record)));
+        }
         let span = tracing::debug_span!("mux.write", key = %record.key(), version = %record.version(), %level);
         let logical = record.key().clone();
         let record = match tenant {
