@@ -130,7 +130,8 @@ pub struct Error {
     backend: Option<Arc<str>>,
     operation: Option<Operation>,
     source: Option<Source>,
-    report: Option<Arc<crate::coordinator::WriteReport>>,
+    /// Typed detail a layer above attaches (the coordinator's write report).
+    detail: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Error {
@@ -143,7 +144,7 @@ impl Error {
             backend: None,
             operation: None,
             source: None,
-            report: None,
+            detail: None,
         }
     }
 
@@ -202,16 +203,16 @@ impl Error {
         self
     }
 
-    /// Attaches the per-backend outcome of a coordinated write.
-    pub fn with_write_report(mut self, report: crate::coordinator::WriteReport) -> Self {
-        self.report = Some(Arc::new(report));
+    /// Attaches a typed detail, such as the coordinator's `WriteReport` of a write that
+    /// missed its consistency level (read it back with [`Error::detail`]).
+    pub fn with_detail<T: std::any::Any + Send + Sync>(mut self, detail: T) -> Self {
+        self.detail = Some(Arc::new(detail));
         self
     }
 
-    /// For a coordinated write that missed its consistency level: what each backend did
-    /// (applied, superseded, failed, still pending).
-    pub fn write_report(&self) -> Option<&crate::coordinator::WriteReport> {
-        self.report.as_deref()
+    /// The detail of type `T`, if one was attached.
+    pub fn detail<T: std::any::Any>(&self) -> Option<&T> {
+        self.detail.as_deref()?.downcast_ref()
     }
 
     /// What went wrong.

@@ -151,7 +151,7 @@ impl IntoResponse for ApiError {
             ApiError::Denied(d) => return denied(d),
         };
         let mut body = json!({"error": {"kind": e.kind().as_str(), "message": e.to_string()}});
-        if let Some(report) = e.write_report() {
+        if let Some(report) = WriteReport::of(&e) {
             body["error"]["backends"] = backends_json(report);
         }
         (status_of(e.kind()), axum::Json(body)).into_response()

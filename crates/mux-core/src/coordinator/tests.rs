@@ -64,9 +64,7 @@ async fn all_fails_when_one_backend_fails_and_names_who_applied() {
     let err = mux.put(key("k"), "v").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConsistencyNotMet);
     assert!(err.is_temporary());
-    let report = err
-        .write_report()
-        .expect("the report travels with the error");
+    let report = WriteReport::of(&err).expect("the report travels with the error");
     assert_eq!(report.applied_on(), ["a", "b"]);
     assert_eq!(report.failed_on()[0].0, "c");
     assert!(err.message().contains("applied on [a, b]"), "{err}");
@@ -88,7 +86,7 @@ async fn quorum_survives_one_down_but_not_two() {
     c.set_outage(true);
     let err = mux.put(key("k2"), "v").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConsistencyNotMet);
-    assert_eq!(err.write_report().unwrap().applied_on(), ["a"]);
+    assert_eq!(WriteReport::of(&err).unwrap().applied_on(), ["a"]);
     // A per-operation override beats the route default.
     let opts = WriteOptions {
         consistency: Some(WriteConsistency::One),
@@ -794,7 +792,7 @@ async fn while_open_the_coordinator_does_not_wait_on_the_backend() {
         .await
         .unwrap_err();
     assert_eq!(t.elapsed(), Duration::ZERO, "failed at once");
-    let report = err.write_report().unwrap();
+    let report = WriteReport::of(&err).unwrap();
     assert_eq!(report.applied_on(), ["a", "b"]);
     assert!(
         report.failed_on()[0].1.message().contains("circuit open"),

@@ -93,6 +93,12 @@ pub struct WriteReport {
 }
 
 impl WriteReport {
+    /// What each backend did with a coordinated write that missed its consistency
+    /// level (applied, superseded, failed, still pending), from the error it returned.
+    pub fn of(error: &Error) -> Option<&WriteReport> {
+        error.detail()
+    }
+
     /// Each backend of the route with its role and outcome, in route order.
     pub fn backends(&self) -> impl Iterator<Item = BackendWrite<'_>> {
         self.targets
@@ -406,7 +412,7 @@ fn not_met(report: WriteReport, required: usize) -> Error {
     msg.push_str(". The write is not confirmed, not rolled back: backends that applied it keep it, and it converges if retried");
     let mut e = Error::new(same_kind.unwrap_or(ErrorKind::ConsistencyNotMet), msg)
         .with_operation(Operation::Put)
-        .with_write_report(report);
+        .with_detail(report);
     e = if temporary {
         e.temporary()
     } else {
