@@ -14,7 +14,7 @@ use mux_tests::bench::{Row, measure};
 use mux::testing::{FaultConfig, FaultyBackend};
 use mux::{
     Backend, Bytes, Clock, Key, MemoryBackend, Mux, ReadOptions, ReadPolicy, Record, Role,
-    RouteConfig, Version, WriteConsistency, WriteOptions,
+    RouteConfig, WriteConsistency, WriteOptions,
 };
 
 const WRITES: usize = 330_000;
@@ -100,9 +100,7 @@ async fn run() -> (Vec<Row>, Vec<(&'static str, f64)>) {
             measure("mux1_put", per_round, WRITE_TASKS, move |i| {
                 let (m, k, v, o) = (m.clone(), k.clone(), v.clone(), opts.clone());
                 async move {
-                    m.write(Record::new(k[i].clone(), v, Version::ZERO), &o)
-                        .await
-                        .unwrap();
+                    m.write(k[i].clone(), v, &o).await.unwrap();
                 }
             })
             .await,
@@ -127,9 +125,7 @@ async fn run() -> (Vec<Row>, Vec<(&'static str, f64)>) {
             measure("mux3_all_put", per_round, WRITE_TASKS, move |i| {
                 let (m, k, v, o) = (m.clone(), k.clone(), v.clone(), opts.clone());
                 async move {
-                    m.write(Record::new(k[i].clone(), v, Version::ZERO), &o)
-                        .await
-                        .unwrap();
+                    m.write(k[i].clone(), v, &o).await.unwrap();
                 }
             })
             .await,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use mux::redb::RedbIntentLog;
 use mux::{
     Bytes, Durability, IntentLog, Key, MemoryBackend, Mux, ResilienceConfig, Role, RouteConfig,
-    Version, WriteConsistency, WriteOptions,
+    WriteConsistency, WriteOptions,
 };
 use mux_tests::bench::{Row, measure, median, print_header, print_row, write_json};
 
@@ -50,9 +50,7 @@ async fn round(name: &'static str, mux: &Mux, keys: &Arc<Vec<Key>>, value: &Byte
     measure(name, WRITES / ROUNDS, CONCURRENCY, move |i| {
         let (m, k, v, o) = (m.clone(), k.clone(), v.clone(), opts.clone());
         async move {
-            m.write(mux::Record::new(k[i].clone(), v, Version::ZERO), &o)
-                .await
-                .expect("write");
+            m.write(k[i].clone(), v, &o).await.expect("write");
         }
     })
     .await

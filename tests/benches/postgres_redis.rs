@@ -12,8 +12,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use mux::postgres::{PostgresBackend, PostgresConfig};
 use mux::redis::{RedisBackend, RedisConfig};
 use mux::{
-    Backend, Bytes, Clock, Key, Mux, Record, Role, RouteConfig, Version, WriteConsistency,
-    WriteOptions,
+    Backend, Bytes, Clock, Key, Mux, Record, Role, RouteConfig, WriteConsistency, WriteOptions,
 };
 use mux_tests::bench::{Op, Row, measure, median, print_header, print_row, write_json};
 
@@ -113,7 +112,7 @@ fn main() {
             Arc::new(move |i| {
                 let (m, v, o) = (m.clone(), v.clone(), opts.clone());
                 Box::pin(async move {
-                    m.write(Record::new(key("muxall", i), v, Version::ZERO), &o).await.unwrap();
+                    m.write(key("muxall", i), v, &o).await.unwrap();
                 })
             })
         };

@@ -61,7 +61,7 @@ pub async fn backend(name: &str) -> std::result::Result<TestBackend, Unavailable
             let dir = temp()?;
             let mux = embedded_mux(dir.path()).map_err(Unavailable::Error)?;
             Ok(TestBackend {
-                backend: Arc::new(mux),
+                backend: Arc::new(mux.as_backend()),
                 _guard: Some(dir),
             })
         }

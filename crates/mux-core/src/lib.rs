@@ -49,8 +49,8 @@ pub use backend::{
 };
 pub use capability::Capability;
 pub use coordinator::{
-    BackendWrite, Durability, HealthReport, Mux, MuxBuilder, MuxConfig, MuxStats, ReadOptions,
-    ReadPolicy, ResilienceConfig, ResilienceStack, Role, RouteConfig, RouteTarget,
+    BackendWrite, Durability, HealthReport, Mux, MuxBackend, MuxBuilder, MuxConfig, MuxStats,
+    ReadOptions, ReadPolicy, ResilienceConfig, ResilienceStack, Role, RouteConfig, RouteTarget,
     WriteConsistency, WriteOptions, WriteOutcome, WriteReport,
 };
 pub use error::{Error, ErrorKind, Operation, Result};

@@ -162,6 +162,16 @@ impl Record {
         self
     }
 
+    /// Replaces tags and content type (the coordinator builds records from options).
+    pub(crate) fn set_metadata(
+        &mut self,
+        tags: BTreeMap<String, String>,
+        content_type: Option<String>,
+    ) {
+        self.meta.tags = tags;
+        self.meta.content_type = content_type;
+    }
+
     /// Replaces the key (the coordinator stores a tenant's record under its namespace).
     pub fn with_key(mut self, key: Key) -> Record {
         self.key = key;

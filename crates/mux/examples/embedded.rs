@@ -10,8 +10,8 @@ use std::time::Duration;
 use mux::fs::FsBackend;
 use mux::redb::RedbBackend;
 use mux::{
-    Backend, BackendExt, Key, ListRequest, Mux, Prefix, ReadOptions, ReadPolicy, Record, Result,
-    Role, RouteConfig, WriteConsistency, WriteOptions,
+    Backend, BackendExt, Key, ListRequest, Mux, Prefix, ReadOptions, ReadPolicy, Result, Role,
+    RouteConfig, WriteConsistency, WriteOptions,
 };
 
 #[tokio::main]
@@ -55,9 +55,11 @@ async fn main() -> Result<()> {
         ("paramconfig/eu/timeout_ms", "1500"),
         ("notes/readme", "anything else goes to the default route"),
     ] {
-        let record =
-            Record::new(Key::new(key)?, value, mux::Version::ZERO).with_content_type("text/plain");
-        let report = mux.write(record, &WriteOptions::default()).await?;
+        let text = WriteOptions {
+            content_type: Some("text/plain".into()),
+            ..Default::default()
+        };
+        let report = mux.write(Key::new(key)?, value, &text).await?;
         println!("put {report}");
     }
     mux.settle().await; // let the `Primary` route's replica finish
@@ -68,12 +70,7 @@ async fn main() -> Result<()> {
         version: Some(mux::Version::new(1, 0, 9)),
         ..Default::default()
     };
-    let report = mux
-        .write(
-            Record::new(key.clone(), "max_requests=1", mux::Version::ZERO),
-            &stale,
-        )
-        .await?;
+    let report = mux.write(key.clone(), "max_requests=1", &stale).await?;
     println!("stale put -> {:?}", report.put_outcome());
     let current = mux.get(&key).await?.expect("written above");
     println!(

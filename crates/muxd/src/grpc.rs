@@ -3,9 +3,7 @@
 
 use std::pin::Pin;
 
-use mux::{
-    Key, ListRequest, Prefix, ReadOptions, Record, Tenant, Version, WriteOptions, WriteReport,
-};
+use mux::{Key, ListRequest, Prefix, ReadOptions, Tenant, WriteOptions, WriteReport};
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
@@ -120,22 +118,17 @@ impl Store for GrpcStore {
         let t = tenant.as_ref();
         let req = request.into_inner();
         let key = key_of(&req.key)?;
-        let mut record = Record::new(key, req.value, Version::ZERO);
-        if !req.content_type.is_empty() {
-            record = record.with_content_type(req.content_type);
-        }
-        for (k, v) in req.tags {
-            record = record.with_tag(k, v);
-        }
         let options = WriteOptions {
             consistency: parse_opt(&req.consistency)?,
             tenant: tenant.clone(),
+            tags: req.tags.into_iter().collect(),
+            content_type: Some(req.content_type).filter(|ct| !ct.is_empty()),
             ..Default::default()
         };
         let report = self
             .state
             .mux()
-            .write(record, &options)
+            .write(key, req.value, &options)
             .await
             .map_err(status)?;
         crate::rest::publish(&self.state, t, &report, false);

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use mux::{
-    ErrorKind, Key, ListRequest, Prefix, ReadOptions, ReadPolicy, Record, Tenant, Version,
+    ErrorKind, Key, ListRequest, Prefix, ReadOptions, ReadPolicy, Tenant, Version,
     WriteConsistency, WriteOptions, WriteReport,
 };
 use serde::Deserialize;
@@ -270,24 +270,23 @@ pub(crate) async fn put_key(
     let consistency = header_str(&headers, CONSISTENCY_HEADER)?
         .map(str::parse::<WriteConsistency>)
         .transpose()?;
-    let mut record = Record::new(key, body, Version::ZERO);
-    if let Some(ct) = header_str(&headers, header::CONTENT_TYPE.as_str())? {
-        record = record.with_content_type(ct);
-    }
+    let mut options = WriteOptions {
+        consistency,
+        tenant: tenant.cloned(),
+        content_type: header_str(&headers, header::CONTENT_TYPE.as_str())?.map(str::to_owned),
+        ..Default::default()
+    };
     if let Some(tags) = header_str(&headers, TAGS_HEADER)? {
         for pair in tags.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (k, v) = pair
                 .split_once('=')
                 .ok_or_else(|| bad(format!("tag \"{pair}\" in {TAGS_HEADER} is not name=value")))?;
-            record = record.with_tag(k.trim(), v.trim());
+            options
+                .tags
+                .insert(k.trim().to_owned(), v.trim().to_owned());
         }
     }
-    let options = WriteOptions {
-        consistency,
-        tenant: tenant.cloned(),
-        ..Default::default()
-    };
-    let report = state.mux().write(record, &options).await?;
+    let report = state.mux().write(key, body, &options).await?;
     publish(&state, tenant, &report, false);
     Ok(write_response(&report))
 }
@@ -409,7 +408,7 @@ pub(crate) async fn list(
 #[utoipa::path(get, path = "/readyz", responses((status = 200, description = "Every backend answers"), (status = 503, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
     use mux::Backend;
-    state.mux().health().await?;
+    state.mux().as_backend().health().await?;
     Ok("ready\n".into_response())
 }
 

@@ -1,4 +1,5 @@
-//! A `Mux` is itself a `Backend`: the coordinator keeps every contract a single store keeps.
+//! A `Mux` seen as a `Backend` ([`Mux::as_backend`]): the coordinator keeps every
+//! contract a single store keeps.
 
 use async_trait::async_trait;
 use futures_util::future::join_all;
@@ -10,27 +11,39 @@ use crate::key::Key;
 use crate::record::Record;
 use crate::version::Version;
 
+/// A [`Mux`] as a [`Backend`]: records at their own versions, tombstones visible, no
+/// tenant. Made by [`Mux::as_backend`]; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct MuxBackend(pub(super) Mux);
+
+impl MuxBackend {
+    /// The `Mux` behind this view.
+    pub fn mux(&self) -> &Mux {
+        &self.0
+    }
+}
+
 #[deny(clippy::missing_trait_methods)]
 #[async_trait]
-impl Backend for Mux {
+impl Backend for MuxBackend {
     fn info(&self) -> &BackendInfo {
-        &self.inner.info
+        &self.0.inner.info
     }
 
     /// Writes the record at its own version (imports, replays) with the route's
     /// default consistency, routed by its tags.
     async fn put(&self, record: &Record) -> Result<PutOutcome> {
-        self.inner.clock.observe(record.version());
-        let report = self.inner.write(record.clone(), None, None).await?;
+        self.0.inner.clock.observe(record.version());
+        let report = self.0.inner.write(record.clone(), None, None).await?;
         Ok(report.put_outcome())
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Record>> {
-        self.inner.read(key, &ReadOptions::default()).await
+        self.0.inner.read(key, &ReadOptions::default()).await
     }
 
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {
-        self.inner.list(request, &ReadOptions::default()).await
+        self.0.inner.list(request, &ReadOptions::default()).await
     }
 
     async fn delete(&self, key: &Key, version: Version) -> Result<PutOutcome> {
@@ -45,10 +58,11 @@ impl Backend for Mux {
     /// Purges the key on every backend of its route; true if any removed it.
     async fn purge(&self, key: &Key, up_to: Version) -> Result<bool> {
         let route = self
+            .0
             .inner
             .route_for(key.as_str(), &Default::default(), None);
         let results = join_all(route.targets.iter().map(|(s, _)| {
-            let slot = &self.inner.slots[*s];
+            let slot = &self.0.inner.slots[*s];
             slot.guard(Operation::Purge, slot.backend.purge(key, up_to))
         }))
         .await;
@@ -61,7 +75,7 @@ impl Backend for Mux {
 
     /// Healthy when every backend is.
     async fn health(&self) -> Result<()> {
-        let results = join_all(self.inner.slots.iter().map(|s| async move {
+        let results = join_all(self.0.inner.slots.iter().map(|s| async move {
             s.guard(Operation::Health, s.backend.health())
                 .await
                 .map_err(|e| format!("{}: {e}", s.name))

@@ -34,6 +34,7 @@ use crate::resilience::{BulkheadGate, CallStats, Circuit, IntentLog, Jitter, Mem
 use crate::tenant::Tenant;
 use crate::version::{Clock, Version};
 
+pub use backend_impl::MuxBackend;
 pub use config::{
     Durability, MuxConfig, ReadPolicy, ResilienceConfig, ResilienceStack, Role, RouteConfig,
     RouteTarget, WriteConsistency,
@@ -51,6 +52,10 @@ pub struct WriteOptions {
     pub consistency: Option<WriteConsistency>,
     /// Writes at this version instead of stamping one from the clock (imports, replays).
     pub version: Option<Version>,
+    /// The record's tags (they also pick routes that match on tags).
+    pub tags: BTreeMap<String, String>,
+    /// The value's MIME type.
+    pub content_type: Option<String>,
     /// The tenant: routes match the key as given, and the record is stored under the
     /// tenant's namespace (`tenants/<tenant>/<key>`) in every store.
     pub tenant: Option<Tenant>,
@@ -581,36 +586,52 @@ impl Mux {
 
     /// Writes `value` under `key` with a fresh version and the route's defaults.
     pub async fn put(&self, key: Key, value: impl Into<Bytes>) -> Result<WriteReport> {
-        self.write(
-            Record::new(key, value, Version::ZERO),
-            &WriteOptions::default(),
-        )
-        .await
+        self.write(key, value, &WriteOptions::default()).await
     }
 
-    /// Writes a record (its tags and content type kept) with a fresh version, or the
-    /// one in `options`.
-    pub async fn write(&self, record: Record, options: &WriteOptions) -> Result<WriteReport> {
-        let version = match options.version {
+    /// Writes `value` under `key`: the version is stamped from the clock (or taken from
+    /// `options.version` for imports and replays), tags and content type come from
+    /// `options`, and so do the consistency level and the tenant.
+    pub async fn write(
+        &self,
+        key: Key,
+        value: impl Into<Bytes>,
+        options: &WriteOptions,
+    ) -> Result<WriteReport> {
+        let mut record = Record::new(key, value, self.stamp(options));
+        record.set_metadata(options.tags.clone(), options.content_type.clone());
+        self.inner
+            .write(record, options.consistency, options.tenant.as_ref())
+            .await
+    }
+
+    /// Deletes `key` (a versioned tombstone) under the same rules as a write.
+    pub async fn delete(&self, key: &Key, options: &WriteOptions) -> Result<WriteReport> {
+        let mut tombstone = Record::tombstone(key.clone(), self.stamp(options));
+        // Tags still route the tombstone to where the record went.
+        tombstone.set_metadata(options.tags.clone(), None);
+        self.inner
+            .write(tombstone, options.consistency, options.tenant.as_ref())
+            .await
+    }
+
+    /// The version of a write: the caller's (observed by the clock) or a fresh one.
+    fn stamp(&self, options: &WriteOptions) -> Version {
+        match options.version {
             Some(v) => {
                 self.inner.clock.observe(v);
                 v
             }
             None => self.inner.clock.now(),
-        };
-        self.inner
-            .write(
-                record.with_version(version),
-                options.consistency,
-                options.tenant.as_ref(),
-            )
-            .await
+        }
     }
 
-    /// Deletes `key` (a tombstone write) under the same rules as a write.
-    pub async fn delete(&self, key: &Key, options: &WriteOptions) -> Result<WriteReport> {
-        self.write(Record::tombstone(key.clone(), Version::ZERO), options)
-            .await
+    /// This `Mux` as a [`Backend`] (an operator's view, without tenants): `put` writes
+    /// a record at its own version with the route's default consistency, `get` and
+    /// `list` return tombstones too, as the `Backend` contract says. It passes the
+    /// conformance suite.
+    pub fn as_backend(&self) -> MuxBackend {
+        MuxBackend(self.clone())
     }
 
     /// Reads the live record under `key` with the route's default policy.

@@ -78,7 +78,7 @@ async fn every_path_goes_through_the_stack() {
     counted("list", 1);
     mux.probe().await;
     counted("health probe", 1);
-    Backend::health(&mux).await.unwrap();
+    mux.as_backend().health().await.unwrap();
     counted("Mux::health", 1);
 
     // Read repair: b holds a newer version than a.
@@ -93,7 +93,7 @@ async fn every_path_goes_through_the_stack() {
     counted("read + read repair", 2);
     assert_eq!(version_on(&a, &k).await, Some(newer.version()));
 
-    Backend::purge(&mux, &k, newer.version()).await.unwrap();
+    mux.as_backend().purge(&k, newer.version()).await.unwrap();
     counted("purge", 1);
 
     // Hinted handoff: a is down for the write, then comes back.
@@ -103,10 +103,7 @@ async fn every_path_goes_through_the_stack() {
         consistency: Some(WriteConsistency::One),
         ..Default::default()
     };
-    let report = mux
-        .write(Record::new(k2.clone(), "x", Version::ZERO), &one)
-        .await
-        .unwrap();
+    let report = mux.write(k2.clone(), "x", &one).await.unwrap();
     a.set_outage(false);
     mux.settle().await;
     counted("write + hinted handoff", 2);
@@ -119,10 +116,7 @@ async fn every_path_goes_through_the_stack() {
         ..Default::default()
     });
     let k3 = key("k3");
-    let report = mux
-        .write(Record::new(k3.clone(), "y", Version::ZERO), &one)
-        .await
-        .unwrap();
+    let report = mux.write(k3.clone(), "y", &one).await.unwrap();
     mux.settle().await;
     let dead = mux.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1, "{dead:?}");
@@ -170,7 +164,11 @@ async fn an_open_circuit_is_respected_by_read_repair_and_purge() {
     assert_eq!(a.calls(), calls, "read repair knocked on an open circuit");
     assert_eq!(version_on(&a, &k).await, Some(first.version));
 
-    let e = Backend::purge(&mux, &k, newer.version()).await.unwrap_err();
+    let e = mux
+        .as_backend()
+        .purge(&k, newer.version())
+        .await
+        .unwrap_err();
     assert!(e.message().contains("circuit open"), "{e}");
     assert_eq!(e.backend(), Some("a"));
     assert_eq!(a.calls(), calls, "purge knocked on an open circuit");
@@ -186,18 +184,19 @@ async fn an_impossible_consistency_level_is_refused_before_anything_is_written()
         consistency: Some(WriteConsistency::AtLeast(3)),
         ..Default::default()
     };
-    let e = mux
-        .write(Record::new(key("k"), "v", Version::ZERO), &options)
-        .await
-        .unwrap_err();
+    let e = mux.write(key("k"), "v", &options).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     assert!(e.message().contains("at_least:3 cannot be met"), "{e}");
     assert_eq!(a.calls() + b.calls(), 0, "nothing was written");
     // Bad metadata too.
     let e = mux
         .write(
-            Record::new(key("k"), "v", Version::ZERO).with_tag("", "x"),
-            &WriteOptions::default(),
+            key("k"),
+            "v",
+            &WriteOptions {
+                tags: [(String::new(), "x".to_owned())].into(),
+                ..Default::default()
+            },
         )
         .await
         .unwrap_err();

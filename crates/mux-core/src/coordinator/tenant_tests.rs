@@ -31,10 +31,7 @@ async fn two_tenants_share_a_route_and_never_see_each_other() {
             tenant: tenant(t),
             ..Default::default()
         };
-        let report = mux
-            .write(Record::new(k.clone(), value, Version::ZERO), &options)
-            .await
-            .unwrap();
+        let report = mux.write(k.clone(), value, &options).await.unwrap();
         assert_eq!(report.key, k, "the report names the tenant's key");
         assert_eq!(
             report.applied_on(),
@@ -118,9 +115,7 @@ async fn a_tenant_route_narrows_to_one_tenant() {
             tenant: tenant(t),
             ..Default::default()
         };
-        mux.write(Record::new(k.clone(), t, Version::ZERO), &options)
-            .await
-            .unwrap();
+        mux.write(k.clone(), t, &options).await.unwrap();
     }
     assert!(
         vip.get(&key("tenants/acme/tenantconfig/limits"))

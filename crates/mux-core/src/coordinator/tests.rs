@@ -92,9 +92,7 @@ async fn quorum_survives_one_down_but_not_two() {
         consistency: Some(WriteConsistency::One),
         ..Default::default()
     };
-    mux.write(Record::new(key("k3"), "v", Version::ZERO), &opts)
-        .await
-        .unwrap();
+    mux.write(key("k3"), "v", &opts).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -110,9 +108,7 @@ async fn at_least_counts_voters() {
         consistency: Some(WriteConsistency::AtLeast(2)),
         ..Default::default()
     };
-    mux.write(Record::new(key("k"), "v", Version::ZERO), &opts)
-        .await
-        .unwrap();
+    mux.write(key("k"), "v", &opts).await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -416,8 +412,13 @@ async fn routes_by_longest_prefix_tags_and_tenant() {
     );
 
     // A tagged record goes to the tag's route; a read names the tag to find it.
-    let pii = Record::new(key("tenantconfig/x/ssn"), "123", Version::ZERO).with_tag("class", "pii");
-    mux.write(pii, &WriteOptions::default()).await.unwrap();
+    let pii = WriteOptions {
+        tags: [("class".to_owned(), "pii".to_owned())].into(),
+        ..Default::default()
+    };
+    mux.write(key("tenantconfig/x/ssn"), "123", &pii)
+        .await
+        .unwrap();
     assert!(
         vault
             .get(&key("tenantconfig/x/ssn"))
@@ -454,8 +455,11 @@ async fn list_merges_routes_dedupes_and_hides_tombstones() {
     let (mux, [kv, _hier, vault, main]) = routed();
     mux.put(key("tenantconfig/a"), "1").await.unwrap();
     mux.put(key("tenantconfig/c"), "3").await.unwrap();
-    let pii = Record::new(key("tenantconfig/b"), "2", Version::ZERO).with_tag("class", "pii");
-    mux.write(pii, &WriteOptions::default()).await.unwrap();
+    let pii = WriteOptions {
+        tags: [("class".to_owned(), "pii".to_owned())].into(),
+        ..Default::default()
+    };
+    mux.write(key("tenantconfig/b"), "2", &pii).await.unwrap();
     mux.put(key("paramconfig/eu/x"), "4").await.unwrap();
     mux.put(key("zzz"), "5").await.unwrap();
     mux.delete(&key("tenantconfig/c"), &WriteOptions::default())
@@ -641,26 +645,33 @@ async fn mux_is_a_backend() {
     let k = key("tenantconfig/q");
     let v2 = Version::new(10, 0, 1);
     assert_eq!(
-        Backend::put(&mux, &Record::new(k.clone(), "b", v2))
+        mux.as_backend()
+            .put(&Record::new(k.clone(), "b", v2))
             .await
             .unwrap(),
         PutOutcome::Applied
     );
     assert_eq!(
-        Backend::put(&mux, &Record::new(k.clone(), "a", Version::new(9, 0, 1)))
+        mux.as_backend()
+            .put(&Record::new(k.clone(), "a", Version::new(9, 0, 1)))
             .await
             .unwrap(),
         PutOutcome::Superseded { stored: v2 }
     );
     assert_eq!(
-        mux.get_live(&k).await.unwrap().unwrap().value(),
+        mux.as_backend()
+            .get_live(&k)
+            .await
+            .unwrap()
+            .unwrap()
+            .value(),
         "b".as_bytes()
     );
     assert!(
         mux.clock().now() > v2,
         "the clock observes caller-supplied versions"
     );
-    assert!(mux.info().capability.list);
+    assert!(mux.as_backend().info().capability.list);
 }
 
 // ---- resilience ----
@@ -787,10 +798,7 @@ async fn while_open_the_coordinator_does_not_wait_on_the_backend() {
         consistency: Some(WriteConsistency::All),
         ..Default::default()
     };
-    let err = mux
-        .write(Record::new(key("fast"), "v", Version::ZERO), &all)
-        .await
-        .unwrap_err();
+    let err = mux.write(key("fast"), "v", &all).await.unwrap_err();
     assert_eq!(t.elapsed(), Duration::ZERO, "failed at once");
     let report = WriteReport::of(&err).unwrap();
     assert_eq!(report.applied_on(), ["a", "b"]);
