@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use reqwest::{Client, Method, StatusCode, Url};
 use serde::Deserialize;
@@ -16,6 +17,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// How much of an unexpected body an error message quotes.
 const EXCERPT_CHARS: usize = 200;
+
+/// What a key segment keeps unencoded in a URL: RFC 3986's unreserved characters.
+/// (Everything else is percent-encoded here rather than by the URL parser, which would
+/// silently drop tabs and newlines.)
+const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// muxd's error body: `{"error":{"kind":…,"message":…}}`.
 #[derive(Debug, Deserialize)]
@@ -123,7 +133,14 @@ impl Api {
                 i + 1
             )));
         }
-        Ok(self.url(["v1", "kv"].into_iter().chain(key.split('/'))))
+        let mut url = self.url(["v1", "kv"]);
+        let encoded: Vec<String> = key
+            .split('/')
+            .map(|s| utf8_percent_encode(s, KEY_SEGMENT).to_string())
+            .collect();
+        let path = format!("{}/{}", url.path(), encoded.join("/"));
+        url.set_path(&path);
+        Ok(url)
     }
 
     /// `PUT /v1/kv/{key}`.
@@ -327,6 +344,12 @@ mod tests {
         assert_eq!(
             url.as_str(),
             "http://127.0.0.1:9/base/v1/kv/odd%20keys/with%20space%3F%23%25"
+        );
+        // Sent as they are, for the server to judge: not dropped, not split.
+        let url = api().key_url("tab\there/a\\b/é/a//b").unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9/base/v1/kv/tab%09here/a%5Cb/%C3%A9/a//b"
         );
     }
 

@@ -11,7 +11,8 @@ use common::mux;
 
 /// A 127.0.0.1 server that answers each of the next `connections` requests with
 /// `reply` (raw bytes, whatever they are). Returns its URL.
-fn fake_server(reply: &'static [u8], connections: usize) -> String {
+fn fake_server(reply: impl Into<Vec<u8>>, connections: usize) -> String {
+    let reply = reply.into();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
@@ -30,7 +31,7 @@ fn fake_server(reply: &'static [u8], connections: usize) -> String {
                     Ok(n) => request.extend_from_slice(&buf[..n]),
                 }
             }
-            let _ = stream.write_all(reply);
+            let _ = stream.write_all(&reply);
             let _ = stream.shutdown(Shutdown::Write);
             stream
                 .set_read_timeout(Some(Duration::from_millis(500)))
@@ -39,6 +40,17 @@ fn fake_server(reply: &'static [u8], connections: usize) -> String {
         }
     });
     url
+}
+
+/// An HTTP/1.1 answer with `status` (e.g. "404 Not Found") and `body`.
+fn answer(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut reply = format!(
+        "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    reply.extend_from_slice(body);
+    reply
 }
 
 /// Runs `mux --url <url> args…` and checks it failed with status 4 and no panic.
@@ -67,7 +79,11 @@ async fn a_server_that_is_not_http_gives_a_clear_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn error_bodies_that_are_not_muxd_json_name_the_status() {
     let url = fake_server(
-        b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: 20\r\n\r\n<html>oh no</html>\r\n",
+        answer(
+            "502 Bad Gateway",
+            "content-type: text/html\r\n",
+            b"<html>oh no</html>\r\n",
+        ),
         1,
     );
     let err = fails_cleanly(&url, &["get", "k"]).await;
@@ -76,14 +92,11 @@ async fn error_bodies_that_are_not_muxd_json_name_the_status() {
         "{err}"
     );
 
-    let url = fake_server(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n", 1);
+    let url = fake_server(answer("404 Not Found", "", b""), 1);
     let err = fails_cleanly(&url, &["rm", "k"]).await;
     assert!(err.contains("404 Not Found with an empty body"), "{err}");
 
-    let url = fake_server(
-        b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 3\r\n\r\n\xff\xfe\x00",
-        1,
-    );
+    let url = fake_server(answer("500 Internal Server Error", "", b"\xff\xfe\x00"), 1);
     let err = fails_cleanly(&url, &["put", "k", "v"]).await;
     assert!(
         err.contains("500 Internal Server Error with a body that is not UTF-8 text (3 bytes)"),
@@ -91,7 +104,11 @@ async fn error_bodies_that_are_not_muxd_json_name_the_status() {
     );
 
     let url = fake_server(
-        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 73\r\n\r\n{\"error\":{\"kind\":\"unavailable\",\"message\":\"backend 'redis' is unreachable\"}}",
+        answer(
+            "503 Service Unavailable",
+            "content-type: application/json\r\n",
+            br#"{"error":{"kind":"unavailable","message":"backend 'redis' is unreachable"}}"#,
+        ),
         1,
     );
     let err = fails_cleanly(&url, &["get", "k"]).await;
@@ -103,7 +120,7 @@ async fn error_bodies_that_are_not_muxd_json_name_the_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn success_bodies_that_are_not_muxd_json_name_the_status() {
-    let url = fake_server(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello", 3);
+    let url = fake_server(answer("200 OK", "", b"hello"), 3);
     let err = fails_cleanly(&url, &["put", "k", "v"]).await;
     assert!(
         err.contains("200 OK with \"hello\", not a write reply"),
