@@ -240,7 +240,11 @@ impl Api {
 
 /// A request that got no (complete, well-formed) HTTP answer.
 fn transport_error(what: &str, e: &reqwest::Error) -> CliError {
-    let cause = chain(e);
+    // reqwest's own message repeats the URL, which `what` already names.
+    let cause = match std::error::Error::source(e) {
+        Some(source) => chain(source),
+        None => chain(e),
+    };
     if e.is_connect() {
         CliError::Failed(format!(
             "{what}: cannot connect: {cause} (is muxd running there? set --url or MUX_URL)"

@@ -11,6 +11,7 @@ use reqwest::header::HeaderMap;
 
 use crate::api::Api;
 use crate::error::{CliError, chain};
+use crate::output;
 
 /// What a bulk load did.
 #[derive(Debug, Default)]
@@ -57,7 +58,7 @@ fn concerns_one_file(e: &CliError) -> bool {
     match e {
         CliError::Refused(m) => !m.starts_with("not authorised"),
         CliError::NotFound { .. } | CliError::Usage(_) => true,
-        CliError::Failed(_) => false,
+        CliError::Failed(_) | CliError::OutputClosed => false,
     }
 }
 
@@ -102,7 +103,7 @@ pub async fn put_dir(
             Err(e) => {
                 tally.failed += 1;
                 let stop = !concerns_one_file(&e);
-                bar.suspend(|| eprintln!("mux: {key}: {e}"));
+                bar.suspend(|| output::note(format_args!("mux: {key}: {e}")));
                 tally.first_error.get_or_insert(e);
                 if stop {
                     break;
@@ -124,7 +125,7 @@ pub async fn put_dir(
         summary.push_str(&format!(", {skipped} not tried"));
     }
     summary.push_str(&format!(", in {:.2} s", started.elapsed().as_secs_f64()));
-    eprintln!("{summary}");
+    output::note(summary);
     match tally.first_error {
         None => Ok(()),
         Some(e) => Err(e),

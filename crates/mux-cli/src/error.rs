@@ -33,12 +33,16 @@ pub enum CliError {
     /// The server is unreachable, failed, or answered something unexpected.
     #[error("{0}")]
     Failed(String),
+    /// Whoever read our output stopped reading (`mux ls | head`): stop quietly.
+    #[error("stdout was closed")]
+    OutputClosed,
 }
 
 impl CliError {
     /// The process exit status for this error (see [`EXIT_HELP`]).
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
+            CliError::OutputClosed => 0,
             CliError::NotFound { .. } => 1,
             CliError::Usage(_) => 2,
             CliError::Refused(_) => 3,

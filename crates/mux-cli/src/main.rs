@@ -7,9 +7,10 @@
 mod api;
 mod bulk;
 mod error;
+mod output;
 mod watch;
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -179,22 +180,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 }
             };
             let reply = api.put(&key, bytes, &headers).await?;
-            println!(
+            output::line(format_args!(
                 "{key} = version {} on {}",
                 reply.version,
                 reply.applied_on.join(", ")
-            );
+            ))?;
         }
         Command::Get { key } => {
-            let value = api.get(&key).await?;
-            std::io::stdout()
-                .write_all(&value)
-                .and_then(|()| std::io::stdout().flush())
-                .map_err(|e| CliError::Failed(format!("cannot write the value to stdout: {e}")))?;
+            output::stdout(&api.get(&key).await?)?;
         }
         Command::Rm { key } => {
             let reply = api.delete(&key).await?;
-            println!("{key} deleted at version {}", reply.version);
+            output::line(format_args!("{key} deleted at version {}", reply.version))?;
         }
         Command::Ls { prefix } => {
             let spinner = if std::io::stderr().is_terminal() {
@@ -206,11 +203,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let mut count = 0u64;
             loop {
                 let page = api.list(&prefix, cursor.as_deref()).await?;
-                spinner.suspend(|| {
-                    for e in &page.entries {
-                        println!("{}\t{}\t{}", e.key, e.size, e.version);
-                    }
-                });
+                let mut text = String::new();
+                for e in &page.entries {
+                    text.push_str(&format!("{}\t{}\t{}\n", e.key, e.size, e.version));
+                }
+                spinner.suspend(|| output::stdout(text.as_bytes()))?;
                 count += page.entries.len() as u64;
                 spinner.set_message(format!("{count} keys"));
                 match page.next_cursor {
@@ -224,7 +221,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 }
             }
             spinner.finish_and_clear();
-            eprintln!("{count} keys");
+            output::note(format_args!("{count} keys"));
         }
         Command::Watch { prefix } => {
             watch::watch(&cli.grpc, cli.token.as_deref(), prefix).await?;
@@ -233,7 +230,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let report = api.health().await?;
             let text = serde_json::to_string_pretty(&report)
                 .map_err(|e| CliError::Failed(format!("cannot print the report: {e}")))?;
-            println!("{text}");
+            output::line(text)?;
         }
     }
     Ok(())
@@ -243,8 +240,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 async fn main() -> ExitCode {
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::OutputClosed) => CliError::OutputClosed.exit_code(),
         Err(e) => {
-            eprintln!("mux: {e}");
+            output::note(format_args!("mux: {e}"));
             e.exit_code()
         }
     }

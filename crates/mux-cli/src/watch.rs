@@ -6,6 +6,7 @@ use tonic::Code;
 use tonic::metadata::MetadataValue;
 
 use crate::error::{CliError, chain};
+use crate::output;
 
 /// A gRPC status as the error a user expects.
 fn status_error(endpoint: &str, status: &tonic::Status) -> CliError {
@@ -68,9 +69,11 @@ pub async fn watch(endpoint: &str, token: Option<&str>, prefix: String) -> Resul
                     Ok(change::Op::Put) => "put",
                     Err(_) => "unknown-op",
                 };
-                println!("{op}\t{}\t{}", c.key, c.version);
+                output::line(format_args!("{op}\t{}\t{}", c.key, c.version))?;
             }
-            Some(watch_event::Event::Config(c)) => println!("config\t{}", c.reason),
+            Some(watch_event::Event::Config(c)) => {
+                output::line(format_args!("config\t{}", c.reason))?;
+            }
             None => {}
         }
     }
