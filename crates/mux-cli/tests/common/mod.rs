@@ -49,6 +49,11 @@ pub struct Muxd {
 impl Muxd {
     /// Starts one.
     pub async fn start() -> Muxd {
+        Muxd::start_with(|text| text).await
+    }
+
+    /// Starts one on the embedded config as `edit` changes it.
+    pub async fn start_with(edit: impl FnOnce(String) -> String) -> Muxd {
         let dir = tempfile::tempdir().unwrap();
         let text = muxd::config::EMBEDDED
             .replace("127.0.0.1:8080", "127.0.0.1:0")
@@ -58,7 +63,7 @@ impl Muxd {
                 "data/mux.redb",
                 &dir.path().join("mux.redb").display().to_string(),
             );
-        let config = muxd::ServerConfig::from_toml(&text).unwrap();
+        let config = muxd::ServerConfig::from_toml(&edit(text)).unwrap();
         let state = muxd::build(&config).await.unwrap();
         let server = muxd::serve(&config, state.clone()).await.unwrap();
         Muxd {
