@@ -10,11 +10,8 @@ use tonic::{Request, Response, Status};
 use crate::auth::{Denied, Scope};
 use crate::{AppState, Event};
 
-/// The generated protobuf types, client and server.
-#[allow(missing_docs, clippy::all)]
-pub mod pb {
-    tonic::include_proto!("mux.v1");
-}
+/// The generated protobuf types, client and server (compiled once, in mux-proto).
+pub use mux_proto as pb;
 
 use pb::store_server::{Store, StoreServer};
 

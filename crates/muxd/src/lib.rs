@@ -10,7 +10,6 @@
 #![deny(missing_docs)]
 
 pub mod auth;
-pub mod client;
 pub mod config;
 pub mod grpc;
 pub mod openapi;

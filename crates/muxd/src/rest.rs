@@ -334,8 +334,12 @@ pub(crate) async fn get_key(
 }
 
 #[utoipa::path(delete, path = "/v1/kv/{key}",
-    params(("key" = String, Path), ("x-mux-consistency" = Option<String>, Header)),
-    responses((status = 200, body = crate::openapi::WriteReply), (status = 400, body = crate::openapi::ErrorBody)))]
+    params(("key" = String, Path), ("x-mux-consistency" = Option<String>, Header),
+           ("x-mux-read-policy" = Option<String>, Header, description = "how to look for the live record first")),
+    responses((status = 200, body = crate::openapi::WriteReply, description = "A live record was deleted"),
+              (status = 404, body = crate::openapi::ErrorBody,
+               description = "No live record existed: nothing was deleted (a tombstone is still written, so a replica that missed an earlier delete converges)"),
+              (status = 400, body = crate::openapi::ErrorBody)))]
 pub(crate) async fn delete_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -352,8 +356,19 @@ pub(crate) async fn delete_key(
         tenant: tenant.cloned(),
         ..Default::default()
     };
-    let report = state.mux().delete(&key, &options).await?;
+    let store = state.mux();
+    let existed = store
+        .get_with(&key, &read_options(&headers, tenant)?)
+        .await?
+        .is_some();
+    let report = store.delete(&key, &options).await?;
     publish(&state, tenant, &report, true);
+    if !existed {
+        return Err(ApiError(mux::Error::new(
+            ErrorKind::NotFound,
+            format!("no record under {key}: nothing to delete"),
+        )));
+    }
     Ok(write_response(&report))
 }
 

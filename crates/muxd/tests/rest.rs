@@ -99,6 +99,14 @@ async fn rest_round_trip_list_and_delete() {
     let gone = request(a, "GET", "/v1/kv/tenantconfig/acme/limits", &[], b"").await;
     assert_eq!(gone.status, 404);
     assert_eq!(gone.json()["error"]["kind"], "not_found");
+    let again = request(a, "DELETE", "/v1/kv/tenantconfig/acme/limits", &[], b"").await;
+    assert_eq!(again.status, 404, "nothing left to delete");
+    assert_eq!(again.json()["error"]["kind"], "not_found");
+    let message = again.json()["error"]["message"].to_string();
+    assert!(
+        message.contains("no record under tenantconfig/acme/limits: nothing to delete"),
+        "{message}"
+    );
 
     server.shutdown(&mux).await;
 }

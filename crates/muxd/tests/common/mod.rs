@@ -1,9 +1,44 @@
 //! Shared helpers for the end-to-end tests.
 #![allow(dead_code)]
 
-pub use muxd::client::Reply;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 
-/// One request to a test server.
+/// A response.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The whole body.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// A header's value (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON (panics if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// One HTTP/1.1 request to a test server, on its own connection. The path is sent as
+/// written (no `..` normalisation), so tests can try what a hostile client would.
 pub async fn request(
     addr: std::net::SocketAddr,
     method: &str,
@@ -11,9 +46,53 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
-    muxd::client::request(&addr.to_string(), method, path, headers, body)
+    let what = format!("{method} http://{addr}{path}");
+    let stream = tokio::net::TcpStream::connect(addr)
         .await
-        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    tokio::spawn(connection);
+    let mut builder = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let request = builder
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let response = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        sender.send_request(request).await
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}: no answer within 60 s"))
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: body: {e}"))
+        .to_bytes()
+        .to_vec();
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// A config for tests: the embedded default under `dir`, on ephemeral ports.

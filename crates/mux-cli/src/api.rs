@@ -1,0 +1,392 @@
+//! The REST client: builds muxd URLs, sends requests with reqwest and turns every
+//! answer — documented or not — into a value or a [`CliError`] that says what happened.
+
+use std::time::Duration;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::{Client, Method, StatusCode, Url};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{CliError, chain};
+
+/// How long to wait for a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for the next bytes of an answer.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// How much of an unexpected body an error message quotes.
+const EXCERPT_CHARS: usize = 200;
+
+/// What a key segment keeps unencoded in a URL: RFC 3986's unreserved characters.
+/// (Everything else is percent-encoded here rather than by the URL parser, which would
+/// silently drop tabs and newlines.)
+const KEY_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// muxd's error body: `{"error":{"kind":…,"message":…}}`.
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorDetail {
+    kind: String,
+    message: String,
+}
+
+/// The answer to a write or a delete.
+#[derive(Debug, Deserialize)]
+pub struct WriteReply {
+    /// The version written.
+    pub version: String,
+    /// The backends that applied it.
+    pub applied_on: Vec<String>,
+}
+
+/// One listed key.
+#[derive(Debug, Deserialize)]
+pub struct ListEntry {
+    /// The key.
+    pub key: String,
+    /// Its version.
+    pub version: String,
+    /// The value's size in bytes.
+    pub size: u64,
+}
+
+/// A page of keys.
+#[derive(Debug, Deserialize)]
+pub struct ListReply {
+    /// The keys of this page.
+    pub entries: Vec<ListEntry>,
+    /// The cursor of the next page; `None` at the end.
+    pub next_cursor: Option<String>,
+}
+
+/// A muxd REST endpoint.
+#[derive(Debug, Clone)]
+pub struct Api {
+    client: Client,
+    base: Url,
+}
+
+impl Api {
+    /// A client for the server at `url` (http:// or https://), sending `token` as a
+    /// bearer token when given.
+    pub fn new(url: &str, token: Option<&str>) -> Result<Api, CliError> {
+        let base = Url::parse(url)
+            .map_err(|e| CliError::Usage(format!("--url \"{url}\" is not a URL: {e}")))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(CliError::Usage(format!(
+                "--url \"{url}\" is not an http:// or https:// URL"
+            )));
+        }
+        let mut headers = HeaderMap::new();
+        if let Some(token) = token {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                CliError::Usage(
+                    "the token (--token or MUX_TOKEN) has characters a header cannot carry".into(),
+                )
+            })?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        // The workspace's one TLS provider; another part of the process may have
+        // installed it already, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = Client::builder()
+            .default_headers(headers)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT)
+            .build()
+            .map_err(|e| {
+                CliError::Failed(format!("cannot build the HTTP client: {}", chain(&e)))
+            })?;
+        Ok(Api { client, base })
+    }
+
+    /// The URL of `path` (segments, each percent-encoded) below the base URL.
+    fn url<'a>(&self, path: impl IntoIterator<Item = &'a str>) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("checked in Api::new: the URL can be a base")
+            .pop_if_empty()
+            .extend(path);
+        url
+    }
+
+    /// The URL of a key. Refuses `.` and `..` segments here: URLs normalise them away,
+    /// so the server would see another key.
+    fn key_url(&self, key: &str) -> Result<Url, CliError> {
+        if let Some((i, dots)) = key
+            .split('/')
+            .enumerate()
+            .find(|(_, s)| matches!(*s, "." | ".."))
+        {
+            return Err(CliError::Refused(format!(
+                "key \"{key}\": segment {} is '{dots}'; keys cannot contain '.' or '..' segments",
+                i + 1
+            )));
+        }
+        let mut url = self.url(["v1", "kv"]);
+        let encoded: Vec<String> = key
+            .split('/')
+            .map(|s| utf8_percent_encode(s, KEY_SEGMENT).to_string())
+            .collect();
+        let path = format!("{}/{}", url.path(), encoded.join("/"));
+        url.set_path(&path);
+        Ok(url)
+    }
+
+    /// `PUT /v1/kv/{key}`.
+    pub async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        headers: &HeaderMap,
+    ) -> Result<WriteReply, CliError> {
+        let url = self.key_url(key)?;
+        let body = self
+            .send(Method::PUT, url, headers.clone(), value, Some(key))
+            .await?;
+        parse("a write reply", StatusCode::OK, &body)
+    }
+
+    /// `GET /v1/kv/{key}`: the value.
+    pub async fn get(&self, key: &str) -> Result<Vec<u8>, CliError> {
+        let url = self.key_url(key)?;
+        self.send(Method::GET, url, HeaderMap::new(), Vec::new(), Some(key))
+            .await
+    }
+
+    /// `DELETE /v1/kv/{key}`.
+    pub async fn delete(&self, key: &str) -> Result<WriteReply, CliError> {
+        let url = self.key_url(key)?;
+        let body = self
+            .send(Method::DELETE, url, HeaderMap::new(), Vec::new(), Some(key))
+            .await
+            .map_err(|e| match e {
+                CliError::NotFound { key, .. } => CliError::NotFound {
+                    key,
+                    note: " (nothing to delete)",
+                },
+                other => other,
+            })?;
+        parse("a write reply", StatusCode::OK, &body)
+    }
+
+    /// `GET /v1/kv?prefix=&cursor=&limit=`: one page.
+    pub async fn list(&self, prefix: &str, cursor: Option<&str>) -> Result<ListReply, CliError> {
+        let mut url = self.url(["v1", "kv"]);
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("prefix", prefix)
+                .append_pair("limit", "1000");
+            if let Some(c) = cursor {
+                query.append_pair("cursor", c);
+            }
+        }
+        let body = self
+            .send(Method::GET, url, HeaderMap::new(), Vec::new(), None)
+            .await?;
+        parse("a page of keys", StatusCode::OK, &body)
+    }
+
+    /// `GET /v1/admin/health`, as JSON.
+    pub async fn health(&self) -> Result<serde_json::Value, CliError> {
+        let url = self.url(["v1", "admin", "health"]);
+        let body = self
+            .send(Method::GET, url, HeaderMap::new(), Vec::new(), None)
+            .await?;
+        parse("a health report", StatusCode::OK, &body)
+    }
+
+    /// Sends one request; a success gives the body, anything else a [`CliError`].
+    /// `key`: the key the request is about, so a 404 reads "not found: <key>".
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: Vec<u8>,
+        key: Option<&str>,
+    ) -> Result<Vec<u8>, CliError> {
+        let what = format!("{method} {url}");
+        let response = self
+            .client
+            .request(method, url.clone())
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&what, &e))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(&what, &e))?;
+        if status.is_success() {
+            return Ok(body.to_vec());
+        }
+        Err(error_answer(&what, status, &body, key))
+    }
+}
+
+/// A request that got no (complete, well-formed) HTTP answer.
+fn transport_error(what: &str, e: &reqwest::Error) -> CliError {
+    // reqwest's own message repeats the URL, which `what` already names.
+    let cause = match std::error::Error::source(e) {
+        Some(source) => chain(source),
+        None => chain(e),
+    };
+    if e.is_connect() {
+        CliError::Failed(format!(
+            "{what}: cannot connect: {cause} (is muxd running there? set --url or MUX_URL)"
+        ))
+    } else if e.is_timeout() {
+        CliError::Failed(format!("{what}: no answer in time: {cause}"))
+    } else {
+        CliError::Failed(format!(
+            "{what}: no valid HTTP answer: {cause} (is --url a muxd REST endpoint?)"
+        ))
+    }
+}
+
+/// Turns a non-2xx answer into the error a user expects.
+fn error_answer(what: &str, status: StatusCode, body: &[u8], key: Option<&str>) -> CliError {
+    let detail = match error_detail(body) {
+        Ok(detail) => detail,
+        Err(described) => {
+            return CliError::Failed(format!(
+                "{what}: the server answered {status} with {described}, not muxd's JSON error \
+                 (is --url a muxd REST endpoint?)"
+            ));
+        }
+    };
+    let message = detail.message;
+    match status {
+        StatusCode::NOT_FOUND if detail.kind == "not_found" => match key {
+            Some(key) => CliError::NotFound {
+                key: key.to_owned(),
+                note: "",
+            },
+            None => CliError::Failed(format!("{what}: {status}: {message}")),
+        },
+        StatusCode::UNAUTHORIZED => CliError::Refused(format!(
+            "not authorised: {message} (pass a valid token with --token or MUX_TOKEN)"
+        )),
+        StatusCode::FORBIDDEN => CliError::Refused(format!(
+            "not authorised: {message} (the token does not allow this)"
+        )),
+        s if s.is_client_error() => CliError::Refused(message),
+        s => CliError::Failed(format!("{what}: server error ({s}): {message}")),
+    }
+}
+
+/// The documented error body, or a description of what the body is instead.
+fn error_detail(body: &[u8]) -> Result<ErrorDetail, String> {
+    let text = describe_text(body)?;
+    serde_json::from_str::<ErrorBody>(text)
+        .map(|b| b.error)
+        .map_err(|_| format!("the body \"{}\"", excerpt(text)))
+}
+
+/// The body as text, or a description of why it is not.
+fn describe_text(body: &[u8]) -> Result<&str, String> {
+    if body.is_empty() {
+        return Err("an empty body".into());
+    }
+    std::str::from_utf8(body)
+        .map_err(|_| format!("a body that is not UTF-8 text ({} bytes)", body.len()))
+}
+
+/// The first [`EXCERPT_CHARS`] characters of `text`, on one line.
+fn excerpt(text: &str) -> String {
+    let mut short: String = text.chars().take(EXCERPT_CHARS).collect();
+    if short.len() < text.len() {
+        short.push('…');
+    }
+    short.escape_debug().to_string()
+}
+
+/// A success body as `T`, or an error naming the status and what the body is.
+fn parse<T: DeserializeOwned>(
+    expected: &str,
+    status: StatusCode,
+    body: &[u8],
+) -> Result<T, CliError> {
+    let text = describe_text(body).map_err(|described| {
+        CliError::Failed(format!(
+            "the server answered {status} with {described}, not {expected}"
+        ))
+    })?;
+    serde_json::from_str(text).map_err(|e| {
+        CliError::Failed(format!(
+            "the server answered {status} with \"{}\", not {expected} ({e})",
+            excerpt(text)
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api() -> Api {
+        Api::new("http://127.0.0.1:9/base/", None).unwrap()
+    }
+
+    #[test]
+    fn keys_are_percent_encoded_per_segment() {
+        let url = api().key_url("odd keys/with space?#%").unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9/base/v1/kv/odd%20keys/with%20space%3F%23%25"
+        );
+        // Sent as they are, for the server to judge: not dropped, not split.
+        let url = api().key_url("tab\there/a\\b/é/a//b").unwrap();
+        assert_eq!(
+            url.as_str(),
+            "http://127.0.0.1:9/base/v1/kv/tab%09here/a%5Cb/%C3%A9/a//b"
+        );
+    }
+
+    #[test]
+    fn dot_segments_are_refused_before_sending() {
+        let e = api().key_url("a/../b").unwrap_err();
+        assert!(
+            matches!(&e, CliError::Refused(m) if m.contains("segment 2 is '..'")),
+            "{e}"
+        );
+        assert!(api().key_url("a/.hidden/..dots").is_ok());
+    }
+
+    #[test]
+    fn error_answers_say_what_happened() {
+        let json = br#"{"error":{"kind":"not_found","message":"no record under k"}}"#;
+        let e = error_answer("GET x", StatusCode::NOT_FOUND, json, Some("k"));
+        assert_eq!(e.to_string(), "not found: k");
+        let e = error_answer("GET x", StatusCode::NOT_FOUND, b"", Some("k"));
+        assert!(
+            e.to_string().contains("404 Not Found with an empty body"),
+            "{e}"
+        );
+        let e = error_answer("GET x", StatusCode::BAD_GATEWAY, &[0xff, 0xfe], None);
+        assert!(
+            e.to_string()
+                .contains("502 Bad Gateway with a body that is not UTF-8"),
+            "{e}"
+        );
+        let e = error_answer("GET x", StatusCode::BAD_REQUEST, b"<html>", None);
+        assert!(matches!(e, CliError::Failed(_)), "{e}");
+        let json = br#"{"error":{"kind":"unauthenticated","message":"no token"}}"#;
+        let e = error_answer("GET x", StatusCode::UNAUTHORIZED, json, None);
+        assert!(e.to_string().starts_with("not authorised: no token"), "{e}");
+    }
+}

@@ -1,0 +1,260 @@
+//! `mux`: the command line for a muxd server.
+//!
+//! It talks to muxd's REST API (`--url`) and, for `watch`, to its gRPC API (`--grpc`);
+//! it opens no store itself. See `mux --help`.
+#![deny(missing_docs)]
+
+mod api;
+mod bulk;
+mod error;
+mod output;
+mod watch;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use indicatif::ProgressBar;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+
+use api::Api;
+use error::{CliError, EXIT_HELP};
+
+/// What `mux --help` shows after the options.
+const AFTER_HELP: &str = "\
+Environment:
+  MUX_URL    the REST endpoint (as --url)
+  MUX_GRPC   the gRPC endpoint, for watch (as --grpc)
+  MUX_TOKEN  a bearer token (JWT), when the server requires one (as --token)
+
+Examples:
+  mux put tenantconfig/acme/limits 'max=10'
+  mux put --file limits.json --content-type application/json tenantconfig/acme/limits
+  mux put --dir ./configs --prefix paramconfig
+  mux get tenantconfig/acme/limits
+  mux ls tenantconfig
+  mux rm tenantconfig/acme/limits
+  mux watch tenantconfig
+  MUX_URL=http://muxd.internal:8080 mux health
+";
+
+/// The command line for a muxd server: reads, writes, lists, deletes and watches keys.
+///
+/// mux talks to a running muxd over its REST API (--url) and, for `watch`, its gRPC API
+/// (--grpc). It opens no store itself: where a key lands is muxd's routing.
+#[derive(Parser, Debug)]
+#[command(name = "mux", version, after_help = format!("{AFTER_HELP}\n{EXIT_HELP}"))]
+struct Cli {
+    /// muxd's REST endpoint.
+    #[arg(
+        long,
+        env = "MUX_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    url: String,
+    /// muxd's gRPC endpoint (used by `watch`).
+    #[arg(
+        long,
+        env = "MUX_GRPC",
+        default_value = "http://127.0.0.1:50051",
+        global = true
+    )]
+    grpc: String,
+    /// A bearer token (JWT), when the server requires one.
+    #[arg(long, env = "MUX_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Writes a value (from the argument, `--file`, or every file of `--dir`).
+    Put {
+        /// The key (not with --dir).
+        #[arg(required_unless_present = "dir", conflicts_with = "dir")]
+        key: Option<String>,
+        /// The value (or use --file).
+        #[arg(conflicts_with_all = ["file", "dir"])]
+        value: Option<String>,
+        /// Read the value from a file.
+        #[arg(long, conflicts_with = "dir")]
+        file: Option<PathBuf>,
+        /// Write every file below this directory, keyed by its path relative to it.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// With --dir: a prefix for the keys.
+        #[arg(long, requires = "dir")]
+        prefix: Option<String>,
+        /// With --dir: how many files to write at once.
+        #[arg(long, requires = "dir", default_value_t = 8)]
+        jobs: usize,
+        /// Content type of the value(s).
+        #[arg(long)]
+        content_type: Option<String>,
+        /// Write consistency: all, quorum, one, primary, at_least:N (default: the route's).
+        #[arg(long)]
+        consistency: Option<String>,
+    },
+    /// Prints a value (exit status 1 if the key has none).
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Deletes a key (exit status 1 if it had no live record).
+    Rm {
+        /// The key.
+        key: String,
+    },
+    /// Lists keys under a prefix (every page): key, size, version, one per line.
+    Ls {
+        /// The prefix (whole segments).
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Prints changes under a prefix as they happen (gRPC Watch), until interrupted.
+    Watch {
+        /// The prefix (whole segments).
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Prints the backends' health report.
+    Health,
+}
+
+/// The headers of a write.
+fn write_headers(
+    content_type: Option<&str>,
+    consistency: Option<&str>,
+) -> Result<HeaderMap, CliError> {
+    let mut headers = HeaderMap::new();
+    let pairs = [
+        (CONTENT_TYPE, "--content-type", content_type),
+        (
+            HeaderName::from_static("x-mux-consistency"),
+            "--consistency",
+            consistency,
+        ),
+    ];
+    for (name, option, value) in pairs {
+        if let Some(v) = value {
+            let v = HeaderValue::from_str(v).map_err(|_| {
+                CliError::Usage(format!(
+                    "{option} \"{v}\" has characters a header cannot carry"
+                ))
+            })?;
+            headers.insert(name, v);
+        }
+    }
+    Ok(headers)
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let api = Api::new(&cli.url, cli.token.as_deref())?;
+    match cli.command {
+        Command::Put {
+            key,
+            value,
+            file,
+            dir,
+            prefix,
+            jobs,
+            content_type,
+            consistency,
+        } => {
+            let headers = write_headers(content_type.as_deref(), consistency.as_deref())?;
+            if let Some(dir) = dir {
+                return bulk::put_dir(&api, &dir, prefix.as_deref(), &headers, jobs).await;
+            }
+            let key = key.ok_or_else(|| CliError::Usage("put needs a KEY (or --dir)".into()))?;
+            let bytes = match (value, file) {
+                (Some(v), None) => v.into_bytes(),
+                (None, Some(f)) => std::fs::read(&f)
+                    .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", f.display())))?,
+                _ => {
+                    return Err(CliError::Usage(
+                        "put needs exactly one of VALUE or --file".into(),
+                    ));
+                }
+            };
+            let reply = api.put(&key, bytes, &headers).await?;
+            output::line(format_args!(
+                "{key} = version {} on {}",
+                reply.version,
+                reply.applied_on.join(", ")
+            ))?;
+        }
+        Command::Get { key } => {
+            output::stdout(&api.get(&key).await?)?;
+        }
+        Command::Rm { key } => {
+            let reply = api.delete(&key).await?;
+            output::line(format_args!("{key} deleted at version {}", reply.version))?;
+        }
+        Command::Ls { prefix } => {
+            let spinner = if std::io::stderr().is_terminal() {
+                ProgressBar::new_spinner()
+            } else {
+                ProgressBar::hidden()
+            };
+            let mut cursor: Option<String> = None;
+            let mut count = 0u64;
+            loop {
+                let page = api.list(&prefix, cursor.as_deref()).await?;
+                let mut text = String::new();
+                for e in &page.entries {
+                    text.push_str(&format!("{}\t{}\t{}\n", e.key, e.size, e.version));
+                }
+                spinner.suspend(|| output::stdout(text.as_bytes()))?;
+                count += page.entries.len() as u64;
+                spinner.set_message(format!("{count} keys"));
+                match page.next_cursor {
+                    Some(c) if Some(&c) != cursor.as_ref() => cursor = Some(c),
+                    Some(c) => {
+                        return Err(CliError::Failed(format!(
+                            "the server returned the same cursor \"{c}\" twice; stopping"
+                        )));
+                    }
+                    None => break,
+                }
+            }
+            spinner.finish_and_clear();
+            output::note(format_args!("{count} keys"));
+        }
+        Command::Watch { prefix } => {
+            watch::watch(&cli.grpc, cli.token.as_deref(), prefix).await?;
+        }
+        Command::Health => {
+            let report = api.health().await?;
+            let text = serde_json::to_string_pretty(&report)
+                .map_err(|e| CliError::Failed(format!("cannot print the report: {e}")))?;
+            output::line(text)?;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::OutputClosed) => CliError::OutputClosed.exit_code(),
+        Err(e) => {
+            output::note(format_args!("mux: {e}"));
+            e.exit_code()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,83 @@
+//! `mux watch`: the gRPC `mux.v1.Store/Watch` stream, one line per event.
+
+use mux_proto::store_client::StoreClient;
+use mux_proto::{WatchRequest, change, watch_event};
+use tonic::Code;
+use tonic::metadata::MetadataValue;
+
+use crate::error::{CliError, chain};
+use crate::output;
+
+/// A gRPC status as the error a user expects.
+fn status_error(endpoint: &str, status: &tonic::Status) -> CliError {
+    let message = status.message();
+    match status.code() {
+        Code::Unauthenticated => CliError::Refused(format!(
+            "not authorised: {message} (pass a valid token with --token or MUX_TOKEN)"
+        )),
+        Code::PermissionDenied => CliError::Refused(format!(
+            "not authorised: {message} (the token does not allow this)"
+        )),
+        Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => {
+            CliError::Refused(message.to_owned())
+        }
+        code => CliError::Failed(format!(
+            "watch on {endpoint}: {code:?}: {message} (is --grpc a muxd gRPC endpoint?)"
+        )),
+    }
+}
+
+/// Prints `put|delete <key> <version>` and `config <reason>` lines until the server
+/// ends the stream (an error: a watcher expects to run until interrupted).
+pub async fn watch(endpoint: &str, token: Option<&str>, prefix: String) -> Result<(), CliError> {
+    if endpoint.starts_with("https://") {
+        return Err(CliError::Usage(format!(
+            "--grpc \"{endpoint}\": this mux build speaks gRPC over plain http:// only"
+        )));
+    }
+    let mut client = StoreClient::connect(endpoint.to_owned())
+        .await
+        .map_err(|e| {
+            CliError::Failed(format!(
+                "cannot reach the gRPC endpoint {endpoint}: {} (set --grpc or MUX_GRPC)",
+                chain(&e)
+            ))
+        })?;
+    let mut request = tonic::Request::new(WatchRequest { prefix });
+    if let Some(token) = token {
+        let value: MetadataValue<_> = format!("Bearer {token}").parse().map_err(|_| {
+            CliError::Usage(
+                "the token (--token or MUX_TOKEN) has characters a header cannot carry".into(),
+            )
+        })?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    let mut stream = client
+        .watch(request)
+        .await
+        .map_err(|s| status_error(endpoint, &s))?
+        .into_inner();
+    while let Some(event) = stream
+        .message()
+        .await
+        .map_err(|s| status_error(endpoint, &s))?
+    {
+        match event.event {
+            Some(watch_event::Event::Change(c)) => {
+                let op = match change::Op::try_from(c.op) {
+                    Ok(change::Op::Delete) => "delete",
+                    Ok(change::Op::Put) => "put",
+                    Err(_) => "unknown-op",
+                };
+                output::line(format_args!("{op}\t{}\t{}", c.key, c.version))?;
+            }
+            Some(watch_event::Event::Config(c)) => {
+                output::line(format_args!("config\t{}", c.reason))?;
+            }
+            None => {}
+        }
+    }
+    Err(CliError::Failed(format!(
+        "the server at {endpoint} ended the watch stream"
+    )))
+}
