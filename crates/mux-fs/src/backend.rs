@@ -136,8 +136,6 @@ impl FsBackend {
     }
 }
 
-/// Carries a mux error through `io::Result` plumbing.
-
 impl Inner {
     fn stripe(&self, key: &Key) -> std::sync::MutexGuard<'_, ()> {
         let mut h = std::collections::hash_map::DefaultHasher::new();

@@ -5,6 +5,7 @@ use std::io;
 
 use mux_core::Error;
 
+/// Carries a mux error through `io::Result` plumbing.
 #[derive(Debug)]
 pub(crate) struct MuxIo(Error);
 
