@@ -39,15 +39,21 @@ macro_rules! registry {
     ($( #[cfg(feature = $feature:literal)] $krate:ident ),* $(,)?) => {
         /// The kinds this build can open.
         pub fn enabled_kinds() -> Vec<&'static str> {
-            let mut kinds = vec!["memory"];
-            $( #[cfg(feature = $feature)] kinds.push($krate::KIND); )*
-            kinds
+            let kinds: &[Option<&'static str>] = &[
+                Some("memory"),
+                $(
+                    #[cfg(feature = $feature)]
+                    Some($krate::KIND),
+                )*
+            ];
+            kinds.iter().flatten().copied().collect()
         }
 
         async fn open_registered(
             spec: &BackendSpec,
             options: &DeferredOptions,
         ) -> Result<Arc<dyn Backend>> {
+            let _ = options; // unused when no store feature is on
             match spec.kind.as_str() {
                 "memory" => {
                     parse_fields::<MemoryConfig>(spec)?;
