@@ -1,6 +1,7 @@
 //! muxd starts while a Redis backend is unreachable (a closed port): the routes on the
 //! other stores serve, and `/readyz` answers 503 naming the route that cannot meet its
-//! write consistency.
+//! write consistency; once a Redis server comes up on that port (`redis-server`, started
+//! and killed by the test), the backend connects and `/readyz` answers 200.
 
 mod common;
 
@@ -91,7 +92,51 @@ max_backoff = 10
     // A write to the degraded route is refused as unavailable, not lost silently.
     let put = request(a, "PUT", "/v1/kv/cache/y", &[], b"2").await;
     assert_eq!(put.status, 503, "{}", String::from_utf8_lossy(&put.body));
+
+    // Redis comes up on that port: the backend connects and every route is ready.
+    let redis = RedisServer(
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is required for this test"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let ready = request(a, "GET", "/readyz", &[], b"").await;
+        if ready.status == 200 {
+            assert_eq!(ready.json()["ready"], true);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still not ready: {}",
+            String::from_utf8_lossy(&ready.body)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let put = request(a, "PUT", "/v1/kv/cache/z", &[], b"3").await;
+    assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
     server.shutdown(&mux).await;
+    drop(redis);
+}
+
+/// Kills the Redis server when the test ends, passed or not.
+struct RedisServer(std::process::Child);
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Configuration errors still stop the start, every one reported at once.
