@@ -33,6 +33,7 @@ mod backend;
 mod capability;
 pub mod codec;
 mod coordinator;
+pub mod deferred;
 mod error;
 mod key;
 mod memory;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use mux_core::{Error, ErrorKind, PutOutcome, Record, Result, Version};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::{Inner, map_err, pool_err};
+use crate::error::{map_err, pool_err};
+use crate::sql::Inner;
 
 type Job = (Record, oneshot::Sender<Result<PutOutcome>>);
 

@@ -14,7 +14,9 @@ use mux_core::{
 };
 use tokio_postgres::NoTls;
 
-use crate::{map_err, pool_err, redact, schema::check_table_name};
+use crate::config::redact;
+use crate::error::{map_err, pool_err};
+use crate::schema::check_table_name;
 
 /// The most owed entries one `pending` call claims.
 const CLAIM_BATCH: i64 = 10_000;
@@ -285,4 +287,117 @@ fn dead_from_row(row: tokio_postgres::Row) -> Result<DeadLetter> {
         attempts: row.get::<_, i32>(4) as u32,
         failed_at_ms: row.get::<_, i64>(5) as u64,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use mux_core::{IntentLog, Key, Record, Version};
+
+    fn url() -> String {
+        std::env::var("MUX_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    }
+
+    async fn log(prefix: &str, node: &str, lease: Duration) -> PostgresIntentLog {
+        PostgresIntentLog::connect(&url(), prefix, node, lease)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {} is required for this test: {e}", url()))
+    }
+
+    async fn reset(prefix: &str) {
+        let (client, conn) = tokio_postgres::connect(&url(), NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "DROP TABLE IF EXISTS {prefix}_intent_owed, {prefix}_intents, {prefix}_dead_letters"
+            ))
+            .await
+            .unwrap();
+    }
+
+    fn record(i: u32) -> Record {
+        Record::new(
+            Key::new(format!("k{i}")).unwrap(),
+            format!("v{i}"),
+            Version::new(1, i, 1),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_share_hints_and_take_over_a_dead_nodes_entries() {
+        let prefix = format!("mux_il_{}", std::process::id());
+        reset(&prefix).await;
+        let owed: Vec<Arc<str>> = vec![Arc::from("x"), Arc::from("y")];
+        // Node A appends; its fresh claims keep node B away.
+        let a = log(&prefix, "node-a", Duration::from_secs(60)).await;
+        let mut ids = Vec::new();
+        for i in 0..10 {
+            ids.push(a.append(&record(i), &owed).await.unwrap());
+        }
+        a.complete(ids[0], "x").await.unwrap();
+        a.complete(ids[0], "y").await.unwrap();
+        let b = log(&prefix, "node-b", Duration::from_secs(60)).await;
+        assert!(
+            b.pending().await.unwrap().is_empty(),
+            "A's entries are held by A"
+        );
+
+        // A dies; with a short lease, B takes over everything A left: 9 entries.
+        let b = log(&prefix, "node-b", Duration::ZERO).await;
+        let taken = b.pending().await.unwrap();
+        assert_eq!(taken.len(), 9);
+        assert_eq!(taken[0].owed, ["x", "y"]);
+        assert_eq!(taken[0].record, record(1));
+
+        // Two nodes claiming at once split the work: no entry is handed to both.
+        // (B's claims expire after the 200 ms lease; a fresh claim by C or D does not.)
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let c = log(&prefix, "node-c", Duration::from_millis(200)).await;
+        let d = log(&prefix, "node-d", Duration::from_millis(200)).await;
+        let (pc, pd) = tokio::join!(c.pending(), d.pending());
+        let (pc, pd) = (pc.unwrap(), pd.unwrap());
+        let mut seen: Vec<(u64, String)> = pc
+            .iter()
+            .chain(&pd)
+            .flat_map(|p| p.owed.iter().map(move |o| (p.id, o.clone())))
+            .collect();
+        let n = seen.len();
+        assert_eq!(
+            n, 18,
+            "the 9 entries B held, each owed to x and y, all taken over once"
+        );
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), n, "no (entry, backend) claimed twice");
+
+        // Dead letters: a move releases the owed part; take removes it.
+        for p in pc.iter().chain(&pd) {
+            for o in &p.owed {
+                a.complete(p.id, o).await.unwrap();
+            }
+        }
+        let e = a.append(&record(99), &owed[..1]).await.unwrap();
+        let dl = a
+            .dead_letter(e, "x", &record(99), "refused", 2)
+            .await
+            .unwrap();
+        let dead = a.dead_letters().await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(
+            (dead[0].id, dead[0].backend.as_str(), dead[0].attempts),
+            (dl, "x", 2)
+        );
+        assert_eq!(dead[0].record, record(99));
+        let zero = log(&prefix, "node-z", Duration::ZERO).await;
+        assert!(
+            zero.pending().await.unwrap().is_empty(),
+            "everything completed or dead-lettered"
+        );
+        assert!(a.take_dead_letter(dl).await.unwrap().is_some());
+        assert!(a.dead_letters().await.unwrap().is_empty());
+        reset(&prefix).await;
+    }
 }

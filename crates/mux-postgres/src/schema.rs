@@ -3,7 +3,7 @@
 use deadpool_postgres::Client;
 use mux_core::{Error, Result};
 
-use crate::map_err;
+use crate::error::map_err;
 
 /// The schema version this crate writes.
 pub const SCHEMA_VERSION: i32 = 1;

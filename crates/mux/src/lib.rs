@@ -17,9 +17,31 @@
 //! | `azure` | [`azure`](crate) | Azure Blob Storage |
 //!
 //! The default features compile no networked store.
+//!
+//! ## Opening stores from configuration
+//! [`open`] builds any compiled-in store from a [`BackendSpec`] (`name`, `kind` and the
+//! store's own fields, from TOML or code); see the [`registry`] module. A store that is
+//! unreachable at start opens as a [`Deferred`](deferred::Deferred) backend that
+//! connects in the background, so only configuration errors stop a start.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> mux::Result<()> {
+//! use mux::Backend;
+//!
+//! let spec: mux::BackendSpec = toml::from_str("name = \"cache\"\nkind = \"memory\"").unwrap();
+//! let store = mux::open(&spec).await?;
+//! assert_eq!(store.info().name.as_ref(), "cache");
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
 
 pub use mux_core::*;
+
+pub mod registry;
+
+pub use registry::{BackendSpec, KINDS, check_all, enabled_kinds, open, open_all, open_with};
 
 /// The local-directory backend (feature `fs`).
 #[cfg(feature = "fs")]

@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod grpc;
 pub mod openapi;
+pub mod readiness;
 mod rest;
 
 use std::net::SocketAddr;
@@ -21,7 +22,8 @@ use std::sync::{Arc, OnceLock, RwLock};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use mux::{Error, Mux, Result};
 
-pub use config::{BackendSpec, ServerConfig};
+pub use config::ServerConfig;
+pub use mux::BackendSpec;
 
 /// The process-wide Prometheus recorder (installed once, before any `Mux` is built, so
 /// the coordinator's metrics register with it).
@@ -150,18 +152,37 @@ impl AppState {
 
     async fn make_live(&self, config: ServerConfig) -> Result<Live> {
         let auth = verifier(&config)?;
+        // Every kind and field checked first, all problems at once; then the stores this
+        // config adds are opened together. A store that is unreachable now opens as a
+        // deferred backend (unavailable until it connects): only config errors fail.
+        mux::check_all(&config.backends)?;
         let mut opened = self.backends.lock().await;
+        let new: Vec<&BackendSpec> = config
+            .backends
+            .iter()
+            .filter(|spec| !opened.iter().any(|(s, _)| s == *spec))
+            .collect();
+        let results = futures_util::future::join_all(new.iter().map(|spec| mux::open(spec))).await;
+        let mut problems = Vec::new();
+        for (spec, result) in new.into_iter().zip(results) {
+            match result {
+                Ok(b) => opened.push((spec.clone(), b)),
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::invalid_input(format!(
+                "cannot open the backends:\n  - {}",
+                problems.join("\n  - ")
+            )));
+        }
         let mut builder = Mux::builder();
         for spec in &config.backends {
-            let backend = match opened.iter().find(|(s, _)| s == spec) {
-                Some((_, b)) => b.clone(),
-                None => {
-                    let b = spec.open().await?;
-                    opened.push((spec.clone(), b.clone()));
-                    b
-                }
-            };
-            builder = builder.backend(backend);
+            let (_, backend) = opened
+                .iter()
+                .find(|(s, _)| s == spec)
+                .expect("every backend was opened above");
+            builder = builder.backend(backend.clone());
         }
         if let Some(log) = &self.intent_log {
             builder = builder.intent_log(log.clone());

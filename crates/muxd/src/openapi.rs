@@ -79,7 +79,7 @@ pub struct ListReply {
         crate::rest::get_key,
         crate::rest::delete_key,
         crate::rest::list,
-        crate::rest::readyz,
+        crate::readiness::readyz,
         crate::rest::metrics,
         crate::rest::health_report,
         crate::rest::dead_letters,

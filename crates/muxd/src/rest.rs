@@ -103,7 +103,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(crate::readiness::readyz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(limit))
@@ -418,13 +418,6 @@ pub(crate) async fn list(
         "next_cursor": page.next_cursor.as_ref().map(Key::as_str),
     }))
     .into_response())
-}
-
-#[utoipa::path(get, path = "/readyz", responses((status = 200, description = "Every backend answers"), (status = 503, body = crate::openapi::ErrorBody)))]
-pub(crate) async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
-    use mux::Backend;
-    state.mux().as_backend().health().await?;
-    Ok("ready\n".into_response())
 }
 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]

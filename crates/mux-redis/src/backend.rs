@@ -1,0 +1,414 @@
+//! [`RedisBackend`]: the `Backend` implementation on Redis.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use mux_core::{
+    Backend, BackendInfo, Capability, Error, ErrorKind, Key, ListEntry, ListPage, ListRequest,
+    Metadata, Operation, PutOutcome, Record, Result, Version,
+};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{ErrorKind as RedisKind, ServerErrorKind, Value};
+
+use crate::config::{DEFAULT_MAX_VALUE_SIZE, RedisConfig, redact};
+use crate::error::{map_err, parse_err};
+
+/// Compare-and-set: write the record only if its version is higher than the stored one.
+/// KEYS: record hash, index. ARGV: version, tombstone, content type, has content type,
+/// tags, crc, value, key. Returns nil when applied, else the stored version.
+const PUT_SCRIPT: &str = r"
+local stored = redis.call('HGET', KEYS[1], 'v')
+if stored and stored >= ARGV[1] then return stored end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 't', ARGV[2], 'tags', ARGV[5], 'crc', ARGV[6], 'val', ARGV[7])
+if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'ct', ARGV[3]) else redis.call('HDEL', KEYS[1], 'ct') end
+redis.call('ZADD', KEYS[2], 0, ARGV[8])
+return false
+";
+
+/// Remove the record if its stored version is at most ARGV[1]. KEYS: hash, index.
+const PURGE_SCRIPT: &str = r"
+local stored = redis.call('HGET', KEYS[1], 'v')
+if stored and stored <= ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// A backend storing records in Redis.
+#[derive(Clone)]
+pub struct RedisBackend {
+    info: BackendInfo,
+    config: RedisConfig,
+    conn: ConnectionManager,
+    put: redis::Script,
+    purge: redis::Script,
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("name", &self.info.name)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl RedisBackend {
+    /// The capability of a Redis backend. Not `durable`: whether Redis keeps data across
+    /// a restart depends on its persistence settings (RDB/AOF), which mux cannot see.
+    pub const CAPABILITY: Capability = Capability {
+        list: true,
+        batch: true,
+        atomic_conditional_write: true,
+        history: false,
+        tags: true,
+        content_type: true,
+        purge: true,
+        durable: false,
+        max_value_size: Some(DEFAULT_MAX_VALUE_SIZE),
+    };
+
+    /// Connects (one multiplexed connection; it reconnects by itself after failures).
+    pub async fn connect(name: impl AsRef<str>, config: RedisConfig) -> Result<RedisBackend> {
+        let name = name.as_ref();
+        let tag = |e: Error| e.with_backend(name).with_operation(Operation::Open);
+        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
+            tag(Error::invalid_input(format!(
+                "invalid Redis URL {}: {e}",
+                redact(&config.url)
+            )))
+        })?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connection_timeout))
+            .set_response_timeout(Some(config.response_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client, manager_config)
+            .await
+            .map_err(|e| {
+                tag(map_err(e).context(format!("cannot connect to {}", redact(&config.url))))
+            })?;
+        Ok(RedisBackend {
+            info: BackendInfo::new(name, "redis", Self::CAPABILITY),
+            config,
+            conn,
+            put: redis::Script::new(PUT_SCRIPT),
+            purge: redis::Script::new(PURGE_SCRIPT),
+        })
+    }
+
+    fn record_key(&self, key: &str) -> String {
+        format!("{}:r:{key}", self.config.namespace)
+    }
+
+    fn index_key(&self) -> String {
+        format!("{}:idx", self.config.namespace)
+    }
+
+    fn tag(&self, op: Operation) -> impl Fn(Error) -> Error + '_ {
+        move |e| e.with_backend(&self.info.name).with_operation(op)
+    }
+
+    /// `EVALSHA` of the compare-and-set script for one record.
+    fn put_cmd(&self, record: &Record) -> redis::Cmd {
+        let meta = record.meta();
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.put.get_hash())
+            .arg(2)
+            .arg(self.record_key(record.key().as_str()))
+            .arg(self.index_key())
+            .arg(meta.version.to_string())
+            .arg(if meta.tombstone { "1" } else { "0" })
+            .arg(meta.content_type.as_deref().unwrap_or(""))
+            .arg(if meta.content_type.is_some() {
+                "1"
+            } else {
+                "0"
+            })
+            .arg(serde_json::to_string(&meta.tags).expect("tags serialise"))
+            .arg(meta.checksum.to_string())
+            .arg(record.value().as_ref())
+            .arg(record.key().as_str());
+        cmd
+    }
+
+    /// Runs the compare-and-set script for each record in one pipeline (one round
+    /// trip). After a server restart the script cache is empty: load it and retry.
+    async fn run_puts(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
+        let mut conn = self.conn.clone();
+        let build = || {
+            let mut pipe = redis::pipe();
+            for r in records {
+                pipe.add_command(self.put_cmd(r));
+            }
+            pipe
+        };
+        let replies: Vec<Option<String>> = match build().query_async(&mut conn).await {
+            Ok(r) => r,
+            Err(e) if e.kind() == RedisKind::Server(ServerErrorKind::NoScript) => {
+                self.put.load_async(&mut conn).await.map_err(map_err)?;
+                build().query_async(&mut conn).await.map_err(map_err)?
+            }
+            Err(e) => return Err(map_err(e)),
+        };
+        replies.into_iter().map(Self::outcome).collect()
+    }
+
+    fn outcome(reply: Option<String>) -> Result<PutOutcome> {
+        match reply {
+            None => Ok(PutOutcome::Applied),
+            Some(v) => Ok(PutOutcome::Superseded {
+                stored: v.parse().map_err(|e: Error| {
+                    Error::new(
+                        ErrorKind::Corrupt,
+                        format!("stored version is invalid: {}", e.message()),
+                    )
+                })?,
+            }),
+        }
+    }
+
+    fn decode(key: Key, fields: BTreeMap<String, Vec<u8>>) -> Result<Record> {
+        let text = |name: &str| -> Result<String> {
+            let raw = fields.get(name).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Corrupt,
+                    format!("record {key} has no field '{name}'"),
+                )
+            })?;
+            String::from_utf8(raw.clone()).map_err(|_| {
+                Error::new(
+                    ErrorKind::Corrupt,
+                    format!("record {key}: field '{name}' is not UTF-8"),
+                )
+            })
+        };
+        let corrupt =
+            |what: &str| Error::new(ErrorKind::Corrupt, format!("record {key}: invalid {what}"));
+        let meta = Metadata {
+            version: text("v")?.parse().map_err(|_| corrupt("version"))?,
+            tombstone: text("t")? == "1",
+            content_type: match fields.get("ct") {
+                Some(_) => Some(text("ct")?),
+                None => None,
+            },
+            tags: serde_json::from_str(&text("tags")?).map_err(|_| corrupt("tags"))?,
+            checksum: text("crc")?.parse().map_err(|_| corrupt("checksum"))?,
+        };
+        let value = Bytes::from(fields.get("val").cloned().unwrap_or_default());
+        Record::from_parts(key, value, meta)
+    }
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+    fn info(&self) -> &BackendInfo {
+        &self.info
+    }
+
+    async fn put(&self, record: &Record) -> Result<PutOutcome> {
+        self.info.check_value_size(record, Operation::Put)?;
+        let outcomes = self
+            .run_puts(std::slice::from_ref(record))
+            .await
+            .map_err(self.tag(Operation::Put))?;
+        Ok(outcomes[0])
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Record>> {
+        let mut conn = self.conn.clone();
+        let fields: BTreeMap<String, Vec<u8>> = redis::cmd("HGETALL")
+            .arg(self.record_key(key.as_str()))
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.tag(Operation::Get)(map_err(e)))?;
+        if fields.is_empty() {
+            return Ok(None);
+        }
+        Self::decode(key.clone(), fields)
+            .map(Some)
+            .map_err(self.tag(Operation::Get))
+    }
+
+    async fn list(&self, request: &ListRequest) -> Result<ListPage> {
+        let tag = self.tag(Operation::List);
+        let limit = request.effective_limit().map_err(&tag)?;
+        let mut conn = self.conn.clone();
+        let base = request.prefix.scan_start();
+        let mut start = match &request.cursor {
+            Some(c) if c.as_str() >= base => format!("({c}"),
+            _ => format!("[{base}"),
+        };
+        // Every key under the prefix starts with `base`, so it sorts before `scan_end`.
+        let end = match request.prefix.scan_end() {
+            Some(end) => format!("({end}"),
+            None => "+".to_owned(),
+        };
+        let mut keys: Vec<Key> = Vec::new();
+        let mut more = false;
+        'scan: loop {
+            let batch: Vec<String> = redis::cmd("ZRANGEBYLEX")
+                .arg(self.index_key())
+                .arg(&start)
+                .arg(&end)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit + 1)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| tag(map_err(e)))?;
+            let exhausted = batch.len() <= limit;
+            for k in &batch {
+                if !request.wants(k) {
+                    continue;
+                }
+                if keys.len() == limit {
+                    more = true;
+                    break 'scan;
+                }
+                keys.push(
+                    Key::new(k)
+                        .map_err(|e| tag(Error::new(ErrorKind::Corrupt, e.message().to_owned())))?,
+                );
+            }
+            match batch.last() {
+                Some(last) if !exhausted => start = format!("({last}"),
+                _ => break,
+            }
+        }
+        // Fetch the metadata (not the values) of the page in one pipeline.
+        let mut pipe = redis::pipe();
+        for k in &keys {
+            pipe.cmd("HMGET")
+                .arg(self.record_key(k.as_str()))
+                .arg(&["v", "t", "ct", "tags", "crc"])
+                .cmd("HSTRLEN")
+                .arg(self.record_key(k.as_str()))
+                .arg("val");
+        }
+        let replies: Vec<Value> = if keys.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut conn)
+                .await
+                .map_err(|e| tag(map_err(e)))?
+        };
+        let mut page = ListPage::default();
+        for (k, pair) in keys.into_iter().zip(replies.chunks(2)) {
+            let fields: Vec<Option<Vec<u8>>> =
+                redis::from_redis_value(pair[0].clone()).map_err(|e| tag(parse_err(e)))?;
+            if fields[0].is_none() {
+                continue; // purged since the index was read
+            }
+            let size: u64 =
+                redis::from_redis_value(pair[1].clone()).map_err(|e| tag(parse_err(e)))?;
+            let mut map = BTreeMap::new();
+            for (name, v) in ["v", "t", "ct", "tags", "crc"].iter().zip(fields) {
+                if let Some(v) = v {
+                    map.insert((*name).to_owned(), v);
+                }
+            }
+            let meta = {
+                // Decode the metadata alone (the value is not fetched for listings).
+                let text = |n: &str| map.get(n).map(|v| String::from_utf8_lossy(v).into_owned());
+                Metadata {
+                    version: text("v")
+                        .unwrap_or_default()
+                        .parse::<Version>()
+                        .map_err(&tag)?,
+                    tombstone: text("t").as_deref() == Some("1"),
+                    content_type: text("ct"),
+                    tags: serde_json::from_str(&text("tags").unwrap_or_else(|| "{}".into()))
+                        .map_err(|_| {
+                            tag(Error::new(
+                                ErrorKind::Corrupt,
+                                format!("record {k}: invalid tags"),
+                            ))
+                        })?,
+                    checksum: text("crc").unwrap_or_default().parse().map_err(|_| {
+                        tag(Error::new(
+                            ErrorKind::Corrupt,
+                            format!("record {k}: invalid checksum"),
+                        ))
+                    })?,
+                }
+            };
+            page.entries.push(ListEntry { key: k, meta, size });
+        }
+        if more {
+            page.next_cursor = page.entries.last().map(|e| e.key.clone());
+        }
+        Ok(page)
+    }
+
+    async fn delete(&self, key: &Key, version: Version) -> Result<PutOutcome> {
+        let outcomes = self
+            .run_puts(&[Record::tombstone(key.clone(), version)])
+            .await
+            .map_err(self.tag(Operation::Delete))?;
+        Ok(outcomes[0])
+    }
+
+    /// One pipeline of `EVALSHA` calls: one round trip for the whole batch.
+    async fn put_batch(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
+        for r in records {
+            self.info.check_value_size(r, Operation::PutBatch)?;
+        }
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.run_puts(records)
+            .await
+            .map_err(self.tag(Operation::PutBatch))
+    }
+
+    async fn purge(&self, key: &Key, up_to: Version) -> Result<bool> {
+        let mut conn = self.conn.clone();
+        let removed: i64 = self
+            .purge
+            .key(self.record_key(key.as_str()))
+            .key(self.index_key())
+            .arg(up_to.to_string())
+            .arg(key.as_str())
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.tag(Operation::Purge)(map_err(e)))?;
+        Ok(removed == 1)
+    }
+
+    async fn health(&self) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.tag(Operation::Health)(map_err(e)))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The conformance suite against the Redis at `MUX_REDIS_URL` (default
+    /// `redis://127.0.0.1:6379`). Fails when it cannot connect: Redis is a required
+    /// backend (`cargo xtask services up` starts one).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn passes_the_conformance_suite() {
+        let url =
+            std::env::var("MUX_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let backend =
+            RedisBackend::connect("redis", RedisConfig::new(&url).with_namespace("mux-test"))
+                .await
+                .unwrap_or_else(|e| panic!("Redis at {url} is required for this test: {e}"));
+        let report = mux_conformance::run(std::sync::Arc::new(backend)).await;
+        println!("{report}");
+        assert!(report.all_passed(), "{report}");
+        assert_eq!(report.skipped(), 0, "{report}");
+    }
+}

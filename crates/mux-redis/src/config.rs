@@ -1,0 +1,139 @@
+//! [`RedisConfig`]: how to reach Redis and where to keep records.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The default largest value, in bytes (64 MiB; Redis allows 512 MiB).
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 64 << 20;
+
+/// How to reach Redis. In TOML (only `url` is required):
+///
+/// ```toml
+/// [[backends]]
+/// name = "cache-eu"
+/// kind = "redis"
+/// url = "redis://:secret@redis.example:6379/0"   # rediss:// for TLS
+/// namespace = "mux"
+/// response_timeout_ms = 5000
+/// connection_timeout_ms = 2000
+/// ```
+///
+/// `Debug` shows the URL with its password replaced by `***`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port/db`.
+    pub url: String,
+    /// Prefix of every Redis key mux writes (`<namespace>:r:…`, `<namespace>:idx`).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// How long to wait for a response before the call fails as a timeout.
+    #[serde(
+        rename = "response_timeout_ms",
+        default = "default_response_timeout",
+        deserialize_with = "millis"
+    )]
+    pub response_timeout: Duration,
+    /// How long to wait for a connection to be established.
+    #[serde(
+        rename = "connection_timeout_ms",
+        default = "default_connection_timeout",
+        deserialize_with = "millis"
+    )]
+    pub connection_timeout: Duration,
+}
+
+fn default_namespace() -> String {
+    "mux".into()
+}
+
+fn default_response_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_connection_timeout() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    Ok(Duration::from_millis(u64::deserialize(d)?))
+}
+
+impl RedisConfig {
+    /// A config for `url` with namespace `mux`.
+    pub fn new(url: impl Into<String>) -> RedisConfig {
+        RedisConfig {
+            url: url.into(),
+            namespace: default_namespace(),
+            response_timeout: default_response_timeout(),
+            connection_timeout: default_connection_timeout(),
+        }
+    }
+
+    /// Sets the namespace.
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> RedisConfig {
+        self.namespace = namespace.into();
+        self
+    }
+}
+
+/// The URL with any password replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact(&self.url))
+            .field("namespace", &self.namespace)
+            .field("response_timeout", &self.response_timeout)
+            .field("connection_timeout", &self.connection_timeout)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_password() {
+        let c = RedisConfig::new("redis://app:s3cret@127.0.0.1:6379/0");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("redis://app:***@127.0.0.1:6379/0"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn deserializes_from_toml_with_defaults() {
+        let c: RedisConfig = toml::from_str(r#"url = "redis://127.0.0.1""#).unwrap();
+        assert_eq!(c.namespace, "mux");
+        assert_eq!(c.response_timeout, Duration::from_secs(5));
+        let c: RedisConfig = toml::from_str(
+            "url = \"redis://127.0.0.1\"\nnamespace = \"n\"\nresponse_timeout_ms = 250",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.namespace.as_str(), c.response_timeout),
+            ("n", Duration::from_millis(250))
+        );
+        let e = toml::from_str::<RedisConfig>("url = \"x\"\nnamspace = \"n\"").unwrap_err();
+        assert!(e.to_string().contains("unknown field `namspace`"), "{e}");
+    }
+}
