@@ -53,7 +53,7 @@ impl GrpcStore {
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(crate::auth::bearer_token)
             .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <token>"))?;
         let identity = verifier.verify(token).map_err(|d| match d {
             Denied::Unauthenticated(m) => Status::unauthenticated(m),

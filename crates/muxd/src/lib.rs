@@ -9,6 +9,7 @@
 //! `DELETE /v1/admin/dead-letters/{id}`.
 #![deny(missing_docs)]
 
+mod admin;
 pub mod auth;
 pub mod config;
 pub mod grpc;

@@ -15,7 +15,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::AppState;
-use crate::auth::{Denied, Identity, Scope};
+use crate::admin;
+use crate::auth::{Denied, Identity, Principal, Scope};
 
 /// The caller, as the auth middleware found it (`None` with auth off).
 type Caller = axum::Extension<Option<Identity>>;
@@ -25,26 +26,44 @@ async fn authenticate(
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let identity = match &state.live().auth {
-        None => None,
+    let principal = match &state.live().auth {
+        None => Principal::Local,
         Some(verifier) => {
             let token = request
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
+                .and_then(crate::auth::bearer_token);
             let Some(token) = token else {
                 return denied(Denied::Unauthenticated(
                     "missing Authorization: Bearer <token>".into(),
                 ));
             };
-            match verifier.verify(token) {
-                Ok(identity) => Some(identity),
+            match verifier.authenticate(token) {
+                Ok(principal) => principal,
                 Err(d) => return denied(d),
             }
         }
     };
-    request.extensions_mut().insert(identity);
+    // Handlers outside the admin API see the tenant (`None` with auth off); an operator
+    // token names no tenant, so it reaches only the admin API.
+    match &principal {
+        Principal::Local => {
+            request.extensions_mut().insert(None::<Identity>);
+        }
+        Principal::Tenant(identity) => {
+            request.extensions_mut().insert(Some(identity.clone()));
+        }
+        Principal::Operator { .. } if !request.uri().path().starts_with(admin::PREFIX) => {
+            return denied(Denied::Forbidden(format!(
+                "an operator token names no tenant and is accepted only under {}; \
+                 use a tenant token here",
+                admin::PREFIX
+            )));
+        }
+        Principal::Operator { .. } => {}
+    }
+    request.extensions_mut().insert(principal);
     next.run(request).await
 }
 
@@ -88,14 +107,17 @@ pub(crate) fn router(state: AppState) -> Router {
             "/v1/kv/{*key}",
             get(get_key).put(put_key).delete(delete_key),
         )
-        .route("/v1/admin/health", get(health_report))
-        .route("/v1/admin/dead-letters", get(dead_letters))
+        .route("/v1/admin/health", get(admin::health_report))
+        .route("/v1/admin/dead-letters", get(admin::dead_letters))
         .route(
             "/v1/admin/dead-letters/{id}/replay",
-            post(replay_dead_letter),
+            post(admin::replay_dead_letter),
         )
-        .route("/v1/admin/dead-letters/{id}", delete(discard_dead_letter))
-        .route("/v1/admin/reload", post(reload))
+        .route(
+            "/v1/admin/dead-letters/{id}",
+            delete(admin::discard_dead_letter),
+        )
+        .route("/v1/admin/reload", post(admin::reload))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
@@ -442,90 +464,6 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-#[utoipa::path(get, path = "/v1/admin/health", responses((status = 200, description = "One health report per backend")))]
-pub(crate) async fn health_report(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<Response, ApiError> {
-    require(&caller, Scope::Admin)?;
-    Ok(axum::Json(state.mux().health_report().await?).into_response())
-}
-
-#[utoipa::path(get, path = "/v1/admin/dead-letters", responses((status = 200, description = "The dead-letter queue")))]
-pub(crate) async fn dead_letters(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<Response, ApiError> {
-    require(&caller, Scope::Admin)?;
-    let dead: Vec<serde_json::Value> = state
-        .mux()
-        .dead_letters()
-        .await?
-        .iter()
-        .map(|d| {
-            json!({
-                "id": d.id, "backend": d.backend, "key": d.record.key().as_str(),
-                "version": d.record.version().to_string(), "error": d.error,
-                "attempts": d.attempts, "failed_at_ms": d.failed_at_ms,
-            })
-        })
-        .collect();
-    Ok(axum::Json(json!({ "dead_letters": dead })).into_response())
-}
-
-#[utoipa::path(post, path = "/v1/admin/dead-letters/{id}/replay", params(("id" = u64, Path)),
-    responses((status = 200, description = "Handed to its backend again"), (status = 404, body = crate::openapi::ErrorBody)))]
-pub(crate) async fn replay_dead_letter(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<u64>,
-) -> Result<Response, ApiError> {
-    require(&caller, Scope::Admin)?;
-    if state.mux().replay_dead_letter(id).await? {
-        Ok(axum::Json(json!({"replayed": id})).into_response())
-    } else {
-        Err(ApiError(mux::Error::new(
-            ErrorKind::NotFound,
-            format!("no dead letter {id}"),
-        )))
-    }
-}
-
-#[utoipa::path(delete, path = "/v1/admin/dead-letters/{id}", params(("id" = u64, Path)),
-    responses((status = 200, description = "Discarded"), (status = 404, body = crate::openapi::ErrorBody)))]
-pub(crate) async fn discard_dead_letter(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<u64>,
-) -> Result<Response, ApiError> {
-    require(&caller, Scope::Admin)?;
-    if state.mux().discard_dead_letter(id).await? {
-        Ok(axum::Json(json!({"discarded": id})).into_response())
-    } else {
-        Err(ApiError(mux::Error::new(
-            ErrorKind::NotFound,
-            format!("no dead letter {id}"),
-        )))
-    }
-}
-
-/// `POST /v1/admin/reload` with a TOML configuration as the body: validated and swapped
-/// in atomically; an invalid one is refused with its errors and the old one keeps serving.
-#[utoipa::path(post, path = "/v1/admin/reload", request_body(content = String, content_type = "application/toml"),
-    responses((status = 200, description = "Swapped in"), (status = 400, body = crate::openapi::ErrorBody)))]
-pub(crate) async fn reload(
-    State(state): State<AppState>,
-    caller: Caller,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    require(&caller, Scope::Admin)?;
-    let text =
-        std::str::from_utf8(&body).map_err(|_| bad("the configuration is not UTF-8".into()))?;
-    let config = crate::ServerConfig::from_toml(text)?;
-    state.reload(config).await?;
-    Ok(axum::Json(json!({"reloaded": true})).into_response())
 }
 
 async fn openapi() -> Response {

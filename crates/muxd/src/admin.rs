@@ -1,0 +1,227 @@
+//! The `/v1/admin/*` handlers. What affects every tenant — reload, health internals,
+//! every tenant's dead letters — needs an operator (an `[auth.operator]` token, or auth
+//! off on loopback). A tenant token with the `admin` scope reaches only its own
+//! namespace: its own dead letters, under its own key names; another tenant's dead
+//! letter answers 404, as if absent.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use mux::{DeadLetter, ErrorKind, Key, TENANTS_ROOT, Tenant};
+use serde_json::json;
+
+use crate::AppState;
+use crate::auth::{Denied, Principal, Scope};
+use crate::rest::ApiError;
+
+/// The path prefix of the admin API: the only paths an operator token is accepted on
+/// (an operator names no tenant, so it has no keys to read or write).
+pub(crate) const PREFIX: &str = "/v1/admin/";
+
+/// The caller, as the auth middleware found it.
+type Who = axum::Extension<Principal>;
+
+/// Refuses everyone but an operator, saying what to use or configure instead.
+fn operator_only(state: &AppState, who: &Principal, what: &str) -> Result<(), ApiError> {
+    let Principal::Tenant(id) = who else {
+        return Ok(());
+    };
+    let has_operator = state.live().auth.as_ref().is_some_and(|v| v.has_operator());
+    let message = if has_operator {
+        format!(
+            "{what} affects every tenant and needs an operator token (signed with the \
+             [auth.operator] key, for its audience); tenant {}'s token cannot, whatever its \
+             scopes — a tenant's admin scope covers only its own dead letters",
+            id.tenant
+        )
+    } else {
+        format!(
+            "{what} affects every tenant and needs an operator token, but no operator is \
+             configured: add an [auth.operator] section (algorithm, its own secret, \
+             public_key_pem or jwks, and audience), or reload with SIGHUP on the host"
+        )
+    };
+    Err(ApiError::Denied(Denied::Forbidden(message)))
+}
+
+/// Whose dead letters a caller may see and act on.
+enum Reach {
+    /// An operator: every tenant's, under their stored keys.
+    All,
+    /// A tenant with the `admin` scope: its own, under its own key names.
+    Tenant(Tenant),
+}
+
+fn dead_letter_reach(who: &Principal) -> Result<Reach, ApiError> {
+    match who {
+        Principal::Local | Principal::Operator { .. } => Ok(Reach::All),
+        Principal::Tenant(id) if id.scopes.contains(&Scope::Admin) => {
+            Ok(Reach::Tenant(id.tenant.clone()))
+        }
+        Principal::Tenant(id) => Err(ApiError::Denied(Denied::Forbidden(format!(
+            "tenant {} lacks the admin scope",
+            id.tenant
+        )))),
+    }
+}
+
+/// The tenant whose namespace holds a stored key, if any.
+fn tenant_of(stored: &Key) -> Option<&str> {
+    let rest = stored
+        .as_str()
+        .strip_prefix(TENANTS_ROOT)?
+        .strip_prefix('/')?;
+    rest.split_once('/').map(|(tenant, _)| tenant)
+}
+
+/// A dead letter as `reach` may see it, `None` when it is another tenant's.
+fn visible(reach: &Reach, d: &DeadLetter) -> Option<serde_json::Value> {
+    let stored = d.record.key();
+    let (tenant, key, error) = match reach {
+        Reach::All => (
+            tenant_of(stored).map(str::to_owned),
+            stored.clone(),
+            d.error.clone(),
+        ),
+        Reach::Tenant(t) => (
+            Some(t.as_str().to_owned()),
+            t.logical_key(stored)?,
+            t.scrub(&d.error),
+        ),
+    };
+    Some(json!({
+        "id": d.id, "tenant": tenant, "backend": d.backend, "key": key.as_str(),
+        "version": d.record.version().to_string(), "error": error,
+        "attempts": d.attempts, "failed_at_ms": d.failed_at_ms,
+    }))
+}
+
+fn no_dead_letter(id: u64) -> ApiError {
+    ApiError::Mux(mux::Error::new(
+        ErrorKind::NotFound,
+        format!("no dead letter {id}"),
+    ))
+}
+
+/// Refuses (as absent) a dead letter that is not within the caller's reach.
+async fn within_reach(state: &AppState, reach: &Reach, id: u64) -> Result<(), ApiError> {
+    let Reach::Tenant(t) = reach else {
+        return Ok(());
+    };
+    let mine = state
+        .mux()
+        .dead_letters()
+        .await?
+        .iter()
+        .any(|d| d.id == id && t.logical_key(d.record.key()).is_some());
+    if mine {
+        Ok(())
+    } else {
+        Err(no_dead_letter(id))
+    }
+}
+
+#[utoipa::path(get, path = "/v1/admin/health",
+    responses((status = 200, description = "One health report per backend (operators only)"),
+              (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn health_report(
+    State(state): State<AppState>,
+    who: Who,
+) -> Result<Response, ApiError> {
+    operator_only(&state, &who, "GET /v1/admin/health")?;
+    Ok(axum::Json(state.mux().health_report().await?).into_response())
+}
+
+#[utoipa::path(get, path = "/v1/admin/dead-letters",
+    responses((status = 200, description = "The dead-letter queue: every tenant's for an operator, \
+               the caller's own (under its own key names) for a tenant with the admin scope"),
+              (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn dead_letters(
+    State(state): State<AppState>,
+    who: Who,
+) -> Result<Response, ApiError> {
+    let reach = dead_letter_reach(&who)?;
+    let dead: Vec<serde_json::Value> = state
+        .mux()
+        .dead_letters()
+        .await?
+        .iter()
+        .filter_map(|d| visible(&reach, d))
+        .collect();
+    Ok(axum::Json(json!({ "dead_letters": dead })).into_response())
+}
+
+#[utoipa::path(post, path = "/v1/admin/dead-letters/{id}/replay", params(("id" = u64, Path)),
+    responses((status = 200, description = "Handed to its backend again"),
+              (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody),
+              (status = 404, body = crate::openapi::ErrorBody, description = "No such dead letter within the caller's reach")))]
+pub(crate) async fn replay_dead_letter(
+    State(state): State<AppState>,
+    who: Who,
+    Path(id): Path<u64>,
+) -> Result<Response, ApiError> {
+    let reach = dead_letter_reach(&who)?;
+    within_reach(&state, &reach, id).await?;
+    if state.mux().replay_dead_letter(id).await? {
+        Ok(axum::Json(json!({"replayed": id})).into_response())
+    } else {
+        Err(no_dead_letter(id))
+    }
+}
+
+#[utoipa::path(delete, path = "/v1/admin/dead-letters/{id}", params(("id" = u64, Path)),
+    responses((status = 200, description = "Discarded"),
+              (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody),
+              (status = 404, body = crate::openapi::ErrorBody, description = "No such dead letter within the caller's reach")))]
+pub(crate) async fn discard_dead_letter(
+    State(state): State<AppState>,
+    who: Who,
+    Path(id): Path<u64>,
+) -> Result<Response, ApiError> {
+    let reach = dead_letter_reach(&who)?;
+    within_reach(&state, &reach, id).await?;
+    if state.mux().discard_dead_letter(id).await? {
+        Ok(axum::Json(json!({"discarded": id})).into_response())
+    } else {
+        Err(no_dead_letter(id))
+    }
+}
+
+/// `POST /v1/admin/reload` with a TOML configuration as the body (operators only):
+/// validated and swapped in atomically; an invalid one is refused with its errors and
+/// the old one keeps serving.
+#[utoipa::path(post, path = "/v1/admin/reload", request_body(content = String, content_type = "application/toml"),
+    responses((status = 200, description = "Swapped in"), (status = 400, body = crate::openapi::ErrorBody),
+              (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
+pub(crate) async fn reload(
+    State(state): State<AppState>,
+    who: Who,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    operator_only(&state, &who, "POST /v1/admin/reload")?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::Mux(mux::Error::invalid_input("the configuration is not UTF-8")))?;
+    let config = crate::ServerConfig::from_toml(text)?;
+    state.reload(config).await?;
+    if let Principal::Operator { subject } = &*who {
+        tracing::info!(
+            operator = subject.as_deref().unwrap_or("-"),
+            "configuration reloaded over REST"
+        );
+    }
+    Ok(axum::Json(json!({"reloaded": true})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tenant_of_a_stored_key() {
+        let key = |k: &str| Key::new(k).unwrap();
+        assert_eq!(tenant_of(&key("tenants/acme/a/b")), Some("acme"));
+        assert_eq!(tenant_of(&key("tenants/acme")), None);
+        assert_eq!(tenant_of(&key("tenantsx/acme/a")), None);
+        assert_eq!(tenant_of(&key("plain/key")), None);
+    }
+}
