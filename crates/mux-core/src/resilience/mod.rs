@@ -9,5 +9,5 @@ mod retry;
 pub use breaker::{BreakerConfig, CircuitBreaker, CircuitState};
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadPermit};
 pub use intent::{DeadLetter, IntentLog, IntentLogStats, MemoryIntentLog, PendingIntent, now_ms};
-pub use retry::{Jitter, RetryPolicy};
 pub(crate) use retry::millis;
+pub use retry::{Jitter, RetryPolicy};
