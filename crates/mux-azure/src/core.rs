@@ -18,7 +18,7 @@ use crate::client::Clients;
 use crate::config::AzureConfig;
 use crate::error::{is_blob_missing, is_condition_failure, map_err, status};
 use crate::layout::decode_meta;
-use crate::listing::MarkerCache;
+use crate::markers::MarkerCache;
 use crate::redact::Redacted;
 
 /// How often a read restarts when the blob changes under a ranged download.

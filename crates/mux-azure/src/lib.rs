@@ -66,7 +66,7 @@
 //! ## Source layout
 //! `config.rs` (the config; its tests in `config_tests.rs`), `backend.rs` (connecting,
 //! the `Backend` methods), `core.rs` (clients, blob clients, properties, downloads),
-//! `write.rs` (the conditional store under [`mux_object`]), `listing.rs`,
+//! `write.rs` (the conditional store under [`mux_object`]), `listing.rs`, `markers.rs`,
 //! `blob_name.rs` (escaping), `layout.rs` (blob metadata), `client.rs` (building the SDK
 //! clients), `credential.rs`, `connection_string.rs` (connection strings, SAS URLs),
 //! `sas.rs` (account SAS signing), `identity.rs` (the Entra ID chain), `redact.rs`
@@ -84,6 +84,7 @@ mod error;
 mod identity;
 mod layout;
 mod listing;
+mod markers;
 mod redact;
 mod sas;
 mod write;

@@ -3,8 +3,6 @@
 //! cursor was handed out, else at the service's `startFrom`, else by paging from the
 //! start of the prefix.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
 use azure_storage_blob::models::{
@@ -169,34 +167,6 @@ impl AzureCore {
             Some(page) => page?.into_model(),
             None => Ok(ListBlobsResponse::default()),
         }
-    }
-}
-
-/// The List Blobs markers of the last cursors `list` handed out, so that the next page
-/// resumes where the previous one stopped instead of paging from the prefix's start.
-#[derive(Default)]
-pub(crate) struct MarkerCache(Mutex<VecDeque<(String, String, Option<String>)>>);
-
-impl MarkerCache {
-    /// How many cursors are remembered (a few concurrent listings each).
-    const CAPACITY: usize = 64;
-
-    /// Remembers where the page after `cursor` starts (`None`: at the beginning).
-    fn remember(&self, service_prefix: &str, cursor: &str, marker: Option<String>) {
-        let mut entries = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() == Self::CAPACITY {
-            entries.pop_front();
-        }
-        entries.push_back((service_prefix.to_owned(), cursor.to_owned(), marker));
-    }
-
-    fn recall(&self, service_prefix: &str, cursor: &str) -> Option<Option<String>> {
-        let entries = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        entries
-            .iter()
-            .rev()
-            .find(|(p, c, _)| p == service_prefix && c == cursor)
-            .map(|(_, _, m)| m.clone())
     }
 }
 
