@@ -1,9 +1,9 @@
 //! Mapping Azure SDK errors to mux errors.
 
-use std::fmt;
-
 use azure_core::error::ErrorKind as AzureKind;
 use mux_core::{Error, ErrorKind};
+
+use crate::redact::Redacted;
 
 /// The HTTP status of a service error.
 pub(crate) fn status(e: &azure_core::Error) -> Option<u16> {
@@ -54,50 +54,6 @@ fn timed_out(e: &azure_core::Error) -> bool {
     }
     false
 }
-
-/// The text of an error and of its causes with every SAS signature blanked
-/// ([`crate::config::redact_sas`]), standing in for an SDK error as the source of a mux
-/// error.
-///
-/// The SDK's errors cannot be kept as they are: a connection or I/O error wraps a
-/// `reqwest::Error` whose `Display` names the request URL, query included, and with an
-/// account key or a SAS that query holds a valid signature. mux's `Error` prints its
-/// whole source chain, so the chain is flattened here into sanitised text, and this error
-/// has no source of its own.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Redacted(String);
-
-impl Redacted {
-    /// The sanitised text of `e` and its causes, `": "`-separated; a cause whose text
-    /// repeats the previous one (the SDK's error displays as its inner error) is shown
-    /// once.
-    pub(crate) fn of(e: &(dyn std::error::Error + 'static)) -> Redacted {
-        let mut parts: Vec<String> = Vec::new();
-        let mut current = Some(e);
-        while let Some(err) = current {
-            let text = err.to_string();
-            if !text.is_empty() && parts.last() != Some(&text) {
-                parts.push(text);
-            }
-            current = err.source();
-        }
-        Redacted(crate::config::redact_sas(&parts.join(": ")))
-    }
-}
-
-impl fmt::Display for Redacted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for Redacted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl std::error::Error for Redacted {}
 
 /// The mux error for an Azure SDK error, with its sanitised text ([`Redacted`]) as the
 /// source.
@@ -158,6 +114,8 @@ pub(crate) fn map_err(e: azure_core::Error) -> Error {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt;
+
     use super::*;
     use azure_core::http::StatusCode;
 

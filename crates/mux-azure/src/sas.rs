@@ -95,7 +95,7 @@ impl AccountSas {
                 "cannot sign a SAS for account {}: the account key is not valid base64",
                 self.account
             ))
-            .with_source(crate::error::Redacted::of(&e))
+            .with_source(crate::redact::Redacted::of(&e))
         })?;
         let mut params = vec![
             ("sv", SAS_VERSION.to_owned()),
@@ -271,7 +271,7 @@ mod tests {
             expiry: "2024-01-01T01:00:00Z".into(),
             protocol: "https,http",
         };
-        let key = Secret::new(crate::config::DEV_ACCOUNT_KEY);
+        let key = Secret::new(crate::connection_string::DEV_ACCOUNT_KEY);
         assert_eq!(
             sas.string_to_sign(),
             "devstoreaccount1\nrwdlac\nb\nsco\n2024-01-01T00:00:00Z\n2024-01-01T01:00:00Z\n\nhttps,http\n2022-11-02\n\n"
@@ -310,8 +310,11 @@ mod tests {
 
     #[test]
     fn the_policy_reuses_then_renews_its_token() {
-        let policy =
-            AccountKeyPolicy::new("devstoreaccount1", crate::config::DEV_ACCOUNT_KEY, false);
+        let policy = AccountKeyPolicy::new(
+            "devstoreaccount1",
+            crate::connection_string::DEV_ACCOUNT_KEY,
+            false,
+        );
         let first = policy.params().unwrap();
         assert!(Arc::ptr_eq(&first, &policy.params().unwrap()));
         assert!(first.iter().all(|(n, _)| *n != "st"));

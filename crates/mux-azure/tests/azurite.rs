@@ -58,12 +58,12 @@ async fn delete_container(config: &AzureConfig) {
         .pop_if_empty()
         .push(&config.container);
     match &config.credential {
-        AzureCredential::AccountKey { account, key } => {
+        Some(AzureCredential::AccountKey { account, key }) => {
             url.set_query(Some(
                 &account_sas_token(account, key, Duration::from_secs(600)).unwrap(),
             ));
         }
-        AzureCredential::Sas(token) => url.set_query(Some(token)),
+        Some(AzureCredential::Sas(token)) => url.set_query(Some(token)),
         _ => return,
     }
     let client = BlobContainerClient::new(url, None, None).unwrap();
@@ -150,7 +150,7 @@ async fn concurrent_writers_leave_the_highest_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_key_and_sas_url_configs_both_work() {
     let config = fresh_config("auth");
-    let AzureCredential::AccountKey { account, key } = config.credential.clone() else {
+    let Some(AzureCredential::AccountKey { account, key }) = config.credential.clone() else {
         panic!("this test needs a connection string with an AccountKey");
     };
     let by_key = connect("by-key", config.clone()).await;
@@ -219,7 +219,7 @@ async fn foreign_blobs_and_missing_containers_are_reported() {
     let backend = connect("azure-foreign", config.clone()).await;
     let mut url = backend.container_url();
     url.path_segments_mut().unwrap().push("foreign/plain");
-    let AzureCredential::AccountKey { account, key } = &config.credential else {
+    let Some(AzureCredential::AccountKey { account, key }) = &config.credential else {
         panic!("this test needs a connection string with an AccountKey");
     };
     url.set_query(Some(
@@ -288,7 +288,7 @@ async fn stores_the_documented_layout() {
     use azure_storage_blob::models::BlobClientGetPropertiesResultHeaders;
 
     let config = fresh_config("layout").with_prefix("app");
-    let AzureCredential::AccountKey { account, key } = config.credential.clone() else {
+    let Some(AzureCredential::AccountKey { account, key }) = config.credential.clone() else {
         panic!("this test needs a connection string with an AccountKey");
     };
     let backend = connect("azure-layout", config.clone()).await;
@@ -428,7 +428,7 @@ async fn unreachable_endpoints_are_unavailable() {
         .unwrap()
         .with_endpoint("http://127.0.0.1:1/devstoreaccount1")
         .with_max_retries(1);
-    let AzureCredential::AccountKey { account, key } = config.credential.clone() else {
+    let Some(AzureCredential::AccountKey { account, key }) = config.credential.clone() else {
         unreachable!("the Azurite connection string has an account key");
     };
     // mux signs `se = now + 1 h` in whole seconds and no `st`, like `account_sas_token`:

@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use mux_core::{Error, Result};
+use serde::{Deserialize, Deserializer};
 
 /// The default largest value, in bytes (64 MiB). mux holds values in memory, so the
 /// limit is set well below S3's 5 TiB; raise it with [`S3Config::with_max_value_size`].
@@ -15,46 +16,11 @@ pub const DEFAULT_PART_SIZE: usize = 8 << 20;
 /// S3's smallest part (every part but the last).
 pub const MIN_PART_SIZE: usize = 5 << 20;
 
-/// Where the credentials come from.
-#[derive(Clone, Default)]
-#[non_exhaustive]
-pub enum S3Credentials {
-    /// The standard AWS chain: environment (`AWS_ACCESS_KEY_ID`, ...), the shared
-    /// config and credentials files (profiles, SSO, `credential_process`), web identity,
-    /// ECS container and EC2 instance metadata.
-    #[default]
-    Chain,
-    /// An explicit access key.
-    Static {
-        /// The access key id.
-        access_key_id: String,
-        /// The secret access key (hidden in `Debug`).
-        secret_access_key: String,
-        /// A session token for temporary credentials (hidden in `Debug`).
-        session_token: Option<String>,
-    },
-}
-
-impl fmt::Debug for S3Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            S3Credentials::Chain => f.write_str("Chain"),
-            S3Credentials::Static {
-                access_key_id,
-                session_token,
-                ..
-            } => f
-                .debug_struct("Static")
-                .field("access_key_id", access_key_id)
-                .field("secret_access_key", &"***")
-                .field("session_token", &session_token.as_ref().map(|_| "***"))
-                .finish(),
-        }
-    }
-}
-
 /// How writes guard against a concurrent newer write.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// In TOML: `conditional_writes = "etag"` (the default) or `"unconditional"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ConditionalWrites {
     /// Every write carries `If-Match: <etag of the version read>` (or `If-None-Match: *`
@@ -74,53 +40,146 @@ pub enum ConditionalWrites {
 }
 
 /// How to reach a bucket, and how to lay records out in it.
-#[derive(Clone)]
+///
+/// Build it in code with [`S3Config::new`] and the `with_*` methods, or deserialize it
+/// from a TOML table (unknown fields are refused; durations are integer milliseconds):
+///
+/// ```
+/// let config: mux_s3::S3Config = toml::from_str(r#"
+///     bucket = "records"
+///     endpoint = "http://127.0.0.1:9000"
+///     access_key_id = "minio"
+///     secret_access_key = "minio-secret"
+///     operation_timeout_ms = 5000
+/// "#).unwrap();
+/// assert_eq!(config.prefix, "mux");
+/// assert!(config.path_style());
+/// assert!(!format!("{config:?}").contains("minio-secret"));
+/// ```
+///
+/// `Debug` shows the access key id but never the secret access key or the session
+/// token.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct S3Config {
     /// The bucket.
     pub bucket: String,
-    /// Objects live at `<prefix>/<key>` (or `<key>` when empty). No leading or trailing `/`.
+    /// Objects live at `<prefix>/<key>` (or `<key>` when empty). No leading or trailing
+    /// `/`. Default `mux`.
+    #[serde(default = "default_prefix")]
     pub prefix: String,
     /// The region; `None` takes it from the standard chain (`AWS_REGION`, profile, ...).
+    #[serde(default)]
     pub region: Option<String>,
     /// A custom endpoint for S3-compatible stores (`http://127.0.0.1:9000`).
+    #[serde(default)]
     pub endpoint: Option<String>,
-    /// Address buckets as `<endpoint>/<bucket>` instead of `<bucket>.<endpoint>`
-    /// (most S3-compatible stores and local servers need this).
-    pub path_style: bool,
-    /// Where the credentials come from.
-    pub credentials: S3Credentials,
-    /// How writes guard against concurrent newer writes.
+    /// Address buckets as `<endpoint>/<bucket>` instead of `<bucket>.<endpoint>`.
+    /// `None` (the default): path-style with a custom `endpoint` (most S3-compatible
+    /// stores and local servers need it), virtual-host on AWS. See
+    /// [`S3Config::path_style`].
+    #[serde(default)]
+    pub path_style: Option<bool>,
+    /// An explicit access key id; `None` (the default) takes credentials from the
+    /// standard AWS chain: environment (`AWS_ACCESS_KEY_ID`, ...), the shared config and
+    /// credentials files (profiles, SSO, `credential_process`), web identity, ECS
+    /// container and EC2 instance metadata.
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// The secret of `access_key_id` (required with it; hidden in `Debug`).
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// A session token for temporary credentials (with `access_key_id`; hidden in
+    /// `Debug`).
+    #[serde(default)]
+    pub session_token: Option<String>,
+    /// How writes guard against concurrent newer writes (default
+    /// [`ConditionalWrites::Etag`]).
+    #[serde(default)]
     pub conditional_writes: ConditionalWrites,
-    /// Create the bucket at connect when it does not exist (development and tests).
+    /// Create the bucket at connect when it does not exist (development and tests;
+    /// default `false`).
+    #[serde(default)]
     pub create_bucket: bool,
-    /// Values at least this large are uploaded in parts.
+    /// Values at least this large are uploaded in parts (default 16 MiB).
+    #[serde(default = "default_multipart_threshold")]
     pub multipart_threshold: usize,
-    /// The part size of multipart uploads (at least [`MIN_PART_SIZE`]).
+    /// The part size of multipart uploads (at least [`MIN_PART_SIZE`]; default 8 MiB).
+    #[serde(default = "default_part_size")]
     pub part_size: usize,
-    /// The largest value accepted.
+    /// The largest value accepted (default [`DEFAULT_MAX_VALUE_SIZE`]).
+    #[serde(default = "default_max_value_size")]
     pub max_value_size: usize,
     /// The SDK's attempts per request (its own retries of throttling and 5xx answers).
+    /// Default 1, no SDK retries: in a `Mux` the coordinator retries temporary errors
+    /// itself (see the README); raise it for an `S3Backend` used on its own.
+    #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
-    /// How long one request may take, retries included.
+    /// How long one request may take, SDK retries included (TOML:
+    /// `operation_timeout_ms`; default 60 s).
+    #[serde(
+        rename = "operation_timeout_ms",
+        default = "default_operation_timeout",
+        deserialize_with = "millis"
+    )]
     pub operation_timeout: Duration,
-    /// How long connecting may take.
+    /// How long connecting may take (TOML: `connect_timeout_ms`; default 3 s).
+    #[serde(
+        rename = "connect_timeout_ms",
+        default = "default_connect_timeout",
+        deserialize_with = "millis"
+    )]
     pub connect_timeout: Duration,
     /// How many requests one call runs at once: the object heads of a `list`
     /// (listings carry no user metadata), the puts of a `put_batch`, the parts of a
-    /// multipart upload.
+    /// multipart upload (default 16).
+    #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+}
+
+fn default_prefix() -> String {
+    "mux".to_owned()
+}
+fn default_multipart_threshold() -> usize {
+    DEFAULT_MULTIPART_THRESHOLD
+}
+fn default_part_size() -> usize {
+    DEFAULT_PART_SIZE
+}
+fn default_max_value_size() -> usize {
+    DEFAULT_MAX_VALUE_SIZE
+}
+fn default_max_attempts() -> u32 {
+    1
+}
+fn default_operation_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_concurrency() -> usize {
+    16
+}
+
+/// A duration written as integer milliseconds.
+fn millis<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Duration, D::Error> {
+    u64::deserialize(d).map(Duration::from_millis)
 }
 
 impl fmt::Debug for S3Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hidden = |s: &Option<String>| s.as_ref().map(|_| "***");
         f.debug_struct("S3Config")
             .field("bucket", &self.bucket)
             .field("prefix", &self.prefix)
             .field("region", &self.region)
             .field("endpoint", &self.endpoint)
             .field("path_style", &self.path_style)
-            .field("credentials", &self.credentials)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &hidden(&self.secret_access_key))
+            .field("session_token", &hidden(&self.session_token))
             .field("conditional_writes", &self.conditional_writes)
             .field("create_bucket", &self.create_bucket)
             .field("multipart_threshold", &self.multipart_threshold)
@@ -136,25 +195,33 @@ impl fmt::Debug for S3Config {
 
 impl S3Config {
     /// A config for `bucket` with prefix `mux`, credentials and region from the
-    /// standard AWS chain, ETag-conditional writes.
+    /// standard AWS chain, ETag-conditional writes, no SDK retries.
     pub fn new(bucket: impl Into<String>) -> S3Config {
         S3Config {
             bucket: bucket.into(),
-            prefix: "mux".into(),
+            prefix: default_prefix(),
             region: None,
             endpoint: None,
-            path_style: false,
-            credentials: S3Credentials::Chain,
+            path_style: None,
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
             conditional_writes: ConditionalWrites::Etag,
             create_bucket: false,
             multipart_threshold: DEFAULT_MULTIPART_THRESHOLD,
             part_size: DEFAULT_PART_SIZE,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
-            max_attempts: 3,
-            operation_timeout: Duration::from_secs(60),
-            connect_timeout: Duration::from_secs(3),
-            concurrency: 16,
+            max_attempts: default_max_attempts(),
+            operation_timeout: default_operation_timeout(),
+            connect_timeout: default_connect_timeout(),
+            concurrency: default_concurrency(),
         }
+    }
+
+    /// Whether buckets are addressed path-style: [`S3Config::path_style`] when set,
+    /// else with a custom endpoint.
+    pub fn path_style(&self) -> bool {
+        self.path_style.unwrap_or(self.endpoint.is_some())
     }
 
     /// Sets the key prefix (`""` for none).
@@ -172,7 +239,7 @@ impl S3Config {
     /// Sets a custom endpoint and path-style addressing (S3-compatible stores).
     pub fn with_endpoint(mut self, endpoint: impl Into<String>, path_style: bool) -> S3Config {
         self.endpoint = Some(endpoint.into());
-        self.path_style = path_style;
+        self.path_style = Some(path_style);
         self
     }
 
@@ -182,11 +249,35 @@ impl S3Config {
         access_key_id: impl Into<String>,
         secret_access_key: impl Into<String>,
     ) -> S3Config {
-        self.credentials = S3Credentials::Static {
-            access_key_id: access_key_id.into(),
-            secret_access_key: secret_access_key.into(),
-            session_token: None,
-        };
+        self.access_key_id = Some(access_key_id.into());
+        self.secret_access_key = Some(secret_access_key.into());
+        self.session_token = None;
+        self
+    }
+
+    /// Sets a session token (temporary credentials; with
+    /// [`S3Config::with_static_credentials`]).
+    pub fn with_session_token(mut self, token: impl Into<String>) -> S3Config {
+        self.session_token = Some(token.into());
+        self
+    }
+
+    /// Sets the SDK's attempts per request (1: no SDK retries).
+    pub fn with_max_attempts(mut self, attempts: u32) -> S3Config {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// Sets the per-request and connect timeouts.
+    pub fn with_timeouts(mut self, operation: Duration, connect: Duration) -> S3Config {
+        self.operation_timeout = operation;
+        self.connect_timeout = connect;
+        self
+    }
+
+    /// Sets how many requests one call runs at once.
+    pub fn with_concurrency(mut self, concurrency: usize) -> S3Config {
+        self.concurrency = concurrency;
         self
     }
 
@@ -245,6 +336,26 @@ impl S3Config {
         if self.concurrency == 0 {
             problems.push("concurrency must be at least 1".to_owned());
         }
+        match (&self.access_key_id, &self.secret_access_key) {
+            (Some(_), None) => problems.push(
+                "access_key_id is set without secret_access_key (give both, or neither for \
+                 the standard AWS chain)"
+                    .to_owned(),
+            ),
+            (None, Some(_)) => problems.push(
+                "secret_access_key is set without access_key_id (give both, or neither for \
+                 the standard AWS chain)"
+                    .to_owned(),
+            ),
+            _ => {}
+        }
+        if self.session_token.is_some() && self.access_key_id.is_none() {
+            problems.push("session_token needs access_key_id and secret_access_key".to_owned());
+        }
+        if self.operation_timeout.is_zero() || self.connect_timeout.is_zero() {
+            problems
+                .push("operation_timeout_ms and connect_timeout_ms must be positive".to_owned());
+        }
         if self.max_attempts == 0 {
             problems.push("max_attempts must be at least 1".to_owned());
         }
@@ -265,10 +376,9 @@ mod tests {
 
     #[test]
     fn debug_hides_secrets() {
-        let mut c = S3Config::new("b").with_static_credentials("AKIAEXAMPLE", "s3cr3t-key");
-        if let S3Credentials::Static { session_token, .. } = &mut c.credentials {
-            *session_token = Some("t0ken".into());
-        }
+        let c = S3Config::new("b")
+            .with_static_credentials("AKIAEXAMPLE", "s3cr3t-key")
+            .with_session_token("t0ken");
         let shown = format!("{c:?}");
         assert!(shown.contains("AKIAEXAMPLE"), "{shown}");
         assert!(!shown.contains("s3cr3t-key"), "{shown}");
@@ -279,14 +389,72 @@ mod tests {
     fn validation_names_every_problem() {
         let mut c = S3Config::new("").with_prefix("/a/");
         c.part_size = 1024;
+        c.secret_access_key = Some("s".into());
         let err = c.validate().unwrap_err().to_string();
         for needle in [
             "bucket name is empty",
             "must not start or end",
             "part_size 1024",
+            "secret_access_key is set without access_key_id",
         ] {
             assert!(err.contains(needle), "{err}");
         }
+        assert!(!err.contains("\"s\""), "{err}");
         assert!(S3Config::new("b").with_prefix("").validate().is_ok());
+    }
+
+    #[test]
+    fn deserializes_from_toml_with_defaults() {
+        let c: S3Config = toml::from_str(
+            r#"
+            bucket = "records"
+            prefix = "app"
+            region = "eu-west-1"
+            endpoint = "http://127.0.0.1:4566"
+            path_style = false
+            access_key_id = "AKIAEXAMPLE"
+            secret_access_key = "s3cr3t-key"
+            session_token = "t0ken"
+            create_bucket = true
+            conditional_writes = "unconditional"
+            multipart_threshold = 10485760
+            part_size = 5242880
+            max_value_size = 1048576
+            max_attempts = 3
+            operation_timeout_ms = 1500
+            connect_timeout_ms = 250
+            concurrency = 4
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.bucket, "records");
+        assert_eq!(c.prefix, "app");
+        assert!(!c.path_style());
+        assert_eq!(c.conditional_writes, ConditionalWrites::Unconditional);
+        assert_eq!(c.operation_timeout, Duration::from_millis(1500));
+        assert_eq!(c.connect_timeout, Duration::from_millis(250));
+        assert_eq!((c.max_attempts, c.concurrency), (3, 4));
+        c.validate().unwrap();
+        let shown = format!("{c:?}");
+        for secret in ["s3cr3t-key", "t0ken"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+
+        let d: S3Config = toml::from_str(r#"bucket = "b""#).unwrap();
+        assert_eq!(format!("{d:?}"), format!("{:?}", S3Config::new("b")));
+        assert_eq!(d.max_attempts, 1, "no SDK retries by default");
+        assert!(!d.path_style(), "virtual-host on AWS");
+        let e: S3Config = toml::from_str("bucket = \"b\"\nendpoint = \"http://h\"").unwrap();
+        assert!(e.path_style(), "path-style with a custom endpoint");
+    }
+
+    #[test]
+    fn unknown_toml_fields_are_refused_by_name() {
+        let err = toml::from_str::<S3Config>("bucket = \"b\"\nbukcet_prefix = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown field `bukcet_prefix`"), "{err}");
+        let err = toml::from_str::<S3Config>("operation_timeout = 5").unwrap_err();
+        assert!(err.to_string().contains("operation_timeout"), "{err}");
     }
 }

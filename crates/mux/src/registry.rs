@@ -93,10 +93,8 @@ registry! {
     #[cfg(feature = "redb")] mux_redb,
     #[cfg(feature = "postgres")] mux_postgres,
     #[cfg(feature = "redis")] mux_redis,
-    // MERGE: add these two lines once mux-s3 and mux-azure follow the adapter convention
-    // (`KIND`, `S3Config`/`AzureConfig: Deserialize + Clone + Debug`, `info`, `open`):
-    // #[cfg(feature = "s3")] mux_s3,
-    // #[cfg(feature = "azure")] mux_azure,
+    #[cfg(feature = "s3")] mux_s3,
+    #[cfg(feature = "azure")] mux_azure,
 }
 
 /// A store to open: its name (used in routes), its kind, and the store's own fields.
