@@ -59,12 +59,17 @@ pub fn spec(name: &str, dir: &std::path::Path) -> Option<BackendSpec> {
                 .with("create_bucket", true)
                 .with("multipart_threshold", 5i64 << 20)
                 .with("part_size", 5i64 << 20)
+                // Used on its own (no coordinator above to retry), the SDK may retry a
+                // dropped connection to the emulator, as the adapter's README allows.
+                .with("max_attempts", 3)
         }
         "azure" => BackendSpec::new("azure", "azure")
             .with("connection_string", azure_connection_string())
             .with("container", "mux-conformance")
             .with("prefix", "mux")
-            .with("create_container", true),
+            .with("create_container", true)
+            // As for S3: the SDK may retry a dropped connection (no coordinator above).
+            .with("max_retries", 3),
         _ => return None,
     })
 }

@@ -8,6 +8,7 @@
 //! replicas they notice.
 
 mod backend_impl;
+mod builder;
 mod config;
 mod handoff;
 mod health;
@@ -16,7 +17,7 @@ mod read;
 mod stats;
 mod write;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,16 +26,16 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use crate::backend::{Backend, BackendInfo, ListPage, ListRequest};
-use crate::capability::Capability;
 use crate::error::{Error, Operation, Result};
 use crate::key::{Key, Prefix};
 use crate::record::Record;
 use crate::resilience::layer::Guarded;
-use crate::resilience::{BulkheadGate, CallStats, Circuit, IntentLog, Jitter, MemoryIntentLog};
+use crate::resilience::{BulkheadGate, CallStats, Circuit, IntentLog, Jitter};
 use crate::tenant::Tenant;
 use crate::version::{Clock, Version};
 
 pub use backend_impl::MuxBackend;
+pub use builder::MuxBuilder;
 pub use config::{
     Durability, MuxConfig, ReadPolicy, ResilienceConfig, ResilienceStack, Role, RouteConfig,
     RouteTarget, WriteConsistency,
@@ -240,308 +241,6 @@ impl fmt::Debug for Mux {
             )
             .field("routes", &self.inner.routes.len())
             .finish()
-    }
-}
-
-/// Builds a [`Mux`] from backends and routes.
-#[derive(Debug, Default)]
-pub struct MuxBuilder {
-    backends: Vec<Arc<dyn Backend>>,
-    routes: Vec<RouteConfig>,
-    default: Option<RouteConfig>,
-    node_id: Option<u32>,
-    clock: Option<Clock>,
-    log: Option<Arc<dyn IntentLog>>,
-    resilience: ResilienceConfig,
-}
-
-impl MuxBuilder {
-    /// Adds a backend, known by its `info().name`.
-    pub fn backend(mut self, backend: Arc<dyn Backend>) -> Self {
-        self.backends.push(backend);
-        self
-    }
-
-    /// Adds a route.
-    pub fn route(mut self, route: RouteConfig) -> Self {
-        self.routes.push(route);
-        self
-    }
-
-    /// Sets the default route (its prefix must be empty).
-    pub fn default_route(mut self, route: RouteConfig) -> Self {
-        self.default = Some(route);
-        self
-    }
-
-    /// Sets the node id stamped into versions (default 1).
-    pub fn node_id(mut self, node: u32) -> Self {
-        self.node_id = Some(node);
-        self
-    }
-
-    /// Uses this clock (e.g. one on a test time source).
-    pub fn clock(mut self, clock: Clock) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-
-    /// Takes routes, node id and resilience settings from a configuration.
-    pub fn config(mut self, config: MuxConfig) -> Self {
-        self.node_id = Some(config.node_id);
-        self.routes = config.routes;
-        self.default = Some(config.default);
-        self.resilience = config.resilience;
-        self
-    }
-
-    /// Sets retries, circuit breakers, bulkheads, health probes and durability.
-    pub fn resilience(mut self, resilience: ResilienceConfig) -> Self {
-        self.resilience = resilience;
-        self
-    }
-
-    /// Uses this intent log for hints (required for `durability = "log"`; e.g.
-    /// `mux_redb::RedbIntentLog`). Unfinished entries in it are replayed on start.
-    pub fn intent_log(mut self, log: Arc<dyn IntentLog>) -> Self {
-        self.log = Some(log);
-        self
-    }
-
-    /// Validates the configuration and builds the `Mux`. Every problem found is named
-    /// in the error, one per line.
-    pub fn build(self) -> Result<Mux> {
-        let mut problems = Vec::new();
-        let mut by_name: HashMap<&str, usize> = HashMap::new();
-        for (i, b) in self.backends.iter().enumerate() {
-            let name = &*b.info().name;
-            if by_name.insert(name, i).is_some() {
-                problems.push(format!("backend \"{name}\" is registered twice"));
-            }
-        }
-        let Some(default) = self.default else {
-            return Err(Error::invalid_input(
-                "invalid mux configuration: there is no default route (the route for keys no other route matches)",
-            ));
-        };
-        if !default.prefix.is_empty() {
-            problems.push(format!(
-                "the default route must have an empty prefix, not \"{}\"",
-                default.prefix
-            ));
-        }
-        let mut seen = HashMap::new();
-        let mut compiled = Vec::new();
-        for route in &self.routes {
-            if route.prefix.is_empty() {
-                problems.push(format!(
-                    "{} has an empty prefix: use the default route for that",
-                    route.describe()
-                ));
-            }
-            let id = (
-                route.prefix.trim_end_matches('/').to_owned(),
-                route.prefix.ends_with('/'),
-                route.tenant.clone(),
-                route.tags.clone(),
-            );
-            if seen.insert(id, ()).is_some() {
-                problems.push(format!(
-                    "{} is defined twice (same prefix, tenant and tags)",
-                    route.describe()
-                ));
-            }
-            compiled.push(compile(route, &by_name, &self.backends, &mut problems));
-        }
-        let default = compile(&default, &by_name, &self.backends, &mut problems);
-        let log: Arc<dyn IntentLog> = match (self.resilience.durability, self.log) {
-            (Durability::Log, Some(log)) => {
-                if !log.is_durable() {
-                    problems.push(format!(
-                        "durability = \"log\" but the intent log given ({log:?}) is not durable"
-                    ));
-                }
-                log
-            }
-            (Durability::Log, None) => {
-                problems.push(
-                    "durability = \"log\" needs a durable intent log: pass one with MuxBuilder::intent_log (e.g. mux_redb::RedbIntentLog)".to_owned(),
-                );
-                Arc::new(MemoryIntentLog::new())
-            }
-            (Durability::None, Some(log)) => log,
-            (Durability::None, None) => Arc::new(MemoryIntentLog::new()),
-        };
-        if !problems.is_empty() {
-            return Err(Error::invalid_input(format!(
-                "invalid mux configuration:\n  - {}",
-                problems.join("\n  - ")
-            )));
-        }
-        let mut routes: Vec<Route> = compiled.into_iter().flatten().collect();
-        routes.sort_by(|a, b| {
-            let key = |r: &Route| {
-                (
-                    r.config.prefix.len(),
-                    r.config.tags.len(),
-                    r.config.tenant.is_some(),
-                )
-            };
-            key(b).cmp(&key(a))
-        });
-        let default = default.expect("no problems means the default compiled");
-        let slots: Vec<Arc<Slot>> = self
-            .backends
-            .iter()
-            .map(|b| Arc::new(Slot::new(b.clone(), &self.resilience)))
-            .collect();
-        let info = BackendInfo::new("mux", "mux", combined_capability(&slots, &routes, &default));
-        Ok(Mux {
-            inner: Arc::new(Inner {
-                clock: self
-                    .clock
-                    .unwrap_or_else(|| Clock::new(self.node_id.unwrap_or(1))),
-                slots,
-                routes,
-                default,
-                counters: Arc::new(MuxCounters::default()),
-                background: Arc::new(Background::default()),
-                info,
-                boot_id: log.next_id(),
-                log,
-                jitter: Jitter::new(self.node_id.unwrap_or(1) as u64 ^ 0x5eed),
-                resilience: self.resilience,
-                started: std::sync::OnceLock::new(),
-                recovered: tokio::sync::OnceCell::new(),
-            }),
-        })
-    }
-}
-
-fn compile(
-    route: &RouteConfig,
-    by_name: &HashMap<&str, usize>,
-    backends: &[Arc<dyn Backend>],
-    problems: &mut Vec<String>,
-) -> Option<Route> {
-    let before = problems.len();
-    let what = route.describe();
-    let prefix = match Prefix::new(&route.prefix) {
-        Ok(p) => p,
-        Err(e) => {
-            problems.push(format!("{what}: {}", e.message()));
-            Prefix::all()
-        }
-    };
-    if route.backends.is_empty() {
-        problems.push(format!("{what} has no backend"));
-    }
-    let mut targets = Vec::new();
-    for t in &route.backends {
-        match by_name.get(t.backend.as_str()) {
-            None => {
-                let mut known: Vec<&&str> = by_name.keys().collect();
-                known.sort();
-                problems.push(format!(
-                    "{what} names unknown backend \"{}\" (known: {})",
-                    t.backend,
-                    known
-                        .iter()
-                        .map(|s| format!("\"{s}\""))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-            Some(&i) => {
-                if targets.iter().any(|(j, _)| *j == i) {
-                    problems.push(format!("{what} lists backend \"{}\" twice", t.backend));
-                }
-                let cap = backends[i].info().capability;
-                if route.listed && !cap.list {
-                    problems.push(format!(
-                        "{what} is listed but backend \"{}\" cannot list (capability `list` is false); set listed = false or use another backend",
-                        t.backend
-                    ));
-                }
-                targets.push((i, t.role));
-            }
-        }
-    }
-    let voters: Vec<usize> = (0..targets.len())
-        .filter(|&p| targets[p].1 != Role::AsyncReplica)
-        .collect();
-    if !route.backends.is_empty() && voters.is_empty() {
-        problems.push(format!(
-            "{what} has only async replicas: at least one primary or replica must acknowledge writes"
-        ));
-    }
-    let primaries = targets.iter().filter(|(_, r)| *r == Role::Primary).count();
-    if primaries > 1 {
-        problems.push(format!(
-            "{what} has {primaries} primaries; at most one is allowed"
-        ));
-    }
-    if let WriteConsistency::AtLeast(n) = route.write
-        && n > voters.len()
-    {
-        problems.push(format!(
-            "{what}: write consistency at_least:{n} needs {n} voters but the route has {} (primaries and replicas)",
-            voters.len()
-        ));
-    }
-    if problems.len() > before {
-        return None;
-    }
-    let primary = targets
-        .iter()
-        .position(|(_, r)| *r == Role::Primary)
-        .unwrap_or(voters[0]);
-    let rank = |r: Role| match r {
-        Role::Primary => 0,
-        Role::Replica => 1,
-        Role::AsyncReplica => 2,
-    };
-    let mut read_order: Vec<usize> = (0..targets.len()).collect();
-    read_order.sort_by_key(|&p| (p != primary, rank(targets[p].1)));
-    let names: Arc<[(Arc<str>, Role)]> = targets
-        .iter()
-        .map(|(i, role)| (backends[*i].info().name.clone(), *role))
-        .collect();
-    let owed = names.iter().map(|(n, _)| n.clone()).collect();
-    Some(Route {
-        owed,
-        config: route.clone(),
-        prefix,
-        names,
-        targets,
-        read_order,
-        voters,
-        primary,
-    })
-}
-
-/// What a `Mux` used as a `Backend` can promise: what every routed backend can.
-fn combined_capability(slots: &[Arc<Slot>], routes: &[Route], default: &Route) -> Capability {
-    let used: Vec<Capability> = routes
-        .iter()
-        .chain(std::iter::once(default))
-        .flat_map(|r| {
-            r.targets
-                .iter()
-                .map(|(i, _)| slots[*i].backend.info().capability)
-        })
-        .collect();
-    let all = |f: fn(&Capability) -> bool| used.iter().all(f);
-    Capability {
-        list: all(|c| c.list),
-        batch: false,
-        atomic_conditional_write: all(|c| c.atomic_conditional_write),
-        history: false,
-        tags: all(|c| c.tags),
-        content_type: all(|c| c.content_type),
-        purge: all(|c| c.purge),
-        durable: all(|c| c.durable),
-        max_value_size: used.iter().filter_map(|c| c.max_value_size).min(),
     }
 }
 
@@ -769,6 +468,8 @@ impl Inner {
     }
 }
 
+#[cfg(test)]
+mod resilience_tests;
 #[cfg(test)]
 mod stack_tests;
 #[cfg(test)]
