@@ -167,11 +167,21 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>,
         .transpose()
 }
 
+/// An option header: absent means the route's default, empty is a mistake.
+fn option_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ServiceError> {
+    match header_str(headers, name)? {
+        Some(v) if v.trim().is_empty() => Err(ServiceError::invalid(format!(
+            "header {name} is empty: give a value or leave it out for the route's default"
+        ))),
+        other => Ok(other),
+    }
+}
+
 /// The options a data request carries in its headers.
 fn options(headers: &HeaderMap) -> Result<Options<'_>, ServiceError> {
     Ok(Options {
-        consistency: header_str(headers, CONSISTENCY_HEADER)?,
-        read_policy: header_str(headers, READ_POLICY_HEADER)?,
+        consistency: option_header(headers, CONSISTENCY_HEADER)?,
+        read_policy: option_header(headers, READ_POLICY_HEADER)?,
         tags: header_str(headers, TAGS_HEADER)?
             .map(tags::parse)
             .transpose()?
@@ -184,7 +194,7 @@ fn options(headers: &HeaderMap) -> Result<Options<'_>, ServiceError> {
     params(("key" = String, Path, min_length = 1, description = "A key: `/`-separated non-empty segments (no `.` or `..` segment, no control or invisible format characters), at most 1024 bytes"),
            ("x-mux-consistency" = Option<String>, Header, pattern = "^(all|quorum|one|primary|at_least:[1-9][0-9]*)$",
             description = "Overrides the route's write consistency: `all`, `quorum`, `one`, `primary` or `at_least:N` (N at most the route's voters, else 400 and nothing is written)"),
-           ("x-mux-tags" = Option<String>, Header,
+           ("x-mux-tags" = Option<String>, Header, pattern = r"^[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*([ \t]*,[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*)*[ \t]*$",
             description = "The record's tags: `name=value` pairs separated by commas; `%`, `,`, `=`, spaces and non-ASCII percent-encoded. At most 32 tags, names up to 128 bytes, values up to 512; a malformed header is 400"),
            ("content-type" = Option<String>, Header, max_length = 256,
             description = "Stored with the record and returned by GET (printable ASCII, at most 256 bytes)")),
@@ -226,8 +236,8 @@ pub(crate) async fn put_key(
     params(("key" = String, Path, min_length = 1),
            ("x-mux-read-policy" = Option<String>, Header, pattern = "^(primary|first_healthy|fastest|hedged|hedged:[0-9]+ms|quorum|all)$",
             description = "Overrides the route's read policy: `primary`, `first_healthy`, `fastest`, `hedged`, `hedged:Nms`, `quorum` or `all`"),
-           ("x-mux-tags" = Option<String>, Header, description = "Tags that pick a tag-matching route for the read (same format as on PUT)")),
-    responses((status = 200, description = "The value", content_type = "application/octet-stream",
+           ("x-mux-tags" = Option<String>, Header, pattern = r"^[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*([ \t]*,[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*)*[ \t]*$", description = "Tags that pick a tag-matching route for the read (same format as on PUT)")),
+    responses((status = 200, description = "The value, with the content type it was written with", content_type = "*/*",
                headers(("etag" = String, description = "The record's version, quoted"),
                        ("x-mux-version" = String, description = "The record's version"),
                        ("x-mux-tags" = String, description = "The record's tags (absent when it has none), in the PUT format"),
@@ -274,7 +284,7 @@ pub(crate) async fn get_key(
 #[utoipa::path(head, path = "/v1/kv/{key}",
     params(("key" = String, Path, min_length = 1),
            ("x-mux-read-policy" = Option<String>, Header, pattern = "^(primary|first_healthy|fastest|hedged|hedged:[0-9]+ms|quorum|all)$"),
-           ("x-mux-tags" = Option<String>, Header)),
+           ("x-mux-tags" = Option<String>, Header, pattern = r"^[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*([ \t]*,[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*)*[ \t]*$")),
     responses((status = 200, description = "The record exists; no body",
                headers(("etag" = String), ("x-mux-version" = String), ("x-mux-tags" = String), ("content-type" = String),
                        ("content-length" = u64, description = "The value's length"))),
@@ -297,7 +307,7 @@ pub(crate) async fn head_key(
     params(("key" = String, Path, min_length = 1),
            ("x-mux-consistency" = Option<String>, Header, pattern = "^(all|quorum|one|primary|at_least:[1-9][0-9]*)$", description = "As on PUT"),
            ("x-mux-read-policy" = Option<String>, Header, pattern = "^(primary|first_healthy|fastest|hedged|hedged:[0-9]+ms|quorum|all)$", description = "How to look for the live record first"),
-           ("x-mux-tags" = Option<String>, Header, description = "Tags that route the tombstone where the record went")),
+           ("x-mux-tags" = Option<String>, Header, pattern = r"^[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*([ \t]*,[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*)*[ \t]*$", description = "Tags that route the tombstone where the record went")),
     responses((status = 200, body = WriteReply, description = "A live record was deleted",
                headers(("etag" = String, description = "The tombstone's version, quoted"))),
               (status = 400, body = ErrorBody, description = "A bad key or header, or an unreachable consistency level"),
@@ -343,7 +353,7 @@ pub(crate) struct ListQuery {
            ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page"),
            ("limit" = Option<u64>, Query, minimum = 1, maximum = 10000, description = "The page size, 1 to 10000 (default 1000)"),
            ("x-mux-read-policy" = Option<String>, Header, pattern = "^(primary|first_healthy|fastest|hedged|hedged:[0-9]+ms|quorum|all)$"),
-           ("x-mux-tags" = Option<String>, Header, description = "Tags that pick tag-matching routes")),
+           ("x-mux-tags" = Option<String>, Header, pattern = r"^[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*([ \t]*,[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*)*[ \t]*$", description = "Tags that pick tag-matching routes")),
     responses((status = 200, body = ListReply),
               (status = 400, body = ErrorBody, description = "A bad prefix, cursor, limit or header"),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),

@@ -189,6 +189,52 @@ async fn real_answers_match_the_openapi_document() {
     );
     let tags = find(&params(kv, "put"), "x-mux-tags");
     assert!(tags["description"].as_str().unwrap().contains("name=value"));
+    // The documented grammar and the server agree on what is a valid header value.
+    for (name, samples) in [
+        (
+            "x-mux-tags",
+            &[
+                "class=pii",
+                "class=pii, team=core",
+                "note=a%2Cb%3Dc%20d",
+                "empty=",
+                "a=b=c",
+                "a=b c",
+                "null",
+                "=v",
+                "a=1,,b=2",
+                "a=%zz",
+                ",",
+            ][..],
+        ),
+        (
+            "x-mux-consistency",
+            &["all", "at_least:2", "most", "at_least:0"][..],
+        ),
+    ] {
+        let schema = find(&params(kv, "put"), name)["schema"].clone();
+        let matches = jsonschema::validator_for(&schema).unwrap();
+        for value in samples {
+            let documented_valid = matches.is_valid(&json!(value));
+            let reply = request(a, "PUT", "/v1/kv/c/tags", &[(name, value)], b"v").await;
+            assert_eq!(
+                reply.status == 200,
+                documented_valid,
+                "{name}: {value:?}: the document says valid={documented_valid}, the server answered {}",
+                reply.text()
+            );
+        }
+    }
+    let reply = request(
+        a,
+        "PUT",
+        "/v1/kv/c/tags",
+        &[("x-mux-consistency", "")],
+        b"v",
+    )
+    .await;
+    assert_eq!(reply.status, 400, "an empty option header is a mistake");
+
     let limit = find(&params("/v1/kv", "get"), "limit");
     assert_eq!(limit["schema"]["minimum"], 1);
     assert_eq!(limit["schema"]["maximum"], mux::MAX_LIST_LIMIT);

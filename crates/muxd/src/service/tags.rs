@@ -33,22 +33,29 @@ pub(crate) fn render(tags: &BTreeMap<String, String>) -> Option<String> {
     Some(pairs.join(","))
 }
 
-/// Parses the header; errors say which pair is wrong and how to write it.
+/// Parses the header (the grammar the OpenAPI document states as a pattern); errors say which pair is wrong and how to write it.
 pub(crate) fn parse(header: &str) -> Result<BTreeMap<String, String>, ServiceError> {
+    const HOW: &str = "write name=value pairs separated by commas, percent-encoding '%', ',', '=', spaces and non-ASCII (e.g. note=a%2Cb)";
+    let ows: &[char] = &[' ', '\t'];
+    if header.trim_matches(ows).is_empty() {
+        return Err(ServiceError::invalid(format!(
+            "{HEADER} is empty: leave the header out for no tags"
+        )));
+    }
     let mut tags = BTreeMap::new();
-    for pair in header.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for pair in header.split(',').map(|p| p.trim_matches(ows)) {
         let Some((name, value)) = pair.split_once('=') else {
             return Err(ServiceError::invalid(format!(
-                "tag \"{pair}\" in {HEADER} is not name=value: write name=value pairs separated by commas, percent-encoding '%', ',', '=', spaces and non-ASCII"
+                "tag \"{pair}\" in {HEADER} is not name=value: {HOW}"
             )));
         };
-        let name = decode(name.trim(), pair)?;
-        let value = decode(value.trim(), pair)?;
         if name.is_empty() {
             return Err(ServiceError::invalid(format!(
                 "tag \"{pair}\" in {HEADER} has an empty name: every tag needs one"
             )));
         }
+        let name = decode(name, pair, HOW)?;
+        let value = decode(value, pair, HOW)?;
         if tags.insert(name.clone(), value).is_some() {
             return Err(ServiceError::invalid(format!(
                 "tag \"{name}\" appears twice in {HEADER}: give each tag once"
@@ -58,33 +65,64 @@ pub(crate) fn parse(header: &str) -> Result<BTreeMap<String, String>, ServiceErr
     Ok(tags)
 }
 
-fn decode(text: &str, pair: &str) -> Result<String, ServiceError> {
-    let bytes: Vec<u8> = percent_decode_str(text).collect();
-    if text.contains('%') && !well_formed_escapes(text) {
-        return Err(ServiceError::invalid(format!(
-            "tag \"{pair}\" in {HEADER} has a '%' that does not start an escape like %2C: write a literal '%' as %25"
-        )));
+/// Decodes a name or a value: visible ASCII other than `%`, `,`, `=`, and `%XX`
+/// escapes that decode to UTF-8.
+fn decode(text: &str, pair: &str, how: &str) -> Result<String, ServiceError> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let escape = b == b'%'
+            && bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+        if escape {
+            i += 3;
+            continue;
+        }
+        if !b.is_ascii_graphic() || matches!(b, b'%' | b',' | b'=') {
+            let what = if b == b'%' {
+                "a '%' that does not start an escape like %2C".to_owned()
+            } else {
+                format!("'{}'", (b as char).escape_debug())
+            };
+            return Err(ServiceError::invalid(format!(
+                "tag \"{pair}\" in {HEADER} has {what} where an escape is needed: {how}"
+            )));
+        }
+        i += 1;
     }
-    String::from_utf8(bytes).map_err(|_| {
+    String::from_utf8(percent_decode_str(text).collect()).map_err(|_| {
         ServiceError::invalid(format!(
             "tag \"{pair}\" in {HEADER} is not UTF-8 once percent-decoded"
         ))
     })
 }
 
-/// Whether every `%` is followed by two hex digits.
-fn well_formed_escapes(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    bytes.iter().enumerate().all(|(i, &b)| {
-        b != b'%'
-            || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The header's grammar as a regular expression (what the OpenAPI document states):
+    /// `name=value` pairs separated by commas (spaces or tabs around them allowed), names
+    /// non-empty, both made of visible ASCII other than `%`, `,` and `=`, or `%XX` escapes.
+    const PATTERN: &str = r"^[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*([ \t]*,[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*)*[ \t]*$";
+
+    #[test]
+    fn the_documented_pattern_is_the_parsers_grammar() {
+        use utoipa::OpenApi;
+        let doc = serde_json::to_value(crate::openapi::ApiDoc::openapi()).unwrap();
+        let mut documented = 0;
+        for path in doc["paths"].as_object().unwrap().values() {
+            for operation in path.as_object().unwrap().values() {
+                for p in operation["parameters"].as_array().into_iter().flatten() {
+                    if p["name"] == "x-mux-tags" {
+                        assert_eq!(p["schema"]["pattern"], PATTERN);
+                        documented += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(documented, 5, "PUT, GET, HEAD, DELETE and list take tags");
+    }
 
     #[test]
     fn tags_round_trip_through_the_header() {
@@ -111,11 +149,15 @@ mod tests {
             ("a=1,a=2", "appears twice"),
             ("a=%zz", "does not start an escape"),
             ("a=%FF", "not UTF-8"),
+            ("a=b=c", "'='"),
+            ("a=b c", "' '"),
+            ("", "is empty"),
+            ("a=1,,b=2", "is not name=value"),
         ] {
             let e = parse(header).unwrap_err();
             assert_eq!(e.kind(), "invalid_input");
             assert!(e.message().contains(reason), "{header}: {}", e.message());
         }
-        assert_eq!(parse(" a = 1 , ,b=").unwrap().len(), 2);
+        assert_eq!(parse(" a=1 ,\tb=").unwrap().len(), 2);
     }
 }
