@@ -180,6 +180,9 @@ async fn real_answers_match_the_openapi_document() {
             "{pattern}"
         );
     }
+    // Optional, not nullable: a client would send the text "null".
+    assert_eq!(consistency["schema"]["type"], "string", "{consistency}");
+    assert_eq!(consistency["required"], false);
     let policy = find(&params(kv, "get"), "x-mux-read-policy");
     assert!(
         policy["schema"]["pattern"]
