@@ -5,14 +5,15 @@
 //! letter answers 404, as if absent.
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use mux::{DeadLetter, ErrorKind, Key, TENANTS_ROOT, Tenant};
 use serde_json::json;
 
 use crate::AppState;
 use crate::auth::{Denied, Principal, Scope};
-use crate::rest::ApiError;
+use crate::service::ServiceError;
+use crate::service::http::Path;
 
 /// The path prefix of the admin API: the only paths an operator token is accepted on
 /// (an operator names no tenant, so it has no keys to read or write).
@@ -22,7 +23,7 @@ pub(crate) const PREFIX: &str = "/v1/admin/";
 type Who = axum::Extension<Principal>;
 
 /// Refuses everyone but an operator, saying what to use or configure instead.
-fn operator_only(state: &AppState, who: &Principal, what: &str) -> Result<(), ApiError> {
+fn operator_only(state: &AppState, who: &Principal, what: &str) -> Result<(), ServiceError> {
     let Principal::Tenant(id) = who else {
         return Ok(());
     };
@@ -41,7 +42,7 @@ fn operator_only(state: &AppState, who: &Principal, what: &str) -> Result<(), Ap
              public_key_pem or jwks, and audience), or reload with SIGHUP on the host"
         )
     };
-    Err(ApiError::Denied(Denied::Forbidden(message)))
+    Err(ServiceError::from(Denied::Forbidden(message)))
 }
 
 /// Whose dead letters a caller may see and act on.
@@ -52,13 +53,13 @@ enum Reach {
     Tenant(Tenant),
 }
 
-fn dead_letter_reach(who: &Principal) -> Result<Reach, ApiError> {
+fn dead_letter_reach(who: &Principal) -> Result<Reach, ServiceError> {
     match who {
         Principal::Local | Principal::Operator { .. } => Ok(Reach::All),
         Principal::Tenant(id) if id.scopes.contains(&Scope::Admin) => {
             Ok(Reach::Tenant(id.tenant.clone()))
         }
-        Principal::Tenant(id) => Err(ApiError::Denied(Denied::Forbidden(format!(
+        Principal::Tenant(id) => Err(ServiceError::from(Denied::Forbidden(format!(
             "tenant {} lacks the admin scope",
             id.tenant
         )))),
@@ -96,15 +97,15 @@ fn visible(reach: &Reach, d: &DeadLetter) -> Option<serde_json::Value> {
     }))
 }
 
-fn no_dead_letter(id: u64) -> ApiError {
-    ApiError::Mux(mux::Error::new(
+fn no_dead_letter(id: u64) -> ServiceError {
+    ServiceError::from(mux::Error::new(
         ErrorKind::NotFound,
         format!("no dead letter {id}"),
     ))
 }
 
 /// Refuses (as absent) a dead letter that is not within the caller's reach.
-async fn within_reach(state: &AppState, reach: &Reach, id: u64) -> Result<(), ApiError> {
+async fn within_reach(state: &AppState, reach: &Reach, id: u64) -> Result<(), ServiceError> {
     let Reach::Tenant(t) = reach else {
         return Ok(());
     };
@@ -123,11 +124,11 @@ async fn within_reach(state: &AppState, reach: &Reach, id: u64) -> Result<(), Ap
 
 #[utoipa::path(get, path = "/v1/admin/health",
     responses((status = 200, description = "One health report per backend (operators only)"),
-              (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
+              (status = 401, body = crate::service::ErrorBody), (status = 403, body = crate::service::ErrorBody)))]
 pub(crate) async fn health_report(
     State(state): State<AppState>,
     who: Who,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServiceError> {
     operator_only(&state, &who, "GET /v1/admin/health")?;
     Ok(axum::Json(state.mux().health_report().await?).into_response())
 }
@@ -135,11 +136,11 @@ pub(crate) async fn health_report(
 #[utoipa::path(get, path = "/v1/admin/dead-letters",
     responses((status = 200, description = "The dead-letter queue: every tenant's for an operator, \
                the caller's own (under its own key names) for a tenant with the admin scope"),
-              (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
+              (status = 401, body = crate::service::ErrorBody), (status = 403, body = crate::service::ErrorBody)))]
 pub(crate) async fn dead_letters(
     State(state): State<AppState>,
     who: Who,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServiceError> {
     let reach = dead_letter_reach(&who)?;
     let dead: Vec<serde_json::Value> = state
         .mux()
@@ -151,15 +152,16 @@ pub(crate) async fn dead_letters(
     Ok(axum::Json(json!({ "dead_letters": dead })).into_response())
 }
 
-#[utoipa::path(post, path = "/v1/admin/dead-letters/{id}/replay", params(("id" = u64, Path)),
+#[utoipa::path(post, path = "/v1/admin/dead-letters/{id}/replay", params(("id" = u64, Path, minimum = 0)),
     responses((status = 200, description = "Handed to its backend again"),
-              (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody),
-              (status = 404, body = crate::openapi::ErrorBody, description = "No such dead letter within the caller's reach")))]
+              (status = 400, body = crate::service::ErrorBody, description = "The id is not a number"),
+              (status = 401, body = crate::service::ErrorBody), (status = 403, body = crate::service::ErrorBody),
+              (status = 404, body = crate::service::ErrorBody, description = "No such dead letter within the caller's reach")))]
 pub(crate) async fn replay_dead_letter(
     State(state): State<AppState>,
     who: Who,
     Path(id): Path<u64>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServiceError> {
     let reach = dead_letter_reach(&who)?;
     within_reach(&state, &reach, id).await?;
     if state.mux().replay_dead_letter(id).await? {
@@ -169,15 +171,16 @@ pub(crate) async fn replay_dead_letter(
     }
 }
 
-#[utoipa::path(delete, path = "/v1/admin/dead-letters/{id}", params(("id" = u64, Path)),
+#[utoipa::path(delete, path = "/v1/admin/dead-letters/{id}", params(("id" = u64, Path, minimum = 0)),
     responses((status = 200, description = "Discarded"),
-              (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody),
-              (status = 404, body = crate::openapi::ErrorBody, description = "No such dead letter within the caller's reach")))]
+              (status = 400, body = crate::service::ErrorBody, description = "The id is not a number"),
+              (status = 401, body = crate::service::ErrorBody), (status = 403, body = crate::service::ErrorBody),
+              (status = 404, body = crate::service::ErrorBody, description = "No such dead letter within the caller's reach")))]
 pub(crate) async fn discard_dead_letter(
     State(state): State<AppState>,
     who: Who,
     Path(id): Path<u64>,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServiceError> {
     let reach = dead_letter_reach(&who)?;
     within_reach(&state, &reach, id).await?;
     if state.mux().discard_dead_letter(id).await? {
@@ -191,16 +194,17 @@ pub(crate) async fn discard_dead_letter(
 /// validated and swapped in atomically; an invalid one is refused with its errors and
 /// the old one keeps serving.
 #[utoipa::path(post, path = "/v1/admin/reload", request_body(content = String, content_type = "application/toml"),
-    responses((status = 200, description = "Swapped in"), (status = 400, body = crate::openapi::ErrorBody),
-              (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "Swapped in"), (status = 400, body = crate::service::ErrorBody),
+              (status = 401, body = crate::service::ErrorBody), (status = 403, body = crate::service::ErrorBody)))]
 pub(crate) async fn reload(
     State(state): State<AppState>,
     who: Who,
     body: Bytes,
-) -> Result<Response, ApiError> {
+) -> Result<Response, ServiceError> {
     operator_only(&state, &who, "POST /v1/admin/reload")?;
-    let text = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::Mux(mux::Error::invalid_input("the configuration is not UTF-8")))?;
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        ServiceError::from(mux::Error::invalid_input("the configuration is not UTF-8"))
+    })?;
     let config = crate::ServerConfig::from_toml(text)?;
     state.reload(config).await?;
     if let Principal::Operator { subject } = &*who {

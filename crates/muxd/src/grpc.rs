@@ -3,11 +3,12 @@
 
 use std::pin::Pin;
 
-use mux::{Key, ListRequest, Prefix, ReadOptions, Tenant, WriteOptions, WriteReport};
+use mux::{Prefix, Tenant};
 use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Denied, Scope};
+use crate::auth::{Identity, Scope};
+use crate::service::{Failure, ListInput, Options, Service, ServiceError, WriteReply};
 use crate::{AppState, Event};
 
 /// The generated protobuf types, client and server (compiled once, in mux-proto).
@@ -26,26 +27,39 @@ pub struct GrpcStore {
     state: AppState,
 }
 
-fn status(e: mux::Error) -> Status {
+/// A service error as a gRPC status (the same message REST puts in its JSON body).
+fn status(e: ServiceError) -> Status {
     use mux::ErrorKind as K;
-    let code = match e.kind() {
-        K::InvalidInput => tonic::Code::InvalidArgument,
-        K::NotFound => tonic::Code::NotFound,
-        K::Conflict => tonic::Code::Aborted,
-        K::TooLarge => tonic::Code::ResourceExhausted,
-        K::PermissionDenied => tonic::Code::PermissionDenied,
-        K::Unsupported => tonic::Code::Unimplemented,
-        K::Unavailable | K::Overloaded | K::ConsistencyNotMet => tonic::Code::Unavailable,
-        K::Timeout => tonic::Code::DeadlineExceeded,
-        _ => tonic::Code::Internal,
+    let code = match e.failure() {
+        Failure::Unauthenticated => tonic::Code::Unauthenticated,
+        Failure::Forbidden => tonic::Code::PermissionDenied,
+        Failure::MethodNotAllowed => tonic::Code::Unimplemented,
+        Failure::NoRoute => tonic::Code::NotFound,
+        Failure::Mux(kind) => match kind {
+            K::InvalidInput => tonic::Code::InvalidArgument,
+            K::NotFound => tonic::Code::NotFound,
+            K::Conflict => tonic::Code::Aborted,
+            K::TooLarge => tonic::Code::ResourceExhausted,
+            K::PermissionDenied => tonic::Code::PermissionDenied,
+            K::Unsupported => tonic::Code::Unimplemented,
+            K::Unavailable | K::Overloaded | K::ConsistencyNotMet => tonic::Code::Unavailable,
+            K::Timeout => tonic::Code::DeadlineExceeded,
+            _ => tonic::Code::Internal,
+        },
     };
-    Status::new(code, e.to_string())
+    Status::new(code, e.message())
 }
 
 impl GrpcStore {
     /// Authenticates the call (bearer token in the `authorization` metadata) and checks
-    /// the scope; returns the tenant (`None` with auth off).
-    fn caller<T>(&self, request: &Request<T>, scope: Scope) -> Result<Option<Tenant>, Status> {
+    /// the scope; returns the service acting for the caller's tenant.
+    fn service<T>(&self, request: &Request<T>, scope: Scope) -> Result<Service<'_>, Status> {
+        let identity = self.identity(request)?;
+        Service::authorize(&self.state, identity.as_ref(), scope).map_err(status)
+    }
+
+    /// The caller (`None` with auth off).
+    fn identity<T>(&self, request: &Request<T>) -> Result<Option<Identity>, Status> {
         let Some(verifier) = self.state.live().auth.clone() else {
             return Ok(None);
         };
@@ -55,51 +69,28 @@ impl GrpcStore {
             .and_then(|v| v.to_str().ok())
             .and_then(crate::auth::bearer_token)
             .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <token>"))?;
-        let identity = verifier.verify(token).map_err(|d| match d {
-            Denied::Unauthenticated(m) => Status::unauthenticated(m),
-            Denied::Forbidden(m) => Status::permission_denied(m),
-        })?;
-        if !identity.scopes.contains(&scope) {
-            return Err(Status::permission_denied(format!(
-                "tenant {} lacks the {} scope",
-                identity.tenant,
-                format!("{scope:?}").to_lowercase()
-            )));
-        }
-        Ok(Some(identity.tenant))
+        let identity = verifier.verify(token).map_err(|d| status(d.into()))?;
+        Ok(Some(identity))
     }
 }
 
-fn write_reply(report: &WriteReport) -> pb::WriteReply {
+fn write_reply(reply: WriteReply, found: bool) -> pb::WriteReply {
     pb::WriteReply {
-        key: report.key.as_str().to_owned(),
-        version: report.version.to_string(),
-        backends: report
-            .backends()
+        key: reply.key,
+        version: reply.version,
+        backends: reply
+            .backends
+            .into_iter()
             .map(|b| pb::BackendOutcome {
-                backend: b.backend.to_owned(),
-                role: format!("{:?}", b.role).to_lowercase(),
-                outcome: b.outcome.as_str().to_owned(),
-                error: match b.outcome {
-                    mux::WriteOutcome::Failed(e) => e.to_string(),
-                    _ => String::new(),
-                },
+                backend: b.backend,
+                role: b.role,
+                outcome: b.outcome,
+                error: b.error.map(|e| e.message).unwrap_or_default(),
             })
             .collect(),
-    }
-}
-
-/// A key from a request (the tenant's own: the coordinator stores it in the tenant's
-/// namespace).
-fn key_of(raw: &str) -> Result<Key, Status> {
-    Key::new(raw).map_err(status)
-}
-
-fn parse_opt<T: std::str::FromStr<Err = mux::Error>>(text: &str) -> Result<Option<T>, Status> {
-    if text.is_empty() {
-        Ok(None)
-    } else {
-        text.parse().map(Some).map_err(status)
+        found,
+        consistency: reply.consistency,
+        applied_on: reply.applied_on,
     }
 }
 
@@ -111,46 +102,33 @@ impl Store for GrpcStore {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::WriteReply>, Status> {
-        let tenant = self.caller(&request, Scope::Write)?;
-        let t = tenant.as_ref();
+        let service = self.service(&request, Scope::Write)?;
         let req = request.into_inner();
-        let key = key_of(&req.key)?;
-        let options = WriteOptions {
-            consistency: parse_opt(&req.consistency)?,
-            tenant: tenant.clone(),
+        let options = Options {
+            consistency: Some(&req.consistency),
             tags: req.tags.into_iter().collect(),
-            content_type: Some(req.content_type).filter(|ct| !ct.is_empty()),
+            content_type: Some(&req.content_type),
             ..Default::default()
         };
-        let report = self
-            .state
-            .mux()
-            .write(key, req.value, &options)
+        let reply = service
+            .put(&req.key, req.value.into(), &options)
             .await
             .map_err(status)?;
-        crate::rest::publish(&self.state, t, &report, false);
-        Ok(Response::new(write_reply(&report)))
+        Ok(Response::new(write_reply(reply, true)))
     }
 
     async fn get(
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetReply>, Status> {
-        let tenant = self.caller(&request, Scope::Read)?;
+        let service = self.service(&request, Scope::Read)?;
         let req = request.into_inner();
-        let key = key_of(&req.key)?;
-        let options = ReadOptions {
-            policy: parse_opt(&req.read_policy)?,
-            tenant: tenant.clone(),
+        let options = Options {
+            read_policy: Some(&req.read_policy),
+            tags: req.tags.into_iter().collect(),
             ..Default::default()
         };
-        let reply = match self
-            .state
-            .mux()
-            .get_with(&key, &options)
-            .await
-            .map_err(status)?
-        {
+        let reply = match service.get(&req.key, &options).await.map_err(status)? {
             None => pb::GetReply::default(),
             Some(r) => pb::GetReply {
                 found: true,
@@ -167,63 +145,48 @@ impl Store for GrpcStore {
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::WriteReply>, Status> {
-        let tenant = self.caller(&request, Scope::Write)?;
-        let t = tenant.as_ref();
+        let service = self.service(&request, Scope::Write)?;
         let req = request.into_inner();
-        let key = key_of(&req.key)?;
-        let options = WriteOptions {
-            consistency: parse_opt(&req.consistency)?,
-            tenant: tenant.clone(),
+        let options = Options {
+            consistency: Some(&req.consistency),
+            read_policy: Some(&req.read_policy),
+            tags: req.tags.into_iter().collect(),
             ..Default::default()
         };
-        let report = self
-            .state
-            .mux()
-            .delete(&key, &options)
-            .await
-            .map_err(status)?;
-        crate::rest::publish(&self.state, t, &report, true);
-        Ok(Response::new(write_reply(&report)))
+        let deleted = service.delete(&req.key, &options).await.map_err(status)?;
+        Ok(Response::new(write_reply(deleted.reply, deleted.found)))
     }
 
     async fn list(
         &self,
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListReply>, Status> {
-        let tenant = self.caller(&request, Scope::Read)?;
+        let service = self.service(&request, Scope::Read)?;
         let req = request.into_inner();
-        let prefix = Prefix::new(&req.prefix).map_err(status)?;
-        let mut list = ListRequest::new(prefix);
-        if !req.cursor.is_empty() {
-            list.cursor = Some(key_of(&req.cursor)?);
-        }
-        if req.limit > 0 {
-            list.limit = req.limit as usize;
-        }
-        let options = ReadOptions {
-            tenant: tenant.clone(),
+        let input = ListInput {
+            prefix: &req.prefix,
+            cursor: Some(&req.cursor),
+            limit: Some(u64::from(req.limit)).filter(|l| *l > 0),
+        };
+        let options = Options {
+            read_policy: Some(&req.read_policy),
+            tags: req.tags.into_iter().collect(),
             ..Default::default()
         };
-        let page = self
-            .state
-            .mux()
-            .list(&list, &options)
-            .await
-            .map_err(status)?;
+        let page = service.list(&input, &options).await.map_err(status)?;
         Ok(Response::new(pb::ListReply {
             entries: page
                 .entries
-                .iter()
+                .into_iter()
                 .map(|e| pb::Entry {
-                    key: e.key.as_str().to_owned(),
-                    version: e.meta.version.to_string(),
+                    key: e.key,
+                    version: e.version,
                     size: e.size,
+                    content_type: e.content_type.unwrap_or_default(),
+                    tags: e.tags.into_iter().collect(),
                 })
                 .collect(),
-            next_cursor: page
-                .next_cursor
-                .map(|c| c.as_str().to_owned())
-                .unwrap_or_default(),
+            next_cursor: page.next_cursor.unwrap_or_default(),
         }))
     }
 
@@ -235,8 +198,8 @@ impl Store for GrpcStore {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        let tenant = self.caller(&request, Scope::Read)?;
-        let prefix = Prefix::new(&request.into_inner().prefix).map_err(status)?;
+        let tenant = self.service(&request, Scope::Read)?.tenant().cloned();
+        let prefix = Prefix::new(&request.into_inner().prefix).map_err(|e| status(e.into()))?;
         let events = BroadcastStream::new(self.state.events.subscribe());
         let stream = events.filter_map(move |event| match event {
             Ok(Event::Change {

@@ -16,6 +16,7 @@ pub mod grpc;
 pub mod openapi;
 pub mod readiness;
 mod rest;
+mod service;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -142,7 +143,7 @@ impl AppState {
                 )));
             }
         }
-        let live = Arc::new(self.make_live(config).await?);
+        let live = Arc::new(make_live(&self.backends, self.intent_log.as_ref(), config).await?);
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = live;
         tracing::info!("configuration reloaded");
         let _ = self.events.send(Event::Config {
@@ -150,50 +151,56 @@ impl AppState {
         });
         Ok(())
     }
+}
 
-    async fn make_live(&self, config: ServerConfig) -> Result<Live> {
-        let auth = verifier(&config)?;
-        // Every kind and field checked first, all problems at once; then the stores this
-        // config adds are opened together. A store that is unreachable now opens as a
-        // deferred backend (unavailable until it connects): only config errors fail.
-        mux::check_all(&config.backends)?;
-        let mut opened = self.backends.lock().await;
-        let new: Vec<&BackendSpec> = config
-            .backends
-            .iter()
-            .filter(|spec| !opened.iter().any(|(s, _)| s == *spec))
-            .collect();
-        let results = futures_util::future::join_all(new.iter().map(|spec| mux::open(spec))).await;
-        let mut problems = Vec::new();
-        for (spec, result) in new.into_iter().zip(results) {
-            match result {
-                Ok(b) => opened.push((spec.clone(), b)),
-                Err(e) => problems.push(e.to_string()),
-            }
+/// Builds what `config` produces, opening the stores it adds to `backends` (and
+/// forgetting those it no longer names).
+async fn make_live(
+    backends: &tokio::sync::Mutex<OpenBackends>,
+    intent_log: Option<&Arc<dyn mux::IntentLog>>,
+    config: ServerConfig,
+) -> Result<Live> {
+    let auth = verifier(&config)?;
+    // Every kind and field checked first, all problems at once; then the stores this
+    // config adds are opened together. A store that is unreachable now opens as a
+    // deferred backend (unavailable until it connects): only config errors fail.
+    mux::check_all(&config.backends)?;
+    let mut opened = backends.lock().await;
+    let new: Vec<&BackendSpec> = config
+        .backends
+        .iter()
+        .filter(|spec| !opened.iter().any(|(s, _)| s == *spec))
+        .collect();
+    let results = futures_util::future::join_all(new.iter().map(|spec| mux::open(spec))).await;
+    let mut problems = Vec::new();
+    for (spec, result) in new.into_iter().zip(results) {
+        match result {
+            Ok(b) => opened.push((spec.clone(), b)),
+            Err(e) => problems.push(e.to_string()),
         }
-        if !problems.is_empty() {
-            return Err(Error::invalid_input(format!(
-                "cannot open the backends:\n  - {}",
-                problems.join("\n  - ")
-            )));
-        }
-        let mut builder = Mux::builder();
-        for spec in &config.backends {
-            let (_, backend) = opened
-                .iter()
-                .find(|(s, _)| s == spec)
-                .expect("every backend was opened above");
-            builder = builder.backend(backend.clone());
-        }
-        if let Some(log) = &self.intent_log {
-            builder = builder.intent_log(log.clone());
-        }
-        let mux = builder.config(config.mux.clone()).build()?;
-        mux.recover().await?;
-        // Forget stores the new config no longer names.
-        opened.retain(|(s, _)| config.backends.contains(s));
-        Ok(Live { mux, auth, config })
     }
+    if !problems.is_empty() {
+        return Err(Error::invalid_input(format!(
+            "cannot open the backends:\n  - {}",
+            problems.join("\n  - ")
+        )));
+    }
+    let mut builder = Mux::builder();
+    for spec in &config.backends {
+        let (_, backend) = opened
+            .iter()
+            .find(|(s, _)| s == spec)
+            .expect("every backend was opened above");
+        builder = builder.backend(backend.clone());
+    }
+    if let Some(log) = intent_log {
+        builder = builder.intent_log(log.clone());
+    }
+    let mux = builder.config(config.mux.clone()).build()?;
+    mux.recover().await?;
+    // Forget stores the new config no longer names.
+    opened.retain(|(s, _)| config.backends.contains(s));
+    Ok(Live { mux, auth, config })
 }
 
 fn verifier(config: &ServerConfig) -> Result<Option<Arc<auth::Verifier>>> {
@@ -224,24 +231,18 @@ pub async fn build(config: &ServerConfig) -> Result<AppState> {
         Some(path) => Some(Arc::new(mux::redb::RedbIntentLog::open(path)?)),
         None => None,
     };
-    let placeholder = AppState {
-        live: Arc::new(RwLock::new(Arc::new(Live {
-            mux: Mux::builder()
-                .backend(Arc::new(mux::MemoryBackend::new("placeholder")))
-                .default_route(mux::RouteConfig::new("").backend("placeholder", mux::Role::Primary))
-                .build()?,
-            auth: None,
-            config: config.clone(),
-        }))),
-        backends: Arc::new(tokio::sync::Mutex::new(Vec::new())),
+    // The first `Mux` is the real one: no throwaway store is built before it (its
+    // metrics series would show in /metrics).
+    let backends = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+    let live = make_live(&backends, intent_log.as_ref(), config.clone()).await?;
+    Ok(AppState {
+        live: Arc::new(RwLock::new(Arc::new(live))),
+        backends,
         intent_log,
         metrics,
         max_body_bytes: config.max_body_bytes,
         events: tokio::sync::broadcast::channel(4096).0,
-    };
-    let live = Arc::new(placeholder.make_live(config.clone()).await?);
-    *placeholder.live.write().unwrap_or_else(|p| p.into_inner()) = live;
-    Ok(placeholder)
+    })
 }
 
 /// A running server.
@@ -293,7 +294,7 @@ pub async fn serve(config: &ServerConfig, state: AppState) -> Result<Server> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let grpc = grpc::service(state.clone());
-    let app = rest::router(state);
+    let app = rest::router(state).merge(openapi::router());
     let rest_stop = stopped(rx.clone());
     let task = tokio::spawn(async move {
         axum::serve(listener, app)

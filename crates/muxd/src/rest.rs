@@ -3,20 +3,19 @@
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use mux::{
-    ErrorKind, Key, ListRequest, Prefix, ReadOptions, ReadPolicy, Tenant, Version,
-    WriteConsistency, WriteOptions, WriteReport,
-};
+use axum::routing::{any, delete, get, post};
+use mux::ErrorKind;
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::AppState;
 use crate::admin;
 use crate::auth::{Denied, Identity, Principal, Scope};
+use crate::service::{
+    ErrorBody, ListInput, ListReply, Options, Service, ServiceError, WriteReply, http, tags,
+};
 
 /// The caller, as the auth middleware found it (`None` with auth off).
 type Caller = axum::Extension<Option<Identity>>;
@@ -68,36 +67,18 @@ async fn authenticate(
 }
 
 fn denied(d: Denied) -> Response {
-    let (status, kind, message) = match d {
-        Denied::Unauthenticated(m) => (StatusCode::UNAUTHORIZED, "unauthenticated", m),
-        Denied::Forbidden(m) => (StatusCode::FORBIDDEN, "permission_denied", m),
-    };
-    (
-        status,
-        axum::Json(json!({"error": {"kind": kind, "message": message}})),
-    )
-        .into_response()
-}
-
-/// Checks the caller's scope; with auth off everything is allowed.
-fn require(caller: &Option<Identity>, scope: Scope) -> Result<Option<&Tenant>, ApiError> {
-    match caller {
-        None => Ok(None),
-        Some(id) if id.scopes.contains(&scope) => Ok(Some(&id.tenant)),
-        Some(id) => Err(ApiError::Denied(Denied::Forbidden(format!(
-            "tenant {} lacks the {} scope",
-            id.tenant,
-            format!("{scope:?}").to_lowercase()
-        )))),
-    }
+    ServiceError::from(d).into_response()
 }
 
 /// Overrides the route's write consistency: `all`, `quorum`, `one`, `primary`, `at_least:N`.
 pub const CONSISTENCY_HEADER: &str = "x-mux-consistency";
 /// Overrides the route's read policy: `primary`, `first_healthy`, `fastest`, `hedged`, …
 pub const READ_POLICY_HEADER: &str = "x-mux-read-policy";
-/// Record tags on a write: `class=pii,team=core`.
+/// Record tags: `class=pii,team=core` (percent-encoded where needed). Set on a write,
+/// returned by GET/HEAD, and on reads it picks tag-matching routes.
 pub const TAGS_HEADER: &str = "x-mux-tags";
+/// The record's version on GET/HEAD (also quoted in `ETag`).
+pub const VERSION_HEADER: &str = "x-mux-version";
 
 pub(crate) fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
@@ -105,8 +86,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/kv", get(list))
         .route(
             "/v1/kv/{*key}",
-            get(get_key).put(put_key).delete(delete_key),
+            get(get_key).head(head_key).put(put_key).delete(delete_key),
         )
+        .route("/v1/kv/", any(empty_key))
         .route("/v1/admin/health", get(admin::health_report))
         .route("/v1/admin/dead-letters", get(admin::dead_letters))
         .route(
@@ -124,24 +106,21 @@ pub(crate) fn router(state: AppState) -> Router {
         ));
     Router::new()
         .merge(api)
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(crate::readiness::readyz))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
+        .fallback(http::no_route)
+        .method_not_allowed_fallback(http::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
-/// An error as JSON: `{"error":{"kind","message"}}` (plus the per-backend outcome when
-/// a write missed its consistency level), with the matching status.
+/// An error as the documented JSON body, `{"error":{"kind","message"}}` (plus the
+/// per-backend outcome when a write missed its consistency level), with the matching
+/// status. Every variant renders through [`ServiceError`].
 pub(crate) enum ApiError {
     Mux(mux::Error),
-    Denied(Denied),
-}
-
-#[allow(non_snake_case)]
-fn ApiError(e: mux::Error) -> ApiError {
-    ApiError::Mux(e)
+    Service(ServiceError),
 }
 
 impl From<mux::Error> for ApiError {
@@ -150,138 +129,105 @@ impl From<mux::Error> for ApiError {
     }
 }
 
-fn status_of(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::Conflict => StatusCode::CONFLICT,
-        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
-        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
-        ErrorKind::Unavailable
-        | ErrorKind::Timeout
-        | ErrorKind::Overloaded
-        | ErrorKind::ConsistencyNotMet => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        ApiError::Service(e)
+    }
+}
+
+impl From<ApiError> for ServiceError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Mux(e) => e.into(),
+            ApiError::Service(e) => e,
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let e = match self {
-            ApiError::Mux(e) => e,
-            ApiError::Denied(d) => return denied(d),
-        };
-        let mut body = json!({"error": {"kind": e.kind().as_str(), "message": e.to_string()}});
-        if let Some(report) = WriteReport::of(&e) {
-            body["error"]["backends"] = backends_json(report);
-        }
-        (status_of(e.kind()), axum::Json(body)).into_response()
+        ServiceError::from(self).into_response()
     }
 }
 
-fn bad(message: String) -> ApiError {
-    ApiError(mux::Error::invalid_input(message))
-}
-
-fn backends_json(report: &WriteReport) -> serde_json::Value {
-    report
-        .backends()
-        .map(|b| {
-            let mut v =
-                json!({"backend": b.backend, "role": b.role, "outcome": b.outcome.as_str()});
-            if let mux::WriteOutcome::Failed(e) = b.outcome {
-                v["error"] = json!({"kind": e.kind().as_str(), "message": e.to_string()});
-            }
-            v
-        })
-        .collect()
-}
-
-/// Tells watchers about a write that went through.
-pub(crate) fn publish(
-    state: &AppState,
-    tenant: Option<&Tenant>,
-    report: &WriteReport,
-    deleted: bool,
-) {
-    let _ = state.events.send(crate::Event::Change {
-        tenant: tenant.map(|t| t.as_str().to_owned()),
-        key: report.key.as_str().to_owned(),
-        version: report.version,
-        deleted,
-    });
-}
-
-fn write_response(report: &WriteReport) -> Response {
-    let body = json!({
-        "key": report.key.as_str(),
-        "version": report.version.to_string(),
-        "consistency": report.consistency.to_string(),
-        "applied_on": report.applied_on(),
-        "backends": backends_json(report),
-    });
-    let mut response = axum::Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::ETAG, etag(report.version));
+fn write_response(reply: WriteReply) -> Response {
+    let etag = etag(&reply.version);
+    let mut response = axum::Json(reply).into_response();
+    response.headers_mut().insert(header::ETAG, etag);
     response
 }
 
-fn etag(version: Version) -> HeaderValue {
+fn etag(version: &str) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{version}\"")).expect("versions are ASCII")
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ApiError> {
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ServiceError> {
     headers
         .get(name)
         .map(|v| {
-            v.to_str()
-                .map_err(|_| bad(format!("header {name} is not valid text")))
+            v.to_str().map_err(|_| {
+                ServiceError::invalid(format!(
+                    "header {name} is not visible ASCII: percent-encode other bytes"
+                ))
+            })
         })
         .transpose()
 }
 
-fn key_of(raw: &str) -> Result<Key, ApiError> {
-    Ok(Key::new(raw)?)
+/// An option header: absent means the route's default, empty is a mistake.
+fn option_header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, ServiceError> {
+    match header_str(headers, name)? {
+        Some(v) if v.trim().is_empty() => Err(ServiceError::invalid(format!(
+            "header {name} is empty: give a value or leave it out for the route's default"
+        ))),
+        other => Ok(other),
+    }
 }
 
-fn read_options(headers: &HeaderMap, tenant: Option<&Tenant>) -> Result<ReadOptions, ApiError> {
-    let policy = header_str(headers, READ_POLICY_HEADER)?
-        .map(str::parse::<ReadPolicy>)
-        .transpose()?;
-    Ok(ReadOptions {
-        policy,
-        tenant: tenant.cloned(),
-        ..Default::default()
+/// The options a data request carries in its headers.
+fn options(headers: &HeaderMap) -> Result<Options<'_>, ServiceError> {
+    Ok(Options {
+        consistency: option_header(headers, CONSISTENCY_HEADER)?,
+        read_policy: option_header(headers, READ_POLICY_HEADER)?,
+        tags: header_str(headers, TAGS_HEADER)?
+            .map(tags::parse)
+            .transpose()?
+            .unwrap_or_default(),
+        content_type: header_str(headers, header::CONTENT_TYPE.as_str())?,
     })
 }
 
 #[utoipa::path(put, path = "/v1/kv/{key}",
-    params(("key" = String, Path, description = "A key: `/`-separated non-empty segments, no `.`/`..`"),
-           ("x-mux-consistency" = Option<String>, Header, description = "all, quorum, one, primary, at_least:N"),
-           ("x-mux-tags" = Option<String>, Header, description = "name=value,…")),
+    params(("key" = String, Path, min_length = 1, description = "A key: `/`-separated non-empty segments (no `.` or `..` segment, no control or invisible format characters), at most 1024 bytes"),
+           ("x-mux-consistency" = Option<String>, Header, nullable = false, pattern = "^(all|quorum|one|primary|at_least:[1-9][0-9]*)$",
+            description = "Overrides the route's write consistency: `all`, `quorum`, `one`, `primary` or `at_least:N` (N at most the route's voters, else 400 and nothing is written)"),
+           ("x-mux-tags" = Option<String>, Header, nullable = false, pattern = r"^[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*([ \t]*,[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*)*[ \t]*$",
+            description = "The record's tags: `name=value` pairs separated by commas; `%`, `,`, `=`, spaces and non-ASCII percent-encoded. At most 32 tags, names up to 128 bytes, values up to 512; a malformed header is 400"),
+           ("content-type" = Option<String>, Header, nullable = false, max_length = 256,
+            description = "Stored with the record and returned by GET (printable ASCII, at most 256 bytes)")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The value"),
-    responses((status = 200, body = crate::openapi::WriteReply), (status = 400, body = crate::openapi::ErrorBody),
-              (status = 401, body = crate::openapi::ErrorBody), (status = 403, body = crate::openapi::ErrorBody),
-              (status = 413, body = crate::openapi::ErrorBody), (status = 503, body = crate::openapi::ErrorBody)))]
+    responses((status = 200, body = WriteReply, description = "Written at the consistency level",
+               headers(("etag" = String, description = "The version written, quoted"))),
+              (status = 400, body = ErrorBody, description = "A bad key, header, tag or content type, or a consistency level the route can never meet (nothing was written)"),
+              (status = 401, body = ErrorBody, description = "No valid token (JWT auth on)"),
+              (status = 403, body = ErrorBody, description = "The token lacks the write scope"),
+              (status = 413, body = ErrorBody, description = "The body is over max_body_bytes or a store's limit"),
+              (status = 503, body = ErrorBody, description = "The consistency level was not met: `backends` says which stores applied the write")))]
 pub(crate) async fn put_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    http::Path(raw): http::Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let tenant = require(&caller, Scope::Write)?;
-    let key = key_of(&raw)?;
+) -> Result<Response, ServiceError> {
+    let service = Service::authorize(&state, caller.0.as_ref(), Scope::Write)?;
     let body = body.map_err(|rejection| {
-        let status = rejection.status();
-        let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        let kind = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ErrorKind::TooLarge
         } else {
             ErrorKind::InvalidInput
         };
-        ApiError(mux::Error::new(
+        ServiceError::from(mux::Error::new(
             kind,
             format!(
                 "request body rejected: {rejection} (the limit is {} bytes)",
@@ -289,109 +235,116 @@ pub(crate) async fn put_key(
             ),
         ))
     })?;
-    let consistency = header_str(&headers, CONSISTENCY_HEADER)?
-        .map(str::parse::<WriteConsistency>)
-        .transpose()?;
-    let mut options = WriteOptions {
-        consistency,
-        tenant: tenant.cloned(),
-        content_type: header_str(&headers, header::CONTENT_TYPE.as_str())?.map(str::to_owned),
-        ..Default::default()
-    };
-    if let Some(tags) = header_str(&headers, TAGS_HEADER)? {
-        for pair in tags.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = pair
-                .split_once('=')
-                .ok_or_else(|| bad(format!("tag \"{pair}\" in {TAGS_HEADER} is not name=value")))?;
-            options
-                .tags
-                .insert(k.trim().to_owned(), v.trim().to_owned());
-        }
-    }
-    let report = state.mux().write(key, body, &options).await?;
-    publish(&state, tenant, &report, false);
-    Ok(write_response(&report))
+    let reply = service.put(&raw, body, &options(&headers)?).await?;
+    Ok(write_response(reply))
 }
 
 #[utoipa::path(get, path = "/v1/kv/{key}",
-    params(("key" = String, Path), ("x-mux-read-policy" = Option<String>, Header, description = "primary, first_healthy, fastest, hedged, hedged:Nms, quorum, all")),
-    responses((status = 200, description = "The value; the version in ETag and X-Mux-Version", content_type = "application/octet-stream"),
-              (status = 404, body = crate::openapi::ErrorBody), (status = 400, body = crate::openapi::ErrorBody)))]
+    params(("key" = String, Path, min_length = 1),
+           ("x-mux-read-policy" = Option<String>, Header, nullable = false, pattern = "^(primary|first_healthy|fastest|hedged|hedged:[0-9]+ms|quorum|all)$",
+            description = "Overrides the route's read policy: `primary`, `first_healthy`, `fastest`, `hedged`, `hedged:Nms`, `quorum` or `all`"),
+           ("x-mux-tags" = Option<String>, Header, nullable = false, pattern = r"^[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*([ \t]*,[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*)*[ \t]*$", description = "Tags that pick a tag-matching route for the read (same format as on PUT)")),
+    responses((status = 200, description = "The value, with the content type it was written with", content_type = "*/*",
+               headers(("etag" = String, description = "The record's version, quoted"),
+                       ("x-mux-version" = String, description = "The record's version"),
+                       ("x-mux-tags" = String, description = "The record's tags (absent when it has none), in the PUT format"),
+                       ("content-type" = String, description = "The content type it was written with (application/octet-stream if none)"))),
+              (status = 400, body = ErrorBody, description = "A bad key or header"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody, description = "No live record under the key"),
+              (status = 503, body = ErrorBody, description = "No store could answer")))]
 pub(crate) async fn get_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    http::Path(raw): http::Path<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let tenant = require(&caller, Scope::Read)?;
-    let asked = key_of(&raw)?;
-    let Some(record) = state
-        .mux()
-        .get_with(&asked, &read_options(&headers, tenant)?)
-        .await?
-    else {
-        return Err(ApiError(mux::Error::new(
-            ErrorKind::NotFound,
-            format!("no record under {asked}"),
-        )));
+) -> Result<Response, ServiceError> {
+    let service = Service::authorize(&state, caller.0.as_ref(), Scope::Read)?;
+    let Some(record) = service.get(&raw, &options(&headers)?).await? else {
+        return Err(mux::Error::new(ErrorKind::NotFound, format!("no record under {raw}")).into());
     };
-    let content_type = record
-        .meta()
+    let meta = record.meta();
+    let content_type = meta
         .content_type
-        .clone()
-        .unwrap_or_else(|| "application/octet-stream".into());
+        .as_deref()
+        .and_then(|ct| HeaderValue::from_str(ct).ok())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let version = record.version().to_string();
     let mut response = record.value().clone().into_response();
     let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, content_type);
+    h.insert(header::ETAG, etag(&version));
     h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(&content_type)
-            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+        VERSION_HEADER,
+        HeaderValue::from_str(&version).expect("versions are ASCII"),
     );
-    h.insert(header::ETAG, etag(record.version()));
-    h.insert(
-        "x-mux-version",
-        HeaderValue::from_str(&record.version().to_string()).expect("ASCII"),
-    );
+    if let Some(tags) = tags::render(&meta.tags) {
+        h.insert(
+            TAGS_HEADER,
+            HeaderValue::from_str(&tags).expect("rendered tags are visible ASCII"),
+        );
+    }
     Ok(response)
 }
 
+/// `HEAD /v1/kv/{key}`: GET's headers without the body.
+#[utoipa::path(head, path = "/v1/kv/{key}",
+    params(("key" = String, Path, min_length = 1),
+           ("x-mux-read-policy" = Option<String>, Header, nullable = false, pattern = "^(primary|first_healthy|fastest|hedged|hedged:[0-9]+ms|quorum|all)$"),
+           ("x-mux-tags" = Option<String>, Header, nullable = false, pattern = r"^[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*([ \t]*,[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*)*[ \t]*$")),
+    responses((status = 200, description = "The record exists; no body",
+               headers(("etag" = String), ("x-mux-version" = String), ("x-mux-tags" = String), ("content-type" = String),
+                       ("content-length" = u64, description = "The value's length"))),
+              (status = 400, description = "A bad key or header (no body)"),
+              (status = 401, description = "No valid token (no body)"),
+              (status = 403, description = "The token lacks the read scope (no body)"),
+              (status = 404, description = "No live record (no body)"),
+              (status = 503, description = "No store could answer (no body)")))]
+pub(crate) async fn head_key(
+    state: State<AppState>,
+    caller: Caller,
+    raw: http::Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ServiceError> {
+    // axum drops the body of a HEAD answer and keeps its length.
+    get_key(state, caller, raw, headers).await
+}
+
 #[utoipa::path(delete, path = "/v1/kv/{key}",
-    params(("key" = String, Path), ("x-mux-consistency" = Option<String>, Header),
-           ("x-mux-read-policy" = Option<String>, Header, description = "how to look for the live record first")),
-    responses((status = 200, body = crate::openapi::WriteReply, description = "A live record was deleted"),
-              (status = 404, body = crate::openapi::ErrorBody,
+    params(("key" = String, Path, min_length = 1),
+           ("x-mux-consistency" = Option<String>, Header, nullable = false, pattern = "^(all|quorum|one|primary|at_least:[1-9][0-9]*)$", description = "As on PUT"),
+           ("x-mux-read-policy" = Option<String>, Header, nullable = false, pattern = "^(primary|first_healthy|fastest|hedged|hedged:[0-9]+ms|quorum|all)$", description = "How to look for the live record first"),
+           ("x-mux-tags" = Option<String>, Header, nullable = false, pattern = r"^[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*([ \t]*,[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*)*[ \t]*$", description = "Tags that route the tombstone where the record went")),
+    responses((status = 200, body = WriteReply, description = "A live record was deleted",
+               headers(("etag" = String, description = "The tombstone's version, quoted"))),
+              (status = 400, body = ErrorBody, description = "A bad key or header, or an unreachable consistency level"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody,
                description = "No live record existed: nothing was deleted (a tombstone is still written, so a replica that missed an earlier delete converges)"),
-              (status = 400, body = crate::openapi::ErrorBody)))]
+              (status = 503, body = ErrorBody, description = "The consistency level was not met")))]
 pub(crate) async fn delete_key(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    http::Path(raw): http::Path<String>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let tenant = require(&caller, Scope::Write)?;
-    let key = key_of(&raw)?;
-    let consistency = header_str(&headers, CONSISTENCY_HEADER)?
-        .map(str::parse::<WriteConsistency>)
-        .transpose()?;
-    let options = WriteOptions {
-        consistency,
-        tenant: tenant.cloned(),
-        ..Default::default()
-    };
-    let store = state.mux();
-    let existed = store
-        .get_with(&key, &read_options(&headers, tenant)?)
-        .await?
-        .is_some();
-    let report = store.delete(&key, &options).await?;
-    publish(&state, tenant, &report, true);
-    if !existed {
-        return Err(ApiError(mux::Error::new(
+) -> Result<Response, ServiceError> {
+    let service = Service::authorize(&state, caller.0.as_ref(), Scope::Write)?;
+    let deleted = service.delete(&raw, &options(&headers)?).await?;
+    if !deleted.found {
+        return Err(mux::Error::new(
             ErrorKind::NotFound,
-            format!("no record under {key}: nothing to delete"),
-        )));
+            format!("no record under {raw}: nothing to delete"),
+        )
+        .into());
     }
-    Ok(write_response(&report))
+    Ok(write_response(deleted.reply))
+}
+
+/// `/v1/kv/` names no key.
+async fn empty_key() -> ServiceError {
+    ServiceError::invalid(
+        "the key is empty: name one, e.g. /v1/kv/config/app (GET /v1/kv lists keys)",
+    )
 }
 
 #[derive(Deserialize)]
@@ -399,47 +352,38 @@ pub(crate) struct ListQuery {
     #[serde(default)]
     prefix: String,
     cursor: Option<String>,
-    limit: Option<usize>,
+    limit: Option<u64>,
 }
 
 #[utoipa::path(get, path = "/v1/kv",
-    params(("prefix" = Option<String>, Query, description = "matched on whole segments"),
-           ("cursor" = Option<String>, Query), ("limit" = Option<usize>, Query)),
-    responses((status = 200, body = crate::openapi::ListReply), (status = 400, body = crate::openapi::ErrorBody)))]
+    params(("prefix" = Option<String>, Query, nullable = false, description = "Keys under this prefix, matched on whole segments"),
+           ("cursor" = Option<String>, Query, nullable = false, description = "The `next_cursor` of the previous page"),
+           ("limit" = Option<u64>, Query, nullable = false, minimum = 1, maximum = 10000, description = "The page size, 1 to 10000 (default 1000)"),
+           ("x-mux-read-policy" = Option<String>, Header, nullable = false, pattern = "^(primary|first_healthy|fastest|hedged|hedged:[0-9]+ms|quorum|all)$"),
+           ("x-mux-tags" = Option<String>, Header, nullable = false, pattern = r"^[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*([ \t]*,[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*)*[ \t]*$", description = "Tags that pick tag-matching routes")),
+    responses((status = 200, body = ListReply),
+              (status = 400, body = ErrorBody, description = "A bad prefix, cursor, limit or header"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 503, body = ErrorBody, description = "No store could answer")))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<ListQuery>,
+    http::Query(q): http::Query<ListQuery>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let tenant = require(&caller, Scope::Read)?;
-    let mut request = ListRequest::new(Prefix::new(&q.prefix)?);
-    request.cursor = q.cursor.as_deref().map(Key::new).transpose()?;
-    if let Some(limit) = q.limit {
-        request.limit = limit;
-    }
-    let page = state
-        .mux()
-        .list(&request, &read_options(&headers, tenant)?)
-        .await?;
-    let entries: Vec<serde_json::Value> = page
-        .entries
-        .iter()
-        .map(|e| {
-            json!({
-                "key": e.key.as_str(),
-                "version": e.meta.version.to_string(),
-                "size": e.size,
-                "content_type": e.meta.content_type,
-                "tags": e.meta.tags,
-            })
-        })
-        .collect();
-    Ok(axum::Json(json!({
-        "entries": entries,
-        "next_cursor": page.next_cursor.as_ref().map(Key::as_str),
-    }))
-    .into_response())
+) -> Result<axum::Json<ListReply>, ServiceError> {
+    let service = Service::authorize(&state, caller.0.as_ref(), Scope::Read)?;
+    let input = ListInput {
+        prefix: &q.prefix,
+        cursor: q.cursor.as_deref(),
+        limit: q.limit,
+    };
+    Ok(axum::Json(service.list(&input, &options(&headers)?).await?))
+}
+
+/// `/healthz`: the process answers.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "`ok`", content_type = "text/plain")))]
+pub(crate) async fn healthz() -> &'static str {
+    "ok\n"
 }
 
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
@@ -464,9 +408,4 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-async fn openapi() -> Response {
-    use utoipa::OpenApi;
-    axum::Json(crate::openapi::ApiDoc::openapi()).into_response()
 }

@@ -200,3 +200,234 @@ async fn metrics_and_health() {
     assert_eq!(dead["dead_letters"], serde_json::json!([]));
     server.shutdown(&mux).await;
 }
+
+/// What axum would answer in plain text (or with an empty body) is the documented JSON
+/// error body with the right status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_is_the_json_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mux) = start(dir.path()).await;
+    let a = server.addr;
+
+    for (method, path, status, kind, says) in [
+        ("GET", "/v1/kv?limit=ten", 400, "invalid_input", "limit"),
+        ("GET", "/v1/kv?limit=-1", 400, "invalid_input", "limit"),
+        (
+            "GET",
+            "/v1/kv?limit=0",
+            400,
+            "invalid_input",
+            "use 1 to 10000",
+        ),
+        (
+            "GET",
+            "/v1/kv?limit=10001",
+            400,
+            "invalid_input",
+            "use 1 to 10000",
+        ),
+        ("GET", "/v1/kv/a/%FF", 400, "invalid_input", "invalid path"),
+        (
+            "PUT",
+            "/v1/kv/a/%C3%28",
+            400,
+            "invalid_input",
+            "invalid path",
+        ),
+        ("GET", "/v1/kv/", 400, "invalid_input", "the key is empty"),
+        ("PUT", "/v1/kv/", 400, "invalid_input", "the key is empty"),
+        (
+            "PATCH",
+            "/v1/kv/a",
+            405,
+            "method_not_allowed",
+            "does not serve PATCH",
+        ),
+        (
+            "POST",
+            "/v1/kv",
+            405,
+            "method_not_allowed",
+            "does not serve POST",
+        ),
+        (
+            "POST",
+            "/openapi.json",
+            405,
+            "method_not_allowed",
+            "does not serve",
+        ),
+        (
+            "GET",
+            "/v2/kv/a",
+            404,
+            "not_found",
+            "no route serves /v2/kv/a",
+        ),
+        ("GET", "/", 404, "not_found", "/openapi.json"),
+    ] {
+        let r = request(a, method, path, &[], b"x").await;
+        assert_eq!(r.status, status, "{method} {path}: {}", r.text());
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/json"),
+            "{method} {path}"
+        );
+        let body = r.json();
+        assert_eq!(body["error"]["kind"], kind, "{method} {path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{method} {path}: {message}");
+    }
+    let r = request(a, "PATCH", "/v1/kv/a", &[], b"").await;
+    let allow = r.header("allow").unwrap_or_default().to_owned();
+    for m in ["GET", "HEAD", "PUT", "DELETE"] {
+        assert!(allow.contains(m), "Allow: {allow}");
+    }
+    server.shutdown(&mux).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_and_head_return_tags_content_type_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mux) = start(dir.path()).await;
+    let a = server.addr;
+    let put = request(
+        a,
+        "PUT",
+        "/v1/kv/docs/readme",
+        &[
+            ("content-type", "text/markdown"),
+            ("x-mux-tags", "class=pii, note=a%2Cb%3Dc%20d%C3%A9"),
+        ],
+        b"# hi",
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let version = put.json()["version"].as_str().unwrap().to_owned();
+    for method in ["GET", "HEAD"] {
+        let r = request(a, method, "/v1/kv/docs/readme", &[], b"").await;
+        assert_eq!(r.status, 200, "{method}");
+        assert_eq!(r.header("content-type"), Some("text/markdown"), "{method}");
+        assert_eq!(
+            r.header("x-mux-version"),
+            Some(version.as_str()),
+            "{method}"
+        );
+        assert_eq!(
+            r.header("etag"),
+            Some(format!("\"{version}\"").as_str()),
+            "{method}"
+        );
+        assert_eq!(
+            r.header("x-mux-tags"),
+            Some("class=pii,note=a%2Cb%3Dc%20d%C3%A9"),
+            "{method}"
+        );
+        assert_eq!(r.header("content-length"), Some("4"), "{method}");
+    }
+    let listed = request(a, "GET", "/v1/kv?prefix=docs", &[], b"")
+        .await
+        .json();
+    assert_eq!(
+        listed["entries"][0]["tags"],
+        serde_json::json!({"class": "pii", "note": "a,b=c dé"})
+    );
+    assert_eq!(listed["entries"][0]["content_type"], "text/markdown");
+    // Untagged records have no X-Mux-Tags and the default content type.
+    request(a, "PUT", "/v1/kv/docs/plain", &[], b"x").await;
+    let r = request(a, "GET", "/v1/kv/docs/plain", &[], b"").await;
+    assert_eq!(r.header("x-mux-tags"), None);
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    server.shutdown(&mux).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn input_limits_are_refused_with_the_limit_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mux) = start(dir.path()).await;
+    let a = server.addr;
+    let many: Vec<String> = (0..33).map(|i| format!("t{i}=v")).collect();
+    let long_name = format!("{}=v", "n".repeat(129));
+    let long_value = format!("n={}", "v".repeat(513));
+    let long_type = format!("text/{}", "x".repeat(260));
+    for (headers, says) in [
+        (vec![("x-mux-tags", many.join(","))], "the limit is 32"),
+        (vec![("x-mux-tags", long_name)], "the limit is 128"),
+        (vec![("x-mux-tags", long_value)], "the limit is 512"),
+        (vec![("x-mux-tags", "=v".to_owned())], "empty name"),
+        (
+            vec![("x-mux-tags", "novalue".to_owned())],
+            "is not name=value",
+        ),
+        (vec![("x-mux-tags", "a=%G1".to_owned())], "escape"),
+        (vec![("content-type", long_type)], "the limit is 256"),
+        (
+            vec![("content-type", "text/\tplain".to_owned())],
+            "printable ASCII",
+        ),
+        (
+            vec![("x-mux-consistency", "at_least:3".to_owned())],
+            "at_least:3 cannot be met",
+        ),
+        (
+            vec![("x-mux-read-policy", "slowest".to_owned())],
+            "unknown read policy",
+        ),
+    ] {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        for (method, path) in [("PUT", "/v1/kv/limits/k"), ("PUT", "/v1/kv/tenantconfig/k")] {
+            let r = request(a, method, path, &headers, b"x").await;
+            if says == "unknown read policy" {
+                // Writes ignore the read policy.
+                assert_eq!(r.status, 200, "{headers:?}: {}", r.text());
+                continue;
+            }
+            assert_eq!(r.status, 400, "{method} {path} {headers:?}: {}", r.text());
+            assert_eq!(r.json()["error"]["kind"], "invalid_input");
+            let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+            assert!(message.contains(says), "{headers:?}: {message}");
+        }
+    }
+    // Refused before anything was written.
+    let r = request(a, "GET", "/v1/kv/tenantconfig/k", &[], b"").await;
+    assert_eq!(r.status, 200, "written once, by the read-policy case");
+    let r = request(
+        a,
+        "GET",
+        "/v1/kv/limits/k",
+        &[("x-mux-read-policy", "slowest")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("unknown read policy"), "{}", r.text());
+    let r = request(a, "GET", "/v1/kv/x", &[("x-mux-tags", "a")], b"").await;
+    assert_eq!(r.status, 400, "a malformed tag header on a read too");
+    let r = request(
+        a,
+        "DELETE",
+        "/v1/kv/limits/k",
+        &[("x-mux-consistency", "at_least:3")],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        request(a, "GET", "/v1/kv/limits/k", &[], b"").await.status,
+        200,
+        "the refused delete deleted nothing"
+    );
+    server.shutdown(&mux).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_no_placeholder_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mux) = start(dir.path()).await;
+    let a = server.addr;
+    request(a, "PUT", "/v1/kv/m/x", &[], b"v").await;
+    let text = request(a, "GET", "/metrics", &[], b"").await.text();
+    assert!(text.contains("backend=\"fs\""), "{text}");
+    assert!(!text.contains("placeholder"), "{text}");
+    server.shutdown(&mux).await;
+}
