@@ -29,7 +29,6 @@ use crate::backend::{Backend, BackendInfo, ListPage, ListRequest};
 use crate::error::{Error, Operation, Result};
 use crate::key::{Key, Prefix};
 use crate::record::Record;
-use crate::resilience::layer::Guarded;
 use crate::resilience::{BulkheadGate, CallStats, Circuit, IntentLog, Jitter};
 use crate::tenant::Tenant;
 use crate::version::{Clock, Version};

@@ -350,11 +350,12 @@ impl<B> CircuitBreaker<B> {
         self.circuit
             .try_acquire()
             .map_err(|e| e.with_backend(&self.name).with_operation(op))?;
-        let started = Instant::now();
+        // The clock is read only for the slow-call rule (off by default).
+        let started = (!self.circuit.config.slow_call.is_zero()).then(Instant::now);
         let result = call.await;
         self.circuit.record(
             result.as_ref().is_err_and(Error::is_temporary),
-            started.elapsed(),
+            started.map_or(Duration::ZERO, |s| s.elapsed()),
         );
         result
     }

@@ -36,14 +36,16 @@
 //! The coordinator builds one such stack per backend from its `ResilienceConfig`
 //! (bulkhead, circuit breaker, instrumentation, timeout, outermost first) and sends every
 //! call it makes through it: writes, reads, read repair, listing, purge, health probes,
-//! hinted handoff and dead-letter replay. It calls the stack through [`Guarded`], which
-//! composes the layers' work around the one boxed call of the innermost backend, so the
-//! layers cost no allocation of their own.
+//! hinted handoff and dead-letter replay. It calls the stack's `guarded`: one state
+//! machine over the stack's own parts (gate, circuit, stats, timeout) around the one
+//! boxed call of the innermost backend, so the layers cost no allocation and no nesting
+//! of their own.
 
-use std::sync::Arc;
+use tokio::time::Instant;
 
 use crate::backend::Backend;
-use crate::error::{Operation, Result};
+use crate::coordinator::ResilienceStack;
+use crate::error::{Error, Operation, Result};
 
 /// Builds a wrapper around a backend (tower's `Layer`).
 pub trait Layer<B> {
@@ -111,28 +113,35 @@ impl<L> Layers<L> {
     }
 }
 
-/// A stack of layers the coordinator calls without boxing each layer's future: the
-/// layers' work composes around the innermost backend's call, which the caller makes.
-pub(crate) trait Guarded: Send + Sync {
-    /// Runs `call` (a call of the innermost backend for `op`) through every layer.
-    fn guarded<'a, T: Send + 'a>(
-        &'a self,
+impl<B: Backend> ResilienceStack<B> {
+    /// Runs `call` (a call of the innermost backend for `op`) through every layer of the
+    /// coordinator's stack without boxing each layer's future: one state machine over
+    /// the stack's own parts — its bulkhead's gate, its breaker's circuit, its stats and
+    /// its timeout — in the same order and under the same rules as the layers' `Backend`
+    /// impls.
+    pub(crate) async fn guarded<T>(
+        &self,
         op: Operation,
-        call: impl Future<Output = Result<T>> + Send + 'a,
-    ) -> impl Future<Output = Result<T>> + Send + 'a;
-}
-
-impl Guarded for Arc<dyn Backend> {
-    fn guarded<'a, T: Send + 'a>(
-        &'a self,
-        _op: Operation,
-        call: impl Future<Output = Result<T>> + Send + 'a,
-    ) -> impl Future<Output = Result<T>> + Send + 'a {
-        call
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let breaker = self.get_ref();
+        let instrumented = breaker.get_ref();
+        let name = &instrumented.info().name;
+        let tag = |e: Error| e.with_backend(name).with_operation(op);
+        let _permit = self.gate().acquire().await.map_err(tag)?;
+        breaker.circuit().try_acquire().map_err(tag)?;
+        let started = Instant::now();
+        let result = instrumented.get_ref().around(op, call).await.map_err(tag);
+        let elapsed = started.elapsed();
+        breaker
+            .circuit()
+            .record(result.as_ref().is_err_and(Error::is_temporary), elapsed);
+        instrumented.stats().record(op, elapsed, result.is_ok());
+        result
     }
 }
 
-/// Implements [`Backend`] and [`Guarded`] for a layer `$ty<B>` whose inherent
+/// Implements [`Backend`] for a layer `$ty<B>` whose inherent
 /// `around(op, call)` does its work around one call of `self.inner`.
 macro_rules! layer_impls {
     ($ty:ident) => {
@@ -198,16 +207,6 @@ macro_rules! layer_impls {
             async fn health(&self) -> $crate::error::Result<()> {
                 self.around($crate::error::Operation::Health, self.inner.health())
                     .await
-            }
-        }
-
-        impl<B: $crate::resilience::layer::Guarded> $crate::resilience::layer::Guarded for $ty<B> {
-            fn guarded<'a, T: Send + 'a>(
-                &'a self,
-                op: $crate::error::Operation,
-                call: impl Future<Output = $crate::error::Result<T>> + Send + 'a,
-            ) -> impl Future<Output = $crate::error::Result<T>> + Send + 'a {
-                self.around(op, self.inner.guarded(op, call))
             }
         }
     };

@@ -59,7 +59,11 @@ impl<B> Timeout<B> {
         self.timeout
     }
 
-    async fn around<T>(&self, op: Operation, call: impl Future<Output = Result<T>>) -> Result<T> {
+    pub(crate) async fn around<T>(
+        &self,
+        op: Operation,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         let mut call = std::pin::pin!(call);
         let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
         match first {
