@@ -27,7 +27,12 @@ fn parse_summary(line: &str) -> Option<(usize, usize, usize)> {
 /// tests need it), so it shares the tests' one feature set and nothing compiles twice;
 /// `cargo test --workspace --no-run` brings it up to date first.
 fn runner(arg: &str) -> Result<std::process::Output, String> {
-    crate::cargo(&["test", "--workspace", "--quiet", "--no-run"])?;
+    // Brought up to date once per xtask run, not once per backend.
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if BUILT.get().is_none() {
+        crate::cargo(&["test", "--workspace", "--quiet", "--no-run"])?;
+        let _ = BUILT.set(());
+    }
     let binary = crate::target_dir()
         .join("debug")
         .join(format!("mux-conformance{}", std::env::consts::EXE_SUFFIX));

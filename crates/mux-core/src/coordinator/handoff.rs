@@ -156,7 +156,7 @@ impl Inner {
                 }
                 let mut wait = policy.backoff(attempts - 1, self.jitter.unit());
                 // Do not knock on an open circuit: wait until it lets probes through.
-                if let Some(open) = s.circuit.retry_in() {
+                if let Some(open) = s.circuit().retry_in() {
                     wait = wait.max(open + Duration::from_millis(1));
                 }
                 tokio::time::sleep(wait).await;

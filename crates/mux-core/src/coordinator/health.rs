@@ -64,17 +64,17 @@ impl Mux {
             .slots
             .iter()
             .map(|s| {
-                let (p50, p95, p99) = s.stats.percentiles();
+                let (p50, p95, p99) = s.stats().percentiles();
                 HealthReport {
                     backend: s.name.to_string(),
-                    circuit: s.circuit.state(),
-                    times_opened: s.circuit.times_opened(),
+                    circuit: s.circuit().state(),
+                    times_opened: s.circuit().times_opened(),
                     p50_ms: ms(p50),
                     p95_ms: ms(p95),
                     p99_ms: ms(p99),
-                    ewma_ms: ms(s.stats.ewma()),
-                    error_rate: s.stats.error_rate(),
-                    in_flight: s.gate.in_flight(),
+                    ewma_ms: ms(s.stats().ewma()),
+                    error_rate: s.stats().error_rate(),
+                    in_flight: s.gate().in_flight(),
                     hints_pending: s.hints_pending.load(Ordering::SeqCst),
                     dead_letters: dead.get(&*s.name).copied().unwrap_or(0),
                 }

@@ -82,9 +82,6 @@ pub(crate) struct Slot {
     /// Every call of the coordinator goes through this.
     stack: ResilienceStack<Arc<dyn Backend>>,
     pub(crate) name: Arc<str>,
-    pub(crate) stats: Arc<CallStats>,
-    pub(crate) circuit: Arc<Circuit>,
-    pub(crate) gate: Arc<BulkheadGate>,
     /// Bounds the hints being delivered to this backend at once.
     pub(crate) handoff: tokio::sync::Semaphore,
     pub(crate) hints_pending: AtomicUsize,
@@ -95,14 +92,26 @@ impl Slot {
         let stack = resilience.stack(backend.clone());
         Slot {
             name: backend.info().name.clone(),
-            gate: stack.gate().clone(),
-            circuit: stack.get_ref().circuit().clone(),
-            stats: stack.get_ref().get_ref().stats().clone(),
             stack,
             backend,
             handoff: tokio::sync::Semaphore::new(resilience.handoff_concurrency.max(1)),
             hints_pending: AtomicUsize::new(0),
         }
+    }
+
+    /// The stack's bulkhead gate (calls in flight).
+    pub(crate) fn gate(&self) -> &BulkheadGate {
+        self.stack.gate()
+    }
+
+    /// The stack's circuit.
+    pub(crate) fn circuit(&self) -> &Circuit {
+        self.stack.get_ref().circuit()
+    }
+
+    /// The stack's call statistics.
+    pub(crate) fn stats(&self) -> &Arc<CallStats> {
+        self.stack.get_ref().get_ref().stats()
     }
 
     /// Runs one call of the backend (`call`, made on `self.backend`) through the
@@ -430,7 +439,7 @@ impl Mux {
             .slots
             .iter()
             .find(|s| &*s.name == backend)
-            .map(|s| s.circuit.state())
+            .map(|s| s.circuit().state())
     }
 
     /// Waits until every background write, hint and repair started so far has finished

@@ -66,20 +66,17 @@ impl Inner {
         key: &Key,
         policy: ReadPolicy,
     ) -> Result<Option<Record>> {
-        async move {
-            match policy {
-                ReadPolicy::Primary => fetch(self.slot(route, route.primary), key).await,
-                ReadPolicy::FirstHealthy => self.first_healthy(route, key).await,
-                ReadPolicy::Fastest => self.fastest(route, key).await,
-                ReadPolicy::Hedged { delay } => self.hedged(route, key, delay).await,
-                ReadPolicy::Quorum => {
-                    let n = route.voters.len();
-                    self.gather(route, key, n / 2 + 1).await
-                }
-                ReadPolicy::All => self.gather(route, key, route.voters.len()).await,
+        match policy {
+            ReadPolicy::Primary => fetch(self.slot(route, route.primary), key).await,
+            ReadPolicy::FirstHealthy => self.first_healthy(route, key).await,
+            ReadPolicy::Fastest => self.fastest(route, key).await,
+            ReadPolicy::Hedged { delay } => self.hedged(route, key, delay).await,
+            ReadPolicy::Quorum => {
+                let n = route.voters.len();
+                self.gather(route, key, n / 2 + 1).await
             }
+            ReadPolicy::All => self.gather(route, key, route.voters.len()).await,
         }
-        .await
     }
 
     fn slot(&self, route: &Route, position: usize) -> &Arc<Slot> {
@@ -88,7 +85,7 @@ impl Inner {
 
     /// The route's read order, with backends whose circuit is open moved to the end.
     fn read_order<'r>(&self, route: &'r Route) -> Cow<'r, [usize]> {
-        let open = |p: &usize| self.slot(route, *p).circuit.state() == CircuitState::Open;
+        let open = |p: &usize| self.slot(route, *p).circuit().state() == CircuitState::Open;
         if !route.read_order.iter().any(open) {
             return Cow::Borrowed(&route.read_order);
         }
@@ -134,7 +131,7 @@ impl Inner {
         let order = self.read_order(route);
         let delay = delay.unwrap_or_else(|| {
             self.slot(route, order[0])
-                .stats
+                .stats()
                 .get_p95()
                 .map_or(DEFAULT_HEDGE_DELAY, |p| p.max(MIN_HEDGE_DELAY))
         });
@@ -237,7 +234,7 @@ impl Inner {
             let slot = self.slot(route, p).clone();
             let record = best.clone();
             self.counters.read_repairs.fetch_add(1, Ordering::Relaxed);
-            slot.stats.read_repaired();
+            slot.stats().read_repaired();
             tracing::debug!(backend = %slot.name, key = %record.key(), version = %record.version(), "read repair");
             self.background.spawn(async move {
                 let result = slot

@@ -55,7 +55,7 @@ async fn every_path_goes_through_the_stack() {
     let mux = two(&a, &b, BreakerConfig::default());
     // The instrumentation layer sits inside the bulkhead and the breaker and around the
     // timeout: a call it counts went through the whole stack.
-    let stats = mux.inner.slots[0].stats.clone();
+    let stats = mux.inner.slots[0].stats().clone();
     let mut seen = stats.calls();
     let mut counted = |path: &str, at_least: u64| {
         let now = stats.calls();
@@ -157,7 +157,7 @@ async fn an_open_circuit_is_respected_by_read_repair_and_purge() {
         newer.version()
     );
     // The repair of a is spawned but has not run yet (one thread): open a's circuit now.
-    mux.inner.slots[0].circuit.record(true, Duration::ZERO);
+    mux.inner.slots[0].circuit().record(true, Duration::ZERO);
     assert_eq!(mux.circuit("a"), Some(CircuitState::Open));
     let calls = a.calls();
     mux.settle().await;

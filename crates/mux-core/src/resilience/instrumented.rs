@@ -245,6 +245,11 @@ impl<B> Instrumented<B> {
         self.inner
     }
 
+    /// The wrapped backend's name (cached: no call through the backend).
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
     /// The shared stats.
     pub fn stats(&self) -> &Arc<CallStats> {
         &self.stats

@@ -126,7 +126,7 @@ impl<B: Backend> ResilienceStack<B> {
     ) -> Result<T> {
         let breaker = self.get_ref();
         let instrumented = breaker.get_ref();
-        let name = &instrumented.info().name;
+        let name = instrumented.name();
         let tag = |e: Error| e.with_backend(name).with_operation(op);
         let _permit = self.gate().acquire().await.map_err(tag)?;
         breaker.circuit().try_acquire().map_err(tag)?;
