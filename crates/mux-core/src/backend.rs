@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use crate::capability::Capability;
 use crate::error::{Error, Operation, Result};
+use crate::history::{AsOf, HistoryPage, HistoryRequest};
 use crate::key::{Key, Prefix};
 use crate::record::{Metadata, Record};
 use crate::version::Version;
@@ -228,7 +229,39 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     async fn health(&self) -> Result<()> {
         Ok(())
     }
+
+    /// One page of `key`'s stored versions, newest first, tombstones included (the
+    /// current version is the first entry). A version the store refused as stale never
+    /// appears. Requires `Capability::history`; a key never written has an empty history.
+    async fn history(&self, request: &HistoryRequest) -> Result<HistoryPage> {
+        let _ = request;
+        Err(Error::unsupported("this backend keeps no history")
+            .with_backend(&self.info().name)
+            .with_operation(Operation::History))
+    }
+
+    /// The record as it stood at `at`: the highest stored version at or below
+    /// [`AsOf::bound`], tombstones included; `None` if the key had no version then (or
+    /// the store no longer keeps it). Requires `Capability::history`.
+    ///
+    /// The default pages through [`Backend::history`]; stores that can seek override it.
+    async fn get_as_of(&self, key: &Key, at: AsOf) -> Result<Option<Record>> {
+        let mut request = HistoryRequest::new(key.clone()).with_limit(DEFAULT_AS_OF_PAGE);
+        loop {
+            let page = self.history(&request).await?;
+            if let Some(found) = page.entries.into_iter().find(|r| at.admits(r.version())) {
+                return Ok(Some(found));
+            }
+            match page.next_cursor {
+                Some(cursor) => request.cursor = Some(cursor),
+                None => return Ok(None),
+            }
+        }
+    }
 }
+
+/// The history page size of the default [`Backend::get_as_of`].
+const DEFAULT_AS_OF_PAGE: usize = 100;
 
 #[async_trait]
 impl<T: Backend + ?Sized> Backend for Arc<T> {
@@ -255,6 +288,12 @@ impl<T: Backend + ?Sized> Backend for Arc<T> {
     }
     async fn health(&self) -> Result<()> {
         (**self).health().await
+    }
+    async fn history(&self, request: &HistoryRequest) -> Result<HistoryPage> {
+        (**self).history(request).await
+    }
+    async fn get_as_of(&self, key: &Key, at: AsOf) -> Result<Option<Record>> {
+        (**self).get_as_of(key, at).await
     }
 }
 

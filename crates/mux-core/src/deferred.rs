@@ -37,6 +37,7 @@ use futures_util::future::BoxFuture;
 
 use crate::backend::{Backend, BackendInfo, ListPage, ListRequest, PutOutcome};
 use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::history::{AsOf, HistoryPage, HistoryRequest};
 use crate::key::Key;
 use crate::record::Record;
 use crate::resilience::{Jitter, RetryPolicy};
@@ -265,6 +266,14 @@ impl Backend for Deferred {
 
     async fn health(&self) -> Result<()> {
         self.backend(Operation::Health)?.health().await
+    }
+
+    async fn history(&self, request: &HistoryRequest) -> Result<HistoryPage> {
+        self.backend(Operation::History)?.history(request).await
+    }
+
+    async fn get_as_of(&self, key: &Key, at: AsOf) -> Result<Option<Record>> {
+        self.backend(Operation::GetAsOf)?.get_as_of(key, at).await
     }
 }
 

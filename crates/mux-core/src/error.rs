@@ -88,6 +88,10 @@ pub enum Operation {
     Purge,
     /// `Backend::health`.
     Health,
+    /// `Backend::history`.
+    History,
+    /// `Backend::get_as_of`.
+    GetAsOf,
     /// Opening or configuring a backend.
     Open,
 }
@@ -103,6 +107,8 @@ impl Operation {
             Operation::PutBatch => "put_batch",
             Operation::Purge => "purge",
             Operation::Health => "health",
+            Operation::History => "history",
+            Operation::GetAsOf => "get_as_of",
             Operation::Open => "open",
         }
     }

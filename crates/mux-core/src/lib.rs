@@ -35,6 +35,7 @@ pub mod codec;
 mod coordinator;
 pub mod deferred;
 mod error;
+mod history;
 mod key;
 mod memory;
 mod record;
@@ -55,6 +56,7 @@ pub use coordinator::{
     WriteConsistency, WriteOptions, WriteOutcome, WriteReport,
 };
 pub use error::{Error, ErrorKind, Operation, Result};
+pub use history::{AsOf, DEFAULT_HISTORY_LIMIT, HistoryPage, HistoryRequest, MAX_HISTORY_LIMIT};
 pub use key::{Key, MAX_KEY_LEN, Prefix};
 pub use memory::MemoryBackend;
 pub use record::{

@@ -2,25 +2,30 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 
 use async_trait::async_trait;
 
 use crate::backend::{Backend, BackendInfo, ListEntry, ListPage, ListRequest, PutOutcome};
 use crate::capability::Capability;
 use crate::error::{Operation, Result};
+use crate::history::{HistoryPage, HistoryRequest};
 use crate::key::Key;
 use crate::record::Record;
 use crate::version::Version;
 
 /// A backend that keeps records in a `BTreeMap` in memory.
 ///
-/// Fast and complete (every capability but durability); the reference implementation
-/// of the [`Backend`] contract and the store of choice for tests and caches.
+/// Fast and complete (every capability but durability and, unless made with
+/// [`MemoryBackend::with_history`], history); the reference implementation of the
+/// [`Backend`] contract and the store of choice for tests and caches.
 #[derive(Debug)]
 pub struct MemoryBackend {
     info: BackendInfo,
     records: RwLock<BTreeMap<Key, Record>>,
+    /// Every applied version per key, oldest first, when the backend keeps history.
+    /// Locked only while `records` is write-locked (or for reading history).
+    past: Option<Mutex<BTreeMap<Key, Vec<Record>>>>,
 }
 
 impl MemoryBackend {
@@ -45,12 +50,24 @@ impl MemoryBackend {
         MemoryBackend::with_info(BackendInfo::new(name, "memory", Self::CAPABILITY))
     }
 
-    /// An empty memory backend with custom info (labels, a narrower capability).
+    /// An empty memory backend with custom info (labels, a narrower capability). It
+    /// keeps history when `info.capability.history` is set.
     pub fn with_info(info: BackendInfo) -> MemoryBackend {
         MemoryBackend {
+            past: info.capability.history.then(|| Mutex::new(BTreeMap::new())),
             info,
             records: RwLock::new(BTreeMap::new()),
         }
+    }
+
+    /// An empty memory backend that keeps every applied version of every key
+    /// (`Capability::history`), for tests of temporal reads.
+    pub fn with_history(name: impl AsRef<str>) -> MemoryBackend {
+        let capability = Capability {
+            history: true,
+            ..Self::CAPABILITY
+        };
+        MemoryBackend::with_info(BackendInfo::new(name, "memory", capability))
     }
 
     /// How many records (tombstones included) are stored.
@@ -71,10 +88,21 @@ impl MemoryBackend {
         self.records.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn apply(map: &mut BTreeMap<Key, Record>, record: &Record) -> PutOutcome {
+    fn past(&self) -> Option<std::sync::MutexGuard<'_, BTreeMap<Key, Vec<Record>>>> {
+        self.past
+            .as_ref()
+            .map(|p| p.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn apply(&self, map: &mut BTreeMap<Key, Record>, record: &Record) -> PutOutcome {
         let outcome =
             PutOutcome::decide(map.get(record.key()).map(Record::version), record.version());
         if outcome.is_applied() {
+            if let Some(mut past) = self.past() {
+                past.entry(record.key().clone())
+                    .or_default()
+                    .push(record.clone());
+            }
             map.insert(record.key().clone(), record.clone());
         }
         outcome
@@ -89,7 +117,8 @@ impl Backend for MemoryBackend {
 
     async fn put(&self, record: &Record) -> Result<PutOutcome> {
         self.info.check_value_size(record, Operation::Put)?;
-        Ok(Self::apply(&mut self.write(), record))
+        let mut map = self.write();
+        Ok(self.apply(&mut map, record))
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Record>> {
@@ -127,10 +156,8 @@ impl Backend for MemoryBackend {
     }
 
     async fn delete(&self, key: &Key, version: Version) -> Result<PutOutcome> {
-        Ok(Self::apply(
-            &mut self.write(),
-            &Record::tombstone(key.clone(), version),
-        ))
+        let mut map = self.write();
+        Ok(self.apply(&mut map, &Record::tombstone(key.clone(), version)))
     }
 
     async fn put_batch(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
@@ -138,7 +165,7 @@ impl Backend for MemoryBackend {
             self.info.check_value_size(r, Operation::PutBatch)?;
         }
         let mut map = self.write();
-        Ok(records.iter().map(|r| Self::apply(&mut map, r)).collect())
+        Ok(records.iter().map(|r| self.apply(&mut map, r)).collect())
     }
 
     async fn purge(&self, key: &Key, up_to: Version) -> Result<bool> {
@@ -146,6 +173,9 @@ impl Backend for MemoryBackend {
         match map.get(key) {
             Some(r) if r.version() <= up_to => {
                 map.remove(key);
+                if let Some(mut past) = self.past() {
+                    past.remove(key);
+                }
                 Ok(true)
             }
             _ => Ok(false),
@@ -154,5 +184,20 @@ impl Backend for MemoryBackend {
 
     async fn health(&self) -> Result<()> {
         Ok(())
+    }
+
+    async fn history(&self, request: &HistoryRequest) -> Result<HistoryPage> {
+        let Some(past) = self.past() else {
+            return Err(crate::Error::unsupported(
+                "this memory backend keeps no history (make it with MemoryBackend::with_history)",
+            )
+            .with_backend(&self.info.name)
+            .with_operation(Operation::History));
+        };
+        let versions = past.get(&request.key).cloned().unwrap_or_default();
+        drop(past);
+        request
+            .page(versions)
+            .map_err(|e| e.with_backend(&self.info.name))
     }
 }

@@ -2,10 +2,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-};
-use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use mux_core::{
@@ -15,7 +12,7 @@ use mux_core::{
 
 use crate::config::S3Config;
 use crate::core::S3Core;
-use crate::error::map_sdk;
+use crate::error::{S3Failure, map_sdk};
 use crate::layout::{decode_meta, encode_meta};
 
 /// A backend storing one object per record in an S3 bucket.
@@ -61,45 +58,9 @@ impl S3Backend {
         let name = name.as_ref();
         let tag = |e: Error| e.with_backend(name).with_operation(Operation::Open);
         config.validate().map_err(tag)?;
-        // rustls on ring, built here so the SDK needs no default TLS stack.
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
-        if let Some(region) = &config.region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        if let (Some(id), Some(secret)) = (&config.access_key_id, &config.secret_access_key) {
-            loader = loader.credentials_provider(Credentials::new(
-                id,
-                secret,
-                config.session_token.clone(),
-                None,
-                "mux-s3",
-            ));
-        }
-        if let Some(endpoint) = &config.endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        let shared = loader.load().await;
-        if shared.region().is_none() {
-            return Err(tag(Error::invalid_input(
-                "no S3 region: set it in the config, AWS_REGION or the AWS profile",
-            )));
-        }
+        let shared = config.connection().load().await.map_err(tag)?;
         let s3 = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(config.path_style())
-            // 1 by default: the coordinator retries temporary errors (see the README).
-            .retry_config(
-                aws_sdk_s3::config::retry::RetryConfig::standard()
-                    .with_max_attempts(config.max_attempts),
-            )
-            .timeout_config(
-                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(config.connect_timeout)
-                    .operation_timeout(config.operation_timeout)
-                    .build(),
-            )
             // Every record carries its own CRC-32, checked on read; the SDK's extra
             // checksums (aws-chunked trailers) are left to stores that require them,
             // as several S3-compatible stores do not accept them.

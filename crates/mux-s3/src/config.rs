@@ -194,6 +194,23 @@ impl fmt::Debug for S3Config {
 }
 
 impl S3Config {
+    /// How to reach the service, for [`mux_aws::Connection::load`].
+    pub(crate) fn connection(&self) -> mux_aws::Connection {
+        mux_aws::Connection {
+            service: "S3",
+            region: self.region.clone(),
+            endpoint: self.endpoint.clone(),
+            credentials: self
+                .access_key_id
+                .clone()
+                .zip(self.secret_access_key.clone())
+                .map(|(id, secret)| (id, secret, self.session_token.clone())),
+            max_attempts: self.max_attempts,
+            operation_timeout: self.operation_timeout,
+            connect_timeout: self.connect_timeout,
+        }
+    }
+
     /// A config for `bucket` with prefix `mux`, credentials and region from the
     /// standard AWS chain, ETag-conditional writes, no SDK retries.
     pub fn new(bucket: impl Into<String>) -> S3Config {

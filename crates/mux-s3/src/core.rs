@@ -7,7 +7,7 @@ use mux_core::{Error, ErrorKind, Key, Metadata, Result};
 use mux_object::Condition;
 
 use crate::config::{ConditionalWrites, S3Config};
-use crate::error::{Failure, map_sdk};
+use crate::error::{Failure, S3Failure, map_sdk};
 use crate::layout::decode_meta;
 
 /// S3's longest object key, in bytes.

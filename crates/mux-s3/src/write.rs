@@ -9,7 +9,7 @@ use mux_object::{Condition, ConditionalStore, StoredObject};
 
 use crate::config::ConditionalWrites;
 use crate::core::S3Core;
-use crate::error::map_sdk;
+use crate::error::{S3Failure, map_sdk};
 use crate::layout::{body, encode_meta};
 
 #[async_trait::async_trait]

@@ -7,6 +7,7 @@ use futures_util::future::join_all;
 use super::{Mux, ReadOptions};
 use crate::backend::{Backend, BackendInfo, ListPage, ListRequest, PutOutcome};
 use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::history::{AsOf, HistoryPage, HistoryRequest};
 use crate::key::Key;
 use crate::record::Record;
 use crate::version::Version;
@@ -71,6 +72,17 @@ impl Backend for MuxBackend {
             removed |= r?;
         }
         Ok(removed)
+    }
+
+    async fn history(&self, request: &HistoryRequest) -> Result<HistoryPage> {
+        self.0.inner.history(request, &ReadOptions::default()).await
+    }
+
+    async fn get_as_of(&self, key: &Key, at: AsOf) -> Result<Option<Record>> {
+        self.0
+            .inner
+            .get_as_of(key, at, &ReadOptions::default())
+            .await
     }
 
     /// Healthy when every backend is.

@@ -309,7 +309,12 @@ fn combined_capability(slots: &[Arc<Slot>], routes: &[Route], default: &Route) -
         list: all(|c| c.list),
         batch: false,
         atomic_conditional_write: all(|c| c.atomic_conditional_write),
-        history: false,
+        // Every route has a backend that keeps history (history is served by one).
+        history: routes.iter().chain(std::iter::once(default)).all(|r| {
+            r.targets
+                .iter()
+                .any(|(i, _)| slots[*i].backend.info().capability.history)
+        }),
         tags: all(|c| c.tags),
         content_type: all(|c| c.content_type),
         purge: all(|c| c.purge),

@@ -12,6 +12,7 @@ mod builder;
 mod config;
 mod handoff;
 mod health;
+mod history;
 mod list;
 mod read;
 mod stats;
@@ -27,6 +28,7 @@ use tokio::sync::Notify;
 
 use crate::backend::{Backend, BackendInfo, ListPage, ListRequest};
 use crate::error::{Error, Operation, Result};
+use crate::history::{AsOf, HistoryPage, HistoryRequest};
 use crate::key::{Key, Prefix};
 use crate::record::Record;
 use crate::resilience::{BulkheadGate, CallStats, Circuit, IntentLog, Jitter};
@@ -351,6 +353,33 @@ impl Mux {
         Ok(self
             .inner
             .read(key, options)
+            .await?
+            .filter(|r| !r.is_tombstone()))
+    }
+
+    /// One page of a key's history, newest first, tombstones included: the stored
+    /// versions as the first backend of the key's route that keeps history
+    /// (`Capability::history`, in read order, open circuits last) has them. Fails with
+    /// `Unsupported` naming the route when none of its backends keeps history.
+    pub async fn history(
+        &self,
+        request: &HistoryRequest,
+        options: &ReadOptions,
+    ) -> Result<HistoryPage> {
+        self.inner.history(request, options).await
+    }
+
+    /// The live record under `key` as it stood at `at` (`None` if it did not exist or
+    /// was deleted then), from the first backend of the route that keeps history.
+    pub async fn get_as_of(
+        &self,
+        key: &Key,
+        at: AsOf,
+        options: &ReadOptions,
+    ) -> Result<Option<Record>> {
+        Ok(self
+            .inner
+            .get_as_of(key, at, options)
             .await?
             .filter(|r| !r.is_tombstone()))
     }

@@ -79,12 +79,12 @@ impl Inner {
         }
     }
 
-    fn slot(&self, route: &Route, position: usize) -> &Arc<Slot> {
+    pub(super) fn slot(&self, route: &Route, position: usize) -> &Arc<Slot> {
         &self.slots[route.targets[position].0]
     }
 
     /// The route's read order, with backends whose circuit is open moved to the end.
-    fn read_order<'r>(&self, route: &'r Route) -> Cow<'r, [usize]> {
+    pub(super) fn read_order<'r>(&self, route: &'r Route) -> Cow<'r, [usize]> {
         let open = |p: &usize| self.slot(route, *p).circuit().state() == CircuitState::Open;
         if !route.read_order.iter().any(open) {
             return Cow::Borrowed(&route.read_order);
@@ -249,7 +249,7 @@ impl Inner {
 }
 
 /// The error when no backend of a route answered.
-fn no_answer(route: &Route, key: &Key, errors: Vec<Error>) -> Error {
+pub(super) fn no_answer(route: &Route, key: &Key, errors: Vec<Error>) -> Error {
     let temporary = errors.is_empty() || errors.iter().any(Error::is_temporary);
     let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
     let e = Error::new(

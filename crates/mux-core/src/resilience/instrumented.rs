@@ -91,13 +91,14 @@ struct OpMetrics {
     error: Counter,
 }
 
-const OPS: [Operation; 6] = [
+const OPS: [Operation; 7] = [
     Operation::Put,
     Operation::Get,
     Operation::Delete,
     Operation::List,
     Operation::Purge,
     Operation::Health,
+    Operation::History,
 ];
 
 fn op_index(op: Operation) -> usize {
@@ -107,6 +108,7 @@ fn op_index(op: Operation) -> usize {
         Operation::Delete => 2,
         Operation::List => 3,
         Operation::Purge => 4,
+        Operation::History | Operation::GetAsOf => 6,
         _ => 5,
     }
 }

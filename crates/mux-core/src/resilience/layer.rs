@@ -208,6 +208,27 @@ macro_rules! layer_impls {
                 self.around($crate::error::Operation::Health, self.inner.health())
                     .await
             }
+            async fn history(
+                &self,
+                request: &$crate::history::HistoryRequest,
+            ) -> $crate::error::Result<$crate::history::HistoryPage> {
+                self.around(
+                    $crate::error::Operation::History,
+                    self.inner.history(request),
+                )
+                .await
+            }
+            async fn get_as_of(
+                &self,
+                key: &$crate::key::Key,
+                at: $crate::history::AsOf,
+            ) -> $crate::error::Result<Option<$crate::record::Record>> {
+                self.around(
+                    $crate::error::Operation::GetAsOf,
+                    self.inner.get_as_of(key, at),
+                )
+                .await
+            }
         }
     };
 }

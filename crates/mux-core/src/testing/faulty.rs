@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use crate::backend::{Backend, BackendInfo, ListPage, ListRequest, PutOutcome};
 use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::history::{AsOf, HistoryPage, HistoryRequest};
 use crate::key::Key;
 use crate::record::Record;
 use crate::version::Version;
@@ -207,6 +208,14 @@ impl<B: Backend> Backend for FaultyBackend<B> {
     async fn health(&self) -> Result<()> {
         self.before(Operation::Health).await?;
         self.inner.health().await
+    }
+    async fn history(&self, request: &HistoryRequest) -> Result<HistoryPage> {
+        self.before(Operation::History).await?;
+        self.inner.history(request).await
+    }
+    async fn get_as_of(&self, key: &Key, at: AsOf) -> Result<Option<Record>> {
+        self.before(Operation::GetAsOf).await?;
+        self.inner.get_as_of(key, at).await
     }
 }
 
