@@ -14,6 +14,12 @@ use mux_core::{BackendExt, ErrorKind, Key, ListRequest, Prefix, PutOutcome, Reco
 
 use crate::{CaseResult, Ctx, Failure};
 
+mod history;
+pub use history::{
+    as_of_time, as_of_version, history_keeps_tombstones, history_matches_capability,
+    history_newest_first, history_of_one_key, history_pages, history_skips_superseded,
+};
+
 /// A named case.
 #[derive(Debug, Clone, Copy)]
 pub struct Case {
@@ -52,10 +58,18 @@ cases!(
     tags_round_trip,
     content_type_round_trip,
     purge_respects_versions,
+    history_matches_capability,
+    history_newest_first,
+    history_keeps_tombstones,
+    history_skips_superseded,
+    history_pages,
+    history_of_one_key,
+    as_of_version,
+    as_of_time,
     health,
 );
 
-fn fail(msg: impl Into<String>) -> Failure {
+pub(crate) fn fail(msg: impl Into<String>) -> Failure {
     Failure::Failed(msg.into())
 }
 
@@ -76,7 +90,9 @@ macro_rules! ensure_eq {
     }};
 }
 
-fn require(cond: bool, capability: &str) -> CaseResult {
+pub(crate) use {ensure, ensure_eq};
+
+pub(crate) fn require(cond: bool, capability: &str) -> CaseResult {
     if cond {
         Ok(())
     } else {
@@ -107,7 +123,7 @@ async fn expect_live(ctx: &Ctx, key: &Key, value: &[u8], version: Version) -> Ca
     Ok(())
 }
 
-async fn put_expect(ctx: &Ctx, record: &Record, expected: PutOutcome) -> CaseResult {
+pub(crate) async fn put_expect(ctx: &Ctx, record: &Record, expected: PutOutcome) -> CaseResult {
     let got = ctx.backend().put(record).await?;
     ensure_eq!(
         got,
