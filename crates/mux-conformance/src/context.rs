@@ -76,6 +76,14 @@ impl Ctx {
         key
     }
 
+    /// Remembers a key the case built itself (not with [`Ctx::key`]) for cleanup.
+    pub fn track(&self, key: Key) {
+        self.written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(key);
+    }
+
     /// A prefix under this case's prefix.
     pub fn prefix(&self, suffix: &str) -> Prefix {
         Prefix::new(format!("{}/{suffix}", self.root))

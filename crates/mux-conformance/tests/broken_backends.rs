@@ -46,7 +46,7 @@ enum Flaw {
     TruncatesKeys,
     /// Read, pause, then write unconditionally: racing writers can let a lower version win.
     RacyWrites,
-    /// `put_batch` handles only the first 1,000 records.
+    /// `put_batch` handles only the first 100 records.
     TruncatesBatches,
     /// A too-large value fails as a temporary error (a coordinator would retry forever).
     TemporaryTooLarge,
@@ -176,7 +176,7 @@ impl Backend for Broken {
     async fn put_batch(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
         let mut out = Vec::new();
         let records = match self.flaw {
-            Flaw::TruncatesBatches => &records[..records.len().min(1000)],
+            Flaw::TruncatesBatches => &records[..records.len().min(100)],
             _ => records,
         };
         for r in records {

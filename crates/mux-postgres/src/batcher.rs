@@ -146,10 +146,27 @@ pub(crate) async fn upsert_batch(inner: &Inner, records: &[Record]) -> Result<Ve
                 Some(s) => PutOutcome::Superseded {
                     stored: parse(&s)?.max(r.version()),
                 },
+                // A concurrent writer committed the row after this statement's
+                // snapshot (the upsert waited for it and lost to it): read the
+                // committed version now.
                 None => {
-                    return Err(
-                        Error::new(ErrorKind::Conflict, "concurrent write; retry").temporary()
-                    );
+                    let get = client
+                        .prepare_cached(&inner.sql.get)
+                        .await
+                        .map_err(map_err)?;
+                    let row = client
+                        .query_opt(&get, &[&r.key().as_str()])
+                        .await
+                        .map_err(map_err)?;
+                    match row {
+                        Some(row) => PutOutcome::Superseded {
+                            stored: parse(row.get::<_, &str>(1))?.max(r.version()),
+                        },
+                        None => {
+                            return Err(Error::new(ErrorKind::Conflict, "concurrent write; retry")
+                                .temporary());
+                        }
+                    }
                 }
             }
         };

@@ -85,14 +85,17 @@ pub async fn long_keys(ctx: &Ctx) -> CaseResult {
             text.push_str(end);
             let key = Key::new(&text)
                 .map_err(|e| fail(format!("the suite built an invalid key: {e}")))?;
-            let key = ctx.key(&key.as_str()[ctx.root().len() + 1..]);
+            // Tracked for cleanup only once stored: a refused key has nothing to clean.
             let value = format!("{i}-{end}");
             match ctx
                 .backend()
                 .put(&Record::new(key.clone(), value.clone(), ctx.version()))
                 .await
             {
-                Ok(PutOutcome::Applied) => stored.push((key, value)),
+                Ok(PutOutcome::Applied) => {
+                    ctx.track(key.clone());
+                    stored.push((key, value));
+                }
                 Ok(other) => {
                     return Err(fail(format!(
                         "a fresh {}-byte key was {other:?}",

@@ -44,7 +44,15 @@ impl Backend for MuxBackend {
     }
 
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {
-        self.0.inner.list(request, &ReadOptions::default()).await
+        let name = &self.0.inner.info.name;
+        self.0
+            .inner
+            .list(request, &ReadOptions::default())
+            .await
+            .map_err(|e| match e.backend() {
+                Some(_) => e,
+                None => e.with_backend(name),
+            })
     }
 
     async fn delete(&self, key: &Key, version: Version) -> Result<PutOutcome> {
