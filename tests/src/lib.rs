@@ -12,7 +12,7 @@ use mux::{
 
 /// Every backend name the runner knows, in table order.
 pub const BACKENDS: &[&str] = &[
-    "memory", "fs", "redb", "mux", "postgres", "redis", "s3", "azure",
+    "memory", "fs", "redb", "mux", "postgres", "redis", "s3", "azure", "dynamodb",
 ];
 
 /// A backend under test plus whatever must live as long as it (temp dirs).
@@ -70,6 +70,22 @@ pub fn spec(name: &str, dir: &std::path::Path) -> Option<BackendSpec> {
             .with("create_container", true)
             // As for S3: the SDK may retry a dropped connection (no coordinator above).
             .with("max_retries", 3),
+        "dynamodb" => {
+            let var =
+                |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+            BackendSpec::new("dynamodb", "dynamodb")
+                .with("table", "mux-conformance")
+                .with("endpoint", dynamodb_endpoint())
+                .with("region", var("MUX_DYNAMODB_REGION", "us-east-1"))
+                .with("access_key_id", var("MUX_DYNAMODB_ACCESS_KEY_ID", "test"))
+                .with(
+                    "secret_access_key",
+                    var("MUX_DYNAMODB_SECRET_ACCESS_KEY", "test"),
+                )
+                .with("create_table", true)
+                // As for S3: the SDK may retry a dropped connection (no coordinator above).
+                .with("max_attempts", 3)
+        }
         _ => return None,
     })
 }
@@ -115,7 +131,7 @@ pub async fn backend(name: &str) -> std::result::Result<TestBackend, Unavailable
                 _guard: Some(dir),
             })
         }
-        "postgres" | "redis" | "s3" | "azure" => {
+        "postgres" | "redis" | "s3" | "azure" | "dynamodb" => {
             let spec = spec(name, std::path::Path::new(".")).expect("a networked store");
             open_spec(&spec, None).await
         }
@@ -140,6 +156,25 @@ pub fn redis_url() -> String {
 /// `MUX_S3_ENDPOINT`, or the local moto server's.
 pub fn s3_endpoint() -> String {
     std::env::var("MUX_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
+
+/// `MUX_DYNAMODB_ENDPOINT`, or the local moto server's.
+pub fn dynamodb_endpoint() -> String {
+    std::env::var("MUX_DYNAMODB_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
+
+/// A config for `table` on the test DynamoDB server (`MUX_DYNAMODB_*` or the local moto
+/// server's defaults), creating the table at open.
+pub fn dynamodb_config(table: &str) -> mux::dynamodb::DynamoDbConfig {
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    mux::dynamodb::DynamoDbConfig::new(table)
+        .with_endpoint(dynamodb_endpoint())
+        .with_region(var("MUX_DYNAMODB_REGION", "us-east-1"))
+        .with_static_credentials(
+            var("MUX_DYNAMODB_ACCESS_KEY_ID", "test"),
+            var("MUX_DYNAMODB_SECRET_ACCESS_KEY", "test"),
+        )
+        .with_create_table(true)
 }
 
 /// A config for `bucket` on the test S3 server (`MUX_S3_*` or the local moto server's

@@ -7,11 +7,19 @@ Running every write to one object (PUT, POST, DELETE on its path) under that
 object's lock gives moto S3's semantics, which is what mux-s3's concurrency tests
 rely on. Reads, and writes to other objects, still run in parallel.
 
+DynamoDB requests all go to the path `/`, so they run one at a time: conditional
+writes and transactions are atomic, as in DynamoDB. moto's TransactWriteItems copies
+the whole table once per item of the transaction (to roll back); the copy is made
+once per transaction here, which changes nothing else (mux-dynamodb's batches are
+transactions of up to 100 items).
+
 Usage: python moto_server.py HOST PORT
 """
 
+import copy
 import sys
 import threading
+import types
 
 from werkzeug.serving import run_simple
 from moto.moto_server.werkzeug_app import (
@@ -21,6 +29,40 @@ from moto.moto_server.werkzeug_app import (
 )
 
 app = DomainDispatcherApplication(create_backend_app)
+
+
+def copy_tables_once_per_transaction():
+    """Makes moto's TransactWriteItems deep-copy each table once, not once per item."""
+    try:
+        import moto.dynamodb.models as ddb
+
+        table_class = ddb.Table
+        transact = ddb.DynamoDBBackend.transact_write_items
+    except (ImportError, AttributeError) as e:  # another moto layout: leave it be
+        print(f"moto_server: DynamoDB transactions unpatched ({e})", file=sys.stderr)
+        return
+    local = threading.local()
+
+    def deepcopy(obj, memo=None):
+        tables = getattr(local, "tables", None)
+        if tables is None or not isinstance(obj, table_class):
+            return copy.deepcopy(obj, memo)
+        if id(obj) not in tables:
+            tables[id(obj)] = copy.deepcopy(obj, memo)
+        return tables[id(obj)]
+
+    def transact_write_items(self, transact_items):
+        local.tables = {}
+        try:
+            return transact(self, transact_items)
+        finally:
+            local.tables = None
+
+    ddb.copy = types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)
+    ddb.DynamoDBBackend.transact_write_items = transact_write_items
+
+
+copy_tables_once_per_transaction()
 locks = {}
 locks_guard = threading.Lock()
 

@@ -15,6 +15,7 @@
 //! | `redis` | [`redis`](crate) | Redis |
 //! | `s3` | [`s3`](crate) | Amazon S3 and S3-compatible object stores |
 //! | `azure` | [`azure`](crate) | Azure Blob Storage |
+//! | `dynamodb` | [`dynamodb`](crate) | Amazon DynamoDB (and ScyllaDB Alternator) |
 //!
 //! The default features compile no networked store.
 //!
@@ -66,3 +67,7 @@ pub use mux_s3 as s3;
 /// The Azure Blob Storage backend (feature `azure`).
 #[cfg(feature = "azure")]
 pub use mux_azure as azure;
+
+/// The DynamoDB backend (feature `dynamodb`).
+#[cfg(feature = "dynamodb")]
+pub use mux_dynamodb as dynamodb;
