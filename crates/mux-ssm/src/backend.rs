@@ -2,9 +2,10 @@
 
 use async_trait::async_trait;
 use aws_sdk_ssm::Client;
+use futures_util::{StreamExt, TryStreamExt};
 use mux_core::{
-    AsOf, Backend, BackendInfo, Capability, Error, HistoryPage, HistoryRequest, Key, ListPage,
-    ListRequest, Operation, PutOutcome, Record, Result, Version,
+    AsOf, Backend, BackendInfo, Capability, Error, ErrorKind, HistoryPage, HistoryRequest, Key,
+    ListPage, ListRequest, Operation, PutOutcome, Record, Result, Version,
 };
 
 use crate::config::SsmConfig;
@@ -66,6 +67,7 @@ impl SsmBackend {
             core: SsmCore {
                 client: Client::new(&shared),
                 names: Names::new(&config.root_path, &region),
+                scans: Default::default(),
                 config,
             },
         };
@@ -101,7 +103,26 @@ impl SsmBackend {
     }
 
     async fn put_one(&self, record: &Record) -> Result<PutOutcome> {
-        self.info.check_value_size(record, Operation::Put)?;
+        let tier = self.core.config.tier;
+        if record.value().len() > tier.max_value_size() {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "value of {} is {} bytes; the {} tier takes {} (SSM's {} less room for \
+                     base64, in which values that are not text are stored){}",
+                    record.key(),
+                    record.value().len(),
+                    tier.as_str(),
+                    tier.max_value_size(),
+                    tier.value_limit(),
+                    if tier == crate::Tier::Standard {
+                        "; tier = \"advanced\" takes 6144"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        }
         let name = self.core.names.checked_name(record.key())?;
         let encoded = encode(record, self.core.config.tier.value_limit())?;
         self.core.put_encoded(record, &name, &encoded).await
@@ -167,6 +188,18 @@ impl Backend for SsmBackend {
 
     async fn get(&self, key: &Key) -> Result<Option<Record>> {
         self.get_one(key).await.map_err(self.tag(Operation::Get))
+    }
+
+    /// Puts run concurrently (up to `concurrency` at once); each is its own
+    /// conditional write, so on error any subset may have been applied.
+    async fn put_batch(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
+        // The futures are built first, so the stream holds no closure over borrows.
+        let puts: Vec<_> = records.iter().map(|r| self.put_one(r)).collect();
+        futures_util::stream::iter(puts)
+            .buffered(self.core.config.concurrency)
+            .try_collect()
+            .await
+            .map_err(self.tag(Operation::PutBatch))
     }
 
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {

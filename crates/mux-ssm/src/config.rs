@@ -126,6 +126,20 @@ pub struct SsmConfig {
         deserialize_with = "millis"
     )]
     pub connect_timeout: Duration,
+    /// How long a listing's later pages are cut from the scan of the prefix its first
+    /// page made, instead of reading the whole subtree again (TOML: `list_reuse_ms`;
+    /// default 30 s; 0: every page reads the subtree). Those pages show the subtree as
+    /// it was at the scan.
+    #[serde(
+        rename = "list_reuse_ms",
+        default = "default_list_reuse",
+        deserialize_with = "millis"
+    )]
+    pub list_reuse: Duration,
+    /// How many puts of a `put_batch` run at once (default 4). SSM's write quota per
+    /// account and region is low; past it, writes fail with a temporary `Overloaded`.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
 }
 
 fn default_max_attempts() -> u32 {
@@ -136,6 +150,12 @@ fn default_operation_timeout() -> Duration {
 }
 fn default_connect_timeout() -> Duration {
     Duration::from_secs(3)
+}
+fn default_concurrency() -> usize {
+    4
+}
+fn default_list_reuse() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// A duration written as integer milliseconds.
@@ -157,6 +177,8 @@ impl fmt::Debug for SsmConfig {
             .field("max_attempts", &self.max_attempts)
             .field("operation_timeout", &self.operation_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("list_reuse", &self.list_reuse)
+            .field("concurrency", &self.concurrency)
             .finish()
     }
 }
@@ -182,6 +204,8 @@ impl SsmConfig {
             max_attempts: default_max_attempts(),
             operation_timeout: default_operation_timeout(),
             connect_timeout: default_connect_timeout(),
+            list_reuse: default_list_reuse(),
+            concurrency: default_concurrency(),
         }
     }
 
@@ -258,6 +282,18 @@ impl SsmConfig {
         self
     }
 
+    /// Sets how long a listing's later pages reuse its first page's scan (zero: never).
+    pub fn with_list_reuse(mut self, reuse: Duration) -> SsmConfig {
+        self.list_reuse = reuse;
+        self
+    }
+
+    /// Sets how many puts of a `put_batch` run at once.
+    pub fn with_concurrency(mut self, concurrency: usize) -> SsmConfig {
+        self.concurrency = concurrency;
+        self
+    }
+
     /// Checks the settings, naming every problem.
     pub fn validate(&self) -> Result<()> {
         let mut problems = Vec::new();
@@ -286,6 +322,9 @@ impl SsmConfig {
         }
         if self.max_attempts == 0 {
             problems.push("max_attempts must be at least 1".to_owned());
+        }
+        if self.concurrency == 0 {
+            problems.push("concurrency must be at least 1".to_owned());
         }
         if problems.is_empty() {
             Ok(())
@@ -357,6 +396,8 @@ mod tests {
             max_attempts = 3
             operation_timeout_ms = 1500
             connect_timeout_ms = 250
+            list_reuse_ms = 0
+            concurrency = 2
             "#,
         )
         .unwrap();
@@ -365,6 +406,8 @@ mod tests {
         assert_eq!(c.operation_timeout, Duration::from_millis(1500));
         assert_eq!(c.connect_timeout, Duration::from_millis(250));
         assert_eq!(c.max_attempts, 3);
+        assert!(c.list_reuse.is_zero());
+        assert_eq!(c.concurrency, 2);
         c.validate().unwrap();
         let shown = format!("{c:?}");
         for secret in ["s3cr3t-key", "t0ken"] {

@@ -24,6 +24,8 @@ pub(crate) struct SsmCore {
     pub(crate) client: Client,
     pub(crate) config: SsmConfig,
     pub(crate) names: Names,
+    /// Recent listing scans, for the later pages of their listings.
+    pub(crate) scans: crate::listing::Scans,
 }
 
 /// What `DescribeParameters` tells about a parameter's current version.

@@ -15,6 +15,7 @@
 //! | `redis` | [`redis`](crate) | Redis |
 //! | `s3` | [`s3`](crate) | Amazon S3 and S3-compatible object stores |
 //! | `azure` | [`azure`](crate) | Azure Blob Storage |
+//! | `ssm` | [`ssm`](crate) | AWS Systems Manager Parameter Store |
 //!
 //! The default features compile no networked store.
 //!
@@ -66,3 +67,7 @@ pub use mux_s3 as s3;
 /// The Azure Blob Storage backend (feature `azure`).
 #[cfg(feature = "azure")]
 pub use mux_azure as azure;
+
+/// The AWS Systems Manager Parameter Store backend (feature `ssm`).
+#[cfg(feature = "ssm")]
+pub use mux_ssm as ssm;
