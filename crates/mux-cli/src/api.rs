@@ -68,6 +68,30 @@ pub struct ListReply {
     pub next_cursor: Option<String>,
 }
 
+/// One version in a key's history (`GET /v1/history/{key}`).
+#[derive(Debug, Deserialize)]
+pub struct HistoryEntry {
+    /// The version.
+    pub version: String,
+    /// When it was written (RFC 3339).
+    pub time: String,
+    /// Whether it is a delete.
+    pub deleted: bool,
+    /// The value's length in bytes.
+    pub size: u64,
+    /// The value as text, when it is UTF-8.
+    pub value: Option<String>,
+}
+
+/// A page of a key's history.
+#[derive(Debug, Deserialize)]
+pub struct HistoryReply {
+    /// Versions, newest first.
+    pub entries: Vec<HistoryEntry>,
+    /// The cursor of the next (older) page.
+    pub next_cursor: Option<String>,
+}
+
 /// A muxd REST endpoint.
 #[derive(Debug, Clone)]
 pub struct Api {
@@ -120,9 +144,14 @@ impl Api {
         url
     }
 
-    /// The URL of a key. Refuses `.` and `..` segments here: URLs normalise them away,
-    /// so the server would see another key.
+    /// The URL of a key under `/v1/kv`.
     fn key_url(&self, key: &str) -> Result<Url, CliError> {
+        self.key_url_under("kv", key)
+    }
+
+    /// The URL of a key under `/v1/<root>`. Refuses `.` and `..` segments here: URLs
+    /// normalise them away, so the server would see another key.
+    fn key_url_under(&self, root: &str, key: &str) -> Result<Url, CliError> {
         if let Some((i, dots)) = key
             .split('/')
             .enumerate()
@@ -133,7 +162,7 @@ impl Api {
                 i + 1
             )));
         }
-        let mut url = self.url(["v1", "kv"]);
+        let mut url = self.url(["v1", root]);
         let encoded: Vec<String> = key
             .split('/')
             .map(|s| utf8_percent_encode(s, KEY_SEGMENT).to_string())
@@ -157,11 +186,26 @@ impl Api {
         parse("a write reply", StatusCode::OK, &body)
     }
 
-    /// `GET /v1/kv/{key}`: the value.
-    pub async fn get(&self, key: &str) -> Result<Vec<u8>, CliError> {
-        let url = self.key_url(key)?;
+    /// `GET /v1/kv/{key}` (`?as_of=` when given): the value.
+    pub async fn get(&self, key: &str, as_of: Option<&str>) -> Result<Vec<u8>, CliError> {
+        let mut url = self.key_url(key)?;
+        if let Some(at) = as_of {
+            url.query_pairs_mut().append_pair("as_of", at);
+        }
         self.send(Method::GET, url, HeaderMap::new(), Vec::new(), Some(key))
             .await
+    }
+
+    /// `GET /v1/history/{key}?cursor=`: one page of the key's versions, newest first.
+    pub async fn history(&self, key: &str, cursor: Option<&str>) -> Result<HistoryReply, CliError> {
+        let mut url = self.key_url_under("history", key)?;
+        if let Some(c) = cursor {
+            url.query_pairs_mut().append_pair("cursor", c);
+        }
+        let body = self
+            .send(Method::GET, url, HeaderMap::new(), Vec::new(), Some(key))
+            .await?;
+        parse("a page of history", StatusCode::OK, &body)
     }
 
     /// `DELETE /v1/kv/{key}`.

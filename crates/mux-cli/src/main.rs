@@ -102,6 +102,17 @@ enum Command {
     Get {
         /// The key.
         key: String,
+        /// The value as it stood then: a version, an RFC 3339 time
+        /// (2026-12-02T10:00:00Z) or Unix milliseconds. Needs a store of the key's route
+        /// that keeps history.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// Prints a key's versions, newest first: time, version, and the value (or
+    /// `(deleted)`, or `(N bytes, not UTF-8)`), one per line.
+    History {
+        /// The key.
+        key: String,
     },
     /// Deletes a key (exit status 1 if it had no live record).
     Rm {
@@ -186,8 +197,36 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 reply.applied_on.join(", ")
             ))?;
         }
-        Command::Get { key } => {
-            output::stdout(&api.get(&key).await?)?;
+        Command::Get { key, as_of } => {
+            output::stdout(&api.get(&key, as_of.as_deref()).await?)?;
+        }
+        Command::History { key } => {
+            let mut cursor: Option<String> = None;
+            for _ in 0..100_000 {
+                let page = api.history(&key, cursor.as_deref()).await?;
+                let mut text = String::new();
+                for e in &page.entries {
+                    let value = match (&e.value, e.deleted) {
+                        (_, true) => "(deleted)".to_owned(),
+                        (Some(v), false) => v.escape_debug().to_string(),
+                        (None, false) => format!("({} bytes, not UTF-8)", e.size),
+                    };
+                    text.push_str(&format!("{}\t{}\t{value}\n", e.time, e.version));
+                }
+                output::stdout(text.as_bytes())?;
+                match page.next_cursor {
+                    Some(c) if Some(&c) != cursor.as_ref() => cursor = Some(c),
+                    Some(c) => {
+                        return Err(CliError::Failed(format!(
+                            "the server returned the same cursor \"{c}\" twice; stopping"
+                        )));
+                    }
+                    None => return Ok(()),
+                }
+            }
+            return Err(CliError::Failed(
+                "more than 100000 pages of history; stopping".into(),
+            ));
         }
         Command::Rm { key } => {
             let reply = api.delete(&key).await?;

@@ -218,3 +218,59 @@ async fn a_reader_that_stops_reading_is_no_panic() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_as_of() {
+    // The embedded config with a history-keeping replica on tenantconfig/.
+    let server = Muxd::start_with(|text| {
+        let edited = text
+            .replace(
+                r#"{ backend = "fs", role = "replica" }]
+write = "all"
+read = "hedged""#,
+                r#"{ backend = "fs", role = "replica" }, { backend = "versions", role = "replica" }]
+write = "all"
+read = "hedged""#,
+            )
+            .replace(
+                "[mux]\n",
+                "[[backends]]\nkind = \"memory\"\nname = \"versions\"\nhistory = true\n\n[mux]\n",
+            );
+        assert!(
+            edited.contains(r#"backend = "versions""#),
+            "the route edit missed"
+        );
+        edited
+    })
+    .await;
+    let url = server.url.as_str();
+    let key = "tenantconfig/acme/limits";
+    let mut versions = Vec::new();
+    for value in ["max=10", "max=20"] {
+        let r = mux(&["--url", url, "put", key, value]).await;
+        assert_eq!(r.code, Some(0), "{r:?}");
+        let version = r.out.split("version ").nth(1).unwrap().split(' ').next();
+        versions.push(version.unwrap().to_owned());
+    }
+    let r = mux(&["--url", url, "rm", key]).await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+
+    let r = mux(&["--url", url, "history", key]).await;
+    assert_eq!(r.code, Some(0), "{r:?}");
+    let lines: Vec<Vec<&str>> = r.out.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(lines.len(), 3, "{r:?}");
+    assert_eq!(lines[0][2], "(deleted)");
+    assert_eq!(lines[1][1..], [versions[1].as_str(), "max=20"]);
+    assert_eq!(lines[2][1..], [versions[0].as_str(), "max=10"]);
+    assert!(lines[2][0].ends_with('Z'), "{r:?}");
+
+    let r = mux(&["--url", url, "get", key, "--as-of", &versions[0]]).await;
+    assert_eq!((r.code, r.out.as_str()), (Some(0), "max=10"), "{r:?}");
+    let r = mux(&["--url", url, "get", key]).await;
+    assert_eq!(r.code, Some(1), "deleted now: {r:?}");
+
+    // A route without history: the server's reason, not a stack trace.
+    let r = mux(&["--url", url, "history", "paramconfig/x"]).await;
+    assert_ne!(r.code, Some(0), "{r:?}");
+    assert!(r.err.contains("keeps history"), "{r:?}");
+}

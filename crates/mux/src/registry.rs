@@ -58,8 +58,12 @@ macro_rules! registry {
             let _ = options; // unused when no store feature is on
             match spec.kind.as_str() {
                 "memory" => {
-                    parse_fields::<MemoryConfig>(spec)?;
-                    Ok(Arc::new(MemoryBackend::new(&spec.name)))
+                    let config = parse_fields::<MemoryConfig>(spec)?;
+                    Ok(Arc::new(if config.history {
+                        MemoryBackend::with_history(&spec.name)
+                    } else {
+                        MemoryBackend::new(&spec.name)
+                    }))
                 }
                 $(
                     #[cfg(feature = $feature)]
@@ -161,10 +165,14 @@ impl fmt::Debug for BackendSpec {
     }
 }
 
-/// The in-memory store has no fields.
+/// The in-memory store's one field: `history = true` keeps every applied version
+/// (`Capability::history`; tests and demos of temporal reads).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MemoryConfig {}
+struct MemoryConfig {
+    #[serde(default)]
+    history: bool,
+}
 
 /// Opens the store `spec` describes. Fails only on configuration errors; a store that
 /// is unreachable now comes back as a [`Deferred`] backend (unavailable until it

@@ -8,6 +8,7 @@ use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
 use tonic::{Request, Response, Status};
 
 use crate::auth::{Identity, Scope};
+use crate::service::history::{HistoryInput, version_time};
 use crate::service::{Failure, ListInput, Options, Service, ServiceError, WriteReply};
 use crate::{AppState, Event};
 
@@ -128,7 +129,11 @@ impl Store for GrpcStore {
             tags: req.tags.into_iter().collect(),
             ..Default::default()
         };
-        let reply = match service.get(&req.key, &options).await.map_err(status)? {
+        let record = match req.as_of.as_str() {
+            "" => service.get(&req.key, &options).await,
+            at => service.get_as_of(&req.key, at, &options).await,
+        };
+        let reply = match record.map_err(status)? {
             None => pb::GetReply::default(),
             Some(r) => pb::GetReply {
                 found: true,
@@ -187,6 +192,40 @@ impl Store for GrpcStore {
                 })
                 .collect(),
             next_cursor: page.next_cursor.unwrap_or_default(),
+        }))
+    }
+
+    async fn history(
+        &self,
+        request: Request<pb::HistoryRequest>,
+    ) -> Result<Response<pb::HistoryReply>, Status> {
+        let service = self.service(&request, Scope::Read)?;
+        let req = request.into_inner();
+        let input = HistoryInput {
+            key: &req.key,
+            cursor: Some(&req.cursor),
+            limit: Some(u64::from(req.limit)).filter(|l| *l > 0),
+        };
+        let options = Options {
+            tags: req.tags.into_iter().collect(),
+            ..Default::default()
+        };
+        let page = service.history(&input, &options).await.map_err(status)?;
+        Ok(Response::new(pb::HistoryReply {
+            key: req.key,
+            entries: page
+                .entries
+                .into_iter()
+                .map(|r| pb::HistoryEntry {
+                    version: r.version().to_string(),
+                    time: version_time(r.version()),
+                    deleted: r.is_tombstone(),
+                    value: r.value().to_vec(),
+                    content_type: r.meta().content_type.clone().unwrap_or_default(),
+                    tags: r.meta().tags.clone().into_iter().collect(),
+                })
+                .collect(),
+            next_cursor: page.next_cursor.map(|v| v.to_string()).unwrap_or_default(),
         }))
     }
 

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod readiness;
 mod rest;
 mod service;
+pub mod token;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, RwLock};

@@ -8,7 +8,8 @@ use axum::routing::get;
 use utoipa::OpenApi;
 
 pub use crate::service::{
-    BackendError, BackendOutcome, ErrorBody, ErrorDetail, ListEntry, ListReply, WriteReply,
+    BackendError, BackendOutcome, ErrorBody, ErrorDetail, HistoryEntry, HistoryReply, ListEntry,
+    ListReply, WriteReply,
 };
 
 /// The document.
@@ -24,6 +25,7 @@ pub use crate::service::{
         crate::rest::head_key,
         crate::rest::delete_key,
         crate::rest::list,
+        crate::rest::history,
         crate::rest::healthz,
         crate::readiness::readyz,
         crate::rest::metrics,
@@ -40,7 +42,9 @@ pub use crate::service::{
         BackendError,
         WriteReply,
         ListEntry,
-        ListReply
+        ListReply,
+        HistoryEntry,
+        HistoryReply
     ))
 )]
 pub struct ApiDoc;

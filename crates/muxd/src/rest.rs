@@ -13,8 +13,10 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::admin;
 use crate::auth::{Denied, Identity, Principal, Scope};
+use crate::service::history::HistoryInput;
 use crate::service::{
-    ErrorBody, ListInput, ListReply, Options, Service, ServiceError, WriteReply, http, tags,
+    ErrorBody, HistoryReply, ListInput, ListReply, Options, Service, ServiceError, WriteReply,
+    http, tags,
 };
 
 /// The caller, as the auth middleware found it (`None` with auth off).
@@ -89,6 +91,7 @@ pub(crate) fn router(state: AppState) -> Router {
             get(get_key).head(head_key).put(put_key).delete(delete_key),
         )
         .route("/v1/kv/", any(empty_key))
+        .route("/v1/history/{*key}", get(history))
         .route("/v1/admin/health", get(admin::health_report))
         .route("/v1/admin/dead-letters", get(admin::dead_letters))
         .route(
@@ -239,8 +242,15 @@ pub(crate) async fn put_key(
     Ok(write_response(reply))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct GetQuery {
+    as_of: Option<String>,
+}
+
 #[utoipa::path(get, path = "/v1/kv/{key}",
     params(("key" = String, Path, min_length = 1),
+           ("as_of" = Option<String>, Query, nullable = false, description = "Read the record as it stood then: a version (`0000018c2f3a1b2c-00000000-00000001`), an RFC 3339 time (`2026-12-02T10:00:00Z`) or Unix milliseconds. Served by a store of the route that keeps history; 501 if none does"),
            ("x-mux-read-policy" = Option<String>, Header, nullable = false, pattern = "^(primary|first_healthy|fastest|hedged|hedged:[0-9]+ms|quorum|all)$",
             description = "Overrides the route's read policy: `primary`, `first_healthy`, `fastest`, `hedged`, `hedged:Nms`, `quorum` or `all`"),
            ("x-mux-tags" = Option<String>, Header, nullable = false, pattern = r"^[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*([ \t]*,[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*)*[ \t]*$", description = "Tags that pick a tag-matching route for the read (same format as on PUT)")),
@@ -251,17 +261,27 @@ pub(crate) async fn put_key(
                        ("content-type" = String, description = "The content type it was written with (application/octet-stream if none)"))),
               (status = 400, body = ErrorBody, description = "A bad key or header"),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody, description = "No live record under the key"),
+              (status = 404, body = ErrorBody, description = "No live record under the key (at `as_of`, when given)"),
+              (status = 501, body = ErrorBody, description = "`as_of` on a route none of whose stores keeps history"),
               (status = 503, body = ErrorBody, description = "No store could answer")))]
 pub(crate) async fn get_key(
     State(state): State<AppState>,
     caller: Caller,
     http::Path(raw): http::Path<String>,
+    http::Query(q): http::Query<GetQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ServiceError> {
     let service = Service::authorize(&state, caller.0.as_ref(), Scope::Read)?;
-    let Some(record) = service.get(&raw, &options(&headers)?).await? else {
-        return Err(mux::Error::new(ErrorKind::NotFound, format!("no record under {raw}")).into());
+    let options = options(&headers)?;
+    let record = match q.as_of.as_deref() {
+        None => service.get(&raw, &options).await?,
+        Some(at) => service.get_as_of(&raw, at, &options).await?,
+    };
+    let Some(record) = record else {
+        let when = q.as_of.map(|at| format!(" as of {at}")).unwrap_or_default();
+        return Err(
+            mux::Error::new(ErrorKind::NotFound, format!("no record under {raw}{when}")).into(),
+        );
     };
     let meta = record.meta();
     let content_type = meta
@@ -304,10 +324,11 @@ pub(crate) async fn head_key(
     state: State<AppState>,
     caller: Caller,
     raw: http::Path<String>,
+    query: http::Query<GetQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ServiceError> {
     // axum drops the body of a HEAD answer and keeps its length.
-    get_key(state, caller, raw, headers).await
+    get_key(state, caller, raw, query, headers).await
 }
 
 #[utoipa::path(delete, path = "/v1/kv/{key}",
@@ -378,6 +399,40 @@ pub(crate) async fn list(
         limit: q.limit,
     };
     Ok(axum::Json(service.list(&input, &options(&headers)?).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryQuery {
+    cursor: Option<String>,
+    limit: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/v1/history/{key}",
+    params(("key" = String, Path, min_length = 1),
+           ("cursor" = Option<String>, Query, nullable = false, description = "The `next_cursor` of the previous page (a version): continue with older versions"),
+           ("limit" = Option<u64>, Query, nullable = false, minimum = 1, maximum = 1000, description = "The page size, 1 to 1000 (default 100)"),
+           ("x-mux-tags" = Option<String>, Header, nullable = false, pattern = r"^[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*([ \t]*,[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*)*[ \t]*$", description = "Tags that pick a tag-matching route")),
+    responses((status = 200, body = HistoryReply, description = "Versions newest first, deletes included, as the route's history-keeping store has them"),
+              (status = 400, body = ErrorBody, description = "A bad key, cursor, limit or header"),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 501, body = ErrorBody, description = "No store of the key's route keeps history"),
+              (status = 503, body = ErrorBody, description = "No history-keeping store could answer")))]
+pub(crate) async fn history(
+    State(state): State<AppState>,
+    caller: Caller,
+    http::Path(raw): http::Path<String>,
+    http::Query(q): http::Query<HistoryQuery>,
+    headers: HeaderMap,
+) -> Result<axum::Json<HistoryReply>, ServiceError> {
+    let service = Service::authorize(&state, caller.0.as_ref(), Scope::Read)?;
+    let input = HistoryInput {
+        key: &raw,
+        cursor: q.cursor.as_deref(),
+        limit: q.limit,
+    };
+    let page = service.history(&input, &options(&headers)?).await?;
+    Ok(axum::Json(HistoryReply::of(&raw, page)))
 }
 
 /// `/healthz`: the process answers.

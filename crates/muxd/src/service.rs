@@ -6,6 +6,7 @@
 //! typed results here ([`WriteReply`], [`ListReply`], [`ErrorBody`]) are what REST
 //! serializes and what the OpenAPI document describes, so the two cannot drift apart.
 
+pub(crate) mod history;
 pub(crate) mod http;
 pub(crate) mod tags;
 
@@ -217,6 +218,8 @@ pub(crate) struct Deleted {
     /// is still written so that a replica that missed an earlier delete converges).
     pub(crate) found: bool,
 }
+
+pub use history::{HistoryEntry, HistoryReply};
 
 /// The options a request may carry, as text, as the transports receive them. Empty
 /// strings count as absent (protobuf has no `None`).

@@ -142,6 +142,17 @@ async fn real_answers_match_the_openapi_document() {
             vec![("x-mux-consistency", "most")],
             b"",
         ),
+        // Temporal reads on routes without history: 501; bad input: 400.
+        ("GET", "/v1/history/{key}", "/v1/history/c/a", vec![], b""),
+        (
+            "GET",
+            "/v1/history/{key}",
+            "/v1/history/c/a?limit=0",
+            vec![],
+            b"",
+        ),
+        ("GET", kv, "/v1/kv/c/a?as_of=0", vec![], b""),
+        ("GET", kv, "/v1/kv/c/a?as_of=soon", vec![], b""),
         // The rest.
         ("GET", "/healthz", "/healthz", vec![], b""),
         ("GET", "/readyz", "/readyz", vec![], b""),

@@ -506,6 +506,8 @@ impl Inner {
 }
 
 #[cfg(test)]
+mod history_tests;
+#[cfg(test)]
 mod resilience_tests;
 #[cfg(test)]
 mod stack_tests;

@@ -3,6 +3,7 @@
 //! ```text
 //! muxd                      # examples/embedded.toml: fs + redb under ./data
 //! muxd --config muxd.toml
+//! muxd --config muxd.toml token --tenant acme --scope read --scope write
 //! ```
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,8 +16,33 @@ use muxd::ServerConfig;
 #[command(version, about)]
 struct Args {
     /// The TOML configuration (default: the embedded config, fs + redb under ./data).
-    #[arg(long, short)]
+    #[arg(long, short, global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Prints a token the configuration's HS256 [auth] (or [auth.operator]) accepts,
+    /// for development and scripts, then exits.
+    Token {
+        /// The tenant (a tenant token).
+        #[arg(long, required_unless_present = "operator")]
+        tenant: Option<String>,
+        /// A scope: read, write or admin (repeat for several; default read and write).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Sign an operator token with [auth.operator].
+        #[arg(long, conflicts_with_all = ["tenant", "scopes"])]
+        operator: bool,
+        /// Seconds until the token expires.
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+        /// The `sub` claim.
+        #[arg(long)]
+        subject: Option<String>,
+    },
 }
 
 #[tokio::main]
@@ -32,6 +58,38 @@ async fn main() -> ExitCode {
         },
         None => muxd::config::EMBEDDED.to_owned(),
     };
+    if let Some(Command::Token {
+        tenant,
+        scopes,
+        operator,
+        ttl_secs,
+        subject,
+    }) = args.command
+    {
+        let request = muxd::token::TokenRequest {
+            tenant,
+            scopes: if scopes.is_empty() && !operator {
+                vec!["read".into(), "write".into()]
+            } else {
+                scopes
+            },
+            ttl: std::time::Duration::from_secs(ttl_secs),
+            operator,
+            subject,
+        };
+        let minted = ServerConfig::from_toml(&text)
+            .and_then(|config| muxd::token::mint(&config.auth, &request));
+        return match minted {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("muxd token: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let result = async {
         let config = ServerConfig::from_toml(&text)?;
         let state = muxd::build(&config).await?;
