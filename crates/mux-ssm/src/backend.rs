@@ -211,10 +211,13 @@ impl Backend for SsmBackend {
 
     /// Reads the current version and deletes the parameter (with its whole history)
     /// when that version is at most `up_to`. SSM cannot delete conditionally: a write
-    /// landing between the read and the delete is deleted too (see the README).
+    /// landing between the read and the delete is deleted too (see the README). A key
+    /// too long or too deep for an SSM name was never stored: `false`.
     async fn purge(&self, key: &Key, up_to: Version) -> Result<bool> {
         let tag = self.tag(Operation::Purge);
-        let name = self.core.names.checked_name(key).map_err(&tag)?;
+        let Ok(name) = self.core.names.checked_name(key) else {
+            return Ok(false);
+        };
         match self.core.head(&name).await.map_err(&tag)? {
             Some(head) if head.described.meta.version <= up_to => {
                 self.core.delete_parameter(&name).await.map_err(tag)
