@@ -12,7 +12,7 @@ use mux::{
 
 /// Every backend name the runner knows, in table order.
 pub const BACKENDS: &[&str] = &[
-    "memory", "fs", "redb", "mux", "postgres", "redis", "s3", "azure", "dynamodb",
+    "memory", "fs", "redb", "mux", "postgres", "redis", "s3", "azure", "dynamodb", "ssm",
 ];
 
 /// A backend under test plus whatever must live as long as it (temp dirs).
@@ -86,6 +86,21 @@ pub fn spec(name: &str, dir: &std::path::Path) -> Option<BackendSpec> {
                 // As for S3: the SDK may retry a dropped connection (no coordinator above).
                 .with("max_attempts", 3)
         }
+        // Under a root path of its own; the SDK may retry as for S3.
+        "ssm" => {
+            let var =
+                |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+            BackendSpec::new("ssm", "ssm")
+                .with("root_path", "/mux-conformance")
+                .with("endpoint", var("MUX_SSM_ENDPOINT", "http://127.0.0.1:4566"))
+                .with("region", var("MUX_SSM_REGION", "us-east-1"))
+                .with("access_key_id", var("MUX_SSM_ACCESS_KEY_ID", "test"))
+                .with(
+                    "secret_access_key",
+                    var("MUX_SSM_SECRET_ACCESS_KEY", "test"),
+                )
+                .with("max_attempts", 3)
+        }
         _ => return None,
     })
 }
@@ -131,7 +146,7 @@ pub async fn backend(name: &str) -> std::result::Result<TestBackend, Unavailable
                 _guard: Some(dir),
             })
         }
-        "postgres" | "redis" | "s3" | "azure" | "dynamodb" => {
+        "postgres" | "redis" | "s3" | "azure" | "dynamodb" | "ssm" => {
             let spec = spec(name, std::path::Path::new(".")).expect("a networked store");
             open_spec(&spec, None).await
         }

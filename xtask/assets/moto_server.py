@@ -13,6 +13,12 @@ the whole table once per item of the transaction (to roll back); the copy is mad
 once per transaction here, which changes nothing else (mux-dynamodb's batches are
 transactions of up to 100 items).
 
+SSM: moto answers DescribeParameters by reading every parameter of the region and
+looking up its tags, so each call costs as much as the whole store. mux-ssm calls it
+with one `Name` (Equals) filter on every read and write, and with one `Path`
+(Recursive) filter to list; those are answered from the parameters that can match,
+with the same results.
+
 Usage: python moto_server.py HOST PORT
 """
 
@@ -27,6 +33,36 @@ from moto.moto_server.werkzeug_app import (
     MotoRequestHandler,
     create_backend_app,
 )
+
+from moto.ssm.models import SimpleSystemManagerBackend
+
+_describe_parameters = SimpleSystemManagerBackend.describe_parameters
+
+
+def describe_parameters(self, filters, parameter_filters):
+    only = parameter_filters[0] if parameter_filters and len(parameter_filters) == 1 else None
+    values = (only or {}).get("Values") or []
+    if filters or only is None or len(values) != 1 or values[0].startswith("/aws"):
+        return _describe_parameters(self, filters, parameter_filters)
+    self._validate_parameter_filters(parameter_filters, by_path=False)
+    wanted = "/" + values[0].strip("/")
+    if only["Key"] == "Name" and only.get("Option", "Equals") == "Equals":
+        candidates = [n for n in (values[0], wanted, wanted.lstrip("/")) if n in self._parameters]
+    elif only["Key"] == "Path" and only.get("Option") == "Recursive" and wanted != "/":
+        candidates = [
+            n for n in list(self._parameters) if ("/" + n.lstrip("/")).startswith(wanted + "/")
+        ]
+    else:
+        return _describe_parameters(self, filters, parameter_filters)
+    found = {}
+    for name in candidates:
+        parameter = self.get_parameter(name)
+        if parameter is not None and self._match_filters(parameter, parameter_filters):
+            found[parameter.name] = parameter
+    return list(found.values())
+
+
+SimpleSystemManagerBackend.describe_parameters = describe_parameters
 
 app = DomainDispatcherApplication(create_backend_app)
 

@@ -500,6 +500,7 @@ fn print_urls() {
     println!("MUX_POSTGRES_URL={POSTGRES_URL}");
     println!("MUX_REDIS_URL={REDIS_URL}");
     println!("MUX_S3_ENDPOINT={S3_ENDPOINT}");
+    println!("MUX_SSM_ENDPOINT={S3_ENDPOINT}");
     println!("MUX_AZURE_CONNECTION_STRING={}", azure_connection_string());
     println!("MUX_PYTHON={}", venv_python().display());
 }

@@ -16,6 +16,7 @@
 //! | `s3` | [`s3`](crate) | Amazon S3 and S3-compatible object stores |
 //! | `azure` | [`azure`](crate) | Azure Blob Storage |
 //! | `dynamodb` | [`dynamodb`](crate) | Amazon DynamoDB (and ScyllaDB Alternator) |
+//! | `ssm` | [`ssm`](crate) | AWS Systems Manager Parameter Store |
 //!
 //! The default features compile no networked store.
 //!
@@ -71,3 +72,6 @@ pub use mux_azure as azure;
 /// The DynamoDB backend (feature `dynamodb`).
 #[cfg(feature = "dynamodb")]
 pub use mux_dynamodb as dynamodb;
+/// The AWS Systems Manager Parameter Store backend (feature `ssm`).
+#[cfg(feature = "ssm")]
+pub use mux_ssm as ssm;

@@ -32,7 +32,7 @@ use serde::de::DeserializeOwned;
 /// Every store kind mux knows, whether or not its cargo feature is on. Each kind's
 /// feature of the `mux` crate has the kind's name (`memory` needs none).
 pub const KINDS: &[&str] = &[
-    "memory", "fs", "redb", "postgres", "redis", "s3", "azure", "dynamodb",
+    "memory", "fs", "redb", "postgres", "redis", "s3", "azure", "dynamodb", "ssm",
 ];
 
 /// The registry: one line per store whose crate follows the adapter convention
@@ -102,6 +102,7 @@ registry! {
     #[cfg(feature = "s3")] mux_s3,
     #[cfg(feature = "azure")] mux_azure,
     #[cfg(feature = "dynamodb")] mux_dynamodb,
+    #[cfg(feature = "ssm")] mux_ssm,
 }
 
 /// A store to open: its name (used in routes), its kind, and the store's own fields.
