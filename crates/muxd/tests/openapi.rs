@@ -144,7 +144,13 @@ async fn real_answers_match_the_openapi_document() {
         ),
         // Temporal reads on routes without history: 501; bad input: 400.
         ("GET", "/v1/history/{key}", "/v1/history/c/a", vec![], b""),
-        ("GET", "/v1/history/{key}", "/v1/history/c/a?limit=0", vec![], b""),
+        (
+            "GET",
+            "/v1/history/{key}",
+            "/v1/history/c/a?limit=0",
+            vec![],
+            b"",
+        ),
         ("GET", kv, "/v1/kv/c/a?as_of=0", vec![], b""),
         ("GET", kv, "/v1/kv/c/a?as_of=soon", vec![], b""),
         // The rest.
