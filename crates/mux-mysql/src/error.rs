@@ -36,24 +36,48 @@ pub(crate) fn classify(code: u16) -> (ErrorKind, bool) {
     }
 }
 
+/// The innermost cause of `e`: mysql_async's errors wrap each other and repeat their
+/// causes' text, so the message names the root cause once.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
 /// A mysql_async error as a mux error.
 pub(crate) fn map_err(e: mysql_async::Error) -> Error {
-    use mysql_async::{DriverError, Error as E};
+    use mysql_async::{DriverError, Error as E, IoError};
     let (kind, temporary, message) = match &e {
         E::Server(s) => {
             let (kind, temporary) = classify(s.code);
             (kind, temporary, format!("server error {}: {}", s.code, s.message))
         }
-        // The connection failed or broke (refused, reset, TLS handshake on a dropped
-        // stream): the server may come back.
-        E::Io(mysql_async::IoError::Io(io)) => {
-            (ErrorKind::Unavailable, true, format!("connection: {io}"))
-        }
-        // A certificate the client does not trust is not going to change by retrying.
-        E::Io(mysql_async::IoError::Tls(tls)) => (
+        // Data the client cannot accept: with TLS, a certificate it does not trust or
+        // that names another host. Retrying will not change it.
+        E::Io(IoError::Io(io)) if io.kind() == std::io::ErrorKind::InvalidData => (
             ErrorKind::Unavailable,
             false,
-            format!("TLS: {tls} (check the CA file and that the certificate names the host)"),
+            format!(
+                "TLS or protocol failure: {} (with TLS: check the CA file and that the certificate names the host connected to)",
+                root_cause(&e)
+            ),
+        ),
+        // The connection failed or broke (refused, reset, closed): the server may come
+        // back.
+        E::Io(IoError::Io(_)) => (
+            ErrorKind::Unavailable,
+            true,
+            format!("connection failed: {}", root_cause(&e)),
+        ),
+        E::Io(IoError::Tls(_)) => (
+            ErrorKind::Unavailable,
+            false,
+            format!(
+                "TLS failure: {} (check the CA file and that the certificate names the host connected to)",
+                root_cause(&e)
+            ),
         ),
         E::Driver(DriverError::ConnectionClosed | DriverError::PoolDisconnected) => (
             ErrorKind::Unavailable,
@@ -73,9 +97,10 @@ pub(crate) fn map_err(e: mysql_async::Error) -> Error {
         ),
         E::Driver(d) => (ErrorKind::Internal, false, format!("driver: {d}")),
         E::Url(u) => (ErrorKind::InvalidInput, false, format!("URL: {u}")),
-        E::Other(o) => (ErrorKind::Internal, false, o.to_string()),
+        E::Other(_) => (ErrorKind::Internal, false, root_cause(&e)),
     };
-    let err = Error::new(kind, message).with_source(e);
+    // The message carries the cause's text; the source would repeat it.
+    let err = Error::new(kind, message);
     if temporary {
         err.temporary()
     } else {
@@ -127,6 +152,17 @@ mod tests {
         let e = map_err(refused);
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         assert!(e.is_temporary());
+        assert!(e.message().contains("refused"), "{e}");
+        // What rustls reports for an untrusted certificate: permanent.
+        let untrusted = mysql_async::Error::Io(mysql_async::IoError::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "invalid peer certificate: UnknownIssuer",
+        )));
+        let e = map_err(untrusted);
+        assert!(
+            !e.is_temporary() && e.message().contains("UnknownIssuer"),
+            "{e}"
+        );
         let e = map_err(mysql_async::Error::Driver(
             mysql_async::DriverError::ConnectionClosed,
         ));
