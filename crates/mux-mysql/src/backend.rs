@@ -169,16 +169,13 @@ impl MysqlBackend {
     /// One conditional upsert; its affected-row count says what happened (1: inserted,
     /// 2: updated, 0: the guard kept the stored row).
     async fn put_one(&self, record: &Record) -> Result<PutOutcome> {
-        let mut params = Vec::with_capacity(crate::sql::PARAMS_PER_ROW);
-        row_params(record, &mut params);
         let mut conn = self.conn().await?;
         let mut attempt = 1;
         loop {
+            let mut params = Vec::with_capacity(crate::sql::PARAMS_PER_ROW);
+            row_params(record, &mut params);
             match conn
-                .exec_drop(
-                    &self.sql.upsert,
-                    mysql_async::Params::Positional(params.clone()),
-                )
+                .exec_drop(&self.sql.upsert, mysql_async::Params::Positional(params))
                 .await
             {
                 Ok(()) => break,
