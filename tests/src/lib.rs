@@ -12,7 +12,7 @@ use mux::{
 
 /// Every backend name the runner knows, in table order.
 pub const BACKENDS: &[&str] = &[
-    "memory", "fs", "redb", "mux", "postgres", "redis", "s3", "azure", "dynamodb", "ssm",
+    "memory", "fs", "redb", "mux", "postgres", "mysql", "redis", "s3", "azure", "dynamodb", "ssm",
 ];
 
 /// A backend under test plus whatever must live as long as it (temp dirs).
@@ -43,6 +43,9 @@ pub fn spec(name: &str, dir: &std::path::Path) -> Option<BackendSpec> {
         "postgres" => BackendSpec::new("postgres", "postgres")
             .with("url", postgres_url())
             .with("table", "mux_conformance"),
+        "mysql" => BackendSpec::new("mysql", "mysql")
+            .with("url", mysql_url())
+            .with("table", "mux_conformance_mysql"),
         "redis" => BackendSpec::new("redis", "redis")
             .with("url", redis_url())
             .with("namespace", "mux-conformance"),
@@ -146,7 +149,7 @@ pub async fn backend(name: &str) -> std::result::Result<TestBackend, Unavailable
                 _guard: Some(dir),
             })
         }
-        "postgres" | "redis" | "s3" | "azure" | "dynamodb" | "ssm" => {
+        "postgres" | "mysql" | "redis" | "s3" | "azure" | "dynamodb" | "ssm" => {
             let spec = spec(name, std::path::Path::new(".")).expect("a networked store");
             open_spec(&spec, None).await
         }
@@ -161,6 +164,11 @@ pub async fn backend(name: &str) -> std::result::Result<TestBackend, Unavailable
 pub fn postgres_url() -> String {
     std::env::var("MUX_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// `MUX_MYSQL_URL`, or the local default.
+pub fn mysql_url() -> String {
+    std::env::var("MUX_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
 
 /// `MUX_REDIS_URL`, or the local default.

@@ -17,11 +17,12 @@ Tasks:
   ci                      what .ci/run calls: `test`, then fails if a backend named in
                           MUX_REQUIRE (comma-separated) was skipped or failed
   bench <name>            a benchmark (coordinator, intent-log, postgres-redis,
-                          object-stores, aws); prints a
+                          object-stores, aws, stores); prints a
                           table and writes
                           $CARGO_TARGET_DIR/bench/<name>.json (target/bench/ by default)
   services up|down|status [--install]
-                          finds PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379),
+                          finds PostgreSQL (127.0.0.1:5432), MariaDB (127.0.0.1:3306)
+                          and Redis (127.0.0.1:6379),
                           starts missing ones from the installed binaries (--install:
                           installs them with apt-get first), prints the URLs tests use
   conformance <backend>   the conformance suite for one backend; ends with
@@ -31,6 +32,7 @@ Tasks:
 Environment:
   MUX_REQUIRE             backends that must run and pass in `ci` (e.g. memory,fs,redb)
   MUX_POSTGRES_URL        PostgreSQL for tests (default postgres://postgres@127.0.0.1:5432/postgres)
+  MUX_MYSQL_URL           MariaDB/MySQL for tests (default mysql://root@127.0.0.1:3306/test)
   MUX_REDIS_URL           Redis for tests (default redis://127.0.0.1:6379)
   CARGO_TARGET_DIR        where cargo builds (CI points it outside the clone)
 ";
@@ -102,6 +104,7 @@ const BENCHES: &[&str] = &[
     "postgres-redis",
     "object-stores",
     "aws",
+    "stores",
 ];
 
 fn bench(name: &str) -> Result<(), String> {

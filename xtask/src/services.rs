@@ -9,13 +9,16 @@
 //!   azure-storage-blob, the independent clients of the plain-data test), through
 //!   `xtask/assets/moto_server.py`, which applies writes to one object one at a time
 //!   as S3 does;
-//! - Azure Blob: Azurite from npm in `<dir>/azurite`, in memory.
+//! - Azure Blob: Azurite from npm in `<dir>/azurite`, in memory;
+//! - MariaDB (3306) from the installed `mariadbd` (see `services/mysql.rs`).
 //!
 //! The two in-memory emulators are restarted by every `up` that finds them running
 //! from an earlier `up`, so each test run starts with empty stores.
 //!
 //! With `--install`, what is missing is installed first (apt-get, pip into the venv,
 //! npm). `down` stops only what `up` started.
+
+mod mysql;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -437,6 +440,7 @@ fn tools_up(install: bool) -> Result<(), String> {
 
 pub fn up(install: bool) -> Result<(), String> {
     postgres_up(install)?;
+    mysql::up(install)?;
     redis_up(install)?;
     s3_up(install)?;
     azurite_up(install)?;
@@ -461,6 +465,7 @@ pub fn down() -> Result<(), String> {
         run(Command::new("redis-cli").args(["-p", "6379", "shutdown", "nosave"])).ok();
         std::fs::remove_file(dir.join("redis/started-by-xtask")).ok();
     }
+    mysql::down(&dir);
     for (name, process) in [("s3", "moto"), ("azurite", "azurite")] {
         let sub = dir.join(name);
         if sub.join("started-by-xtask").exists() {
@@ -477,6 +482,7 @@ pub fn down() -> Result<(), String> {
 pub fn status() -> Result<(), String> {
     for (name, port) in [
         ("postgres", 5432),
+        ("mysql", mysql::MYSQL_PORT),
         ("redis", 6379),
         ("s3", S3_PORT),
         ("azurite", AZURE_PORT),
@@ -498,6 +504,7 @@ pub fn status() -> Result<(), String> {
 
 fn print_urls() {
     println!("MUX_POSTGRES_URL={POSTGRES_URL}");
+    println!("MUX_MYSQL_URL={}", mysql::MYSQL_URL);
     println!("MUX_REDIS_URL={REDIS_URL}");
     println!("MUX_S3_ENDPOINT={S3_ENDPOINT}");
     println!("MUX_SSM_ENDPOINT={S3_ENDPOINT}");

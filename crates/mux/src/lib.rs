@@ -12,6 +12,7 @@
 //! | `fs` | [`fs`](crate) | a local directory, one file per record |
 //! | `redb` | [`redb`](crate) | the embedded redb database |
 //! | `postgres` | [`postgres`](crate) | PostgreSQL |
+//! | `mysql` | [`mysql`](crate) | MariaDB and MySQL |
 //! | `redis` | [`redis`](crate) | Redis |
 //! | `s3` | [`s3`](crate) | Amazon S3 and S3-compatible object stores |
 //! | `azure` | [`azure`](crate) | Azure Blob Storage |
@@ -56,6 +57,10 @@ pub use mux_redb as redb;
 /// The PostgreSQL backend (feature `postgres`).
 #[cfg(feature = "postgres")]
 pub use mux_postgres as postgres;
+
+/// The MariaDB/MySQL backend (feature `mysql`).
+#[cfg(feature = "mysql")]
+pub use mux_mysql as mysql;
 
 /// The Redis backend (feature `redis`).
 #[cfg(feature = "redis")]
