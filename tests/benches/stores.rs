@@ -39,8 +39,11 @@ fn main() {
 /// (round number `rounds`, a tenth of the operations, not counted) fills the pools
 /// first, and every other round runs the rows in reverse order, so neither row always
 /// follows the other's writes.
+/// Makes a row's operation for one round.
+type MakeOp = Box<dyn Fn(usize) -> Op>;
+
 async fn alternate(
-    rows: &[(&'static str, Box<dyn Fn(usize) -> Op>)],
+    rows: &[(&'static str, MakeOp)],
     rounds: usize,
     per: usize,
     concurrency: usize,

@@ -117,35 +117,35 @@ impl Backend for Broken {
             Flaw::IgnoresLimit => request.limit += 1,
             Flaw::CursorInclusive => {
                 // Start just before the cursor: at the cursor's key when it exists.
-                if let Some(c) = &request.cursor {
-                    if self.inner.get(c).await?.is_some() {
-                        let page = self
-                            .inner
-                            .list(
-                                &request
-                                    .clone()
-                                    .with_limit(request.limit.saturating_sub(1).max(1)),
-                            )
-                            .await?;
-                        let record = self.inner.get(c).await?.expect("just read");
-                        let mut entries = vec![mux_core::ListEntry {
-                            key: c.clone(),
-                            size: record.value().len() as u64,
-                            meta: record.meta().clone(),
-                        }];
-                        entries.extend(page.entries);
-                        return Ok(ListPage {
-                            entries,
-                            next_cursor: page.next_cursor,
-                        });
-                    }
+                if let Some(c) = &request.cursor
+                    && self.inner.get(c).await?.is_some()
+                {
+                    let page = self
+                        .inner
+                        .list(
+                            &request
+                                .clone()
+                                .with_limit(request.limit.saturating_sub(1).max(1)),
+                        )
+                        .await?;
+                    let record = self.inner.get(c).await?.expect("just read");
+                    let mut entries = vec![mux_core::ListEntry {
+                        key: c.clone(),
+                        size: record.value().len() as u64,
+                        meta: record.meta().clone(),
+                    }];
+                    entries.extend(page.entries);
+                    return Ok(ListPage {
+                        entries,
+                        next_cursor: page.next_cursor,
+                    });
                 }
             }
             Flaw::CursorMustExist => {
-                if let Some(c) = &request.cursor {
-                    if self.inner.get(c).await?.is_none() {
-                        request.cursor = None;
-                    }
+                if let Some(c) = &request.cursor
+                    && self.inner.get(c).await?.is_none()
+                {
+                    request.cursor = None;
                 }
             }
             _ => {}

@@ -184,7 +184,7 @@ async fn batches_with_stale_and_repeated_keys() {
             let i: usize = r.key().as_str()[r.key().as_str().len() - 3..]
                 .parse()
                 .unwrap();
-            if i % 4 == 0 {
+            if i.is_multiple_of(4) {
                 assert_eq!(
                     *outcome,
                     PutOutcome::Superseded {

@@ -69,11 +69,15 @@ pub async fn many_writers_many_keys(ctx: &Ctx) -> CaseResult {
     let mut order: Vec<usize> = (0..keys.len()).collect();
     ctx.shuffle(&mut order);
     let mut tasks = Vec::new();
-    for w in 0..8usize {
-        let writes: Vec<Record> = order
-            .iter()
-            .map(|&k| Record::new(keys[k].clone(), versions[k][w].to_string(), versions[k][w]))
-            .collect();
+    let per_writer: Vec<Vec<Record>> = (0..8usize)
+        .map(|w| {
+            order
+                .iter()
+                .map(|&k| Record::new(keys[k].clone(), versions[k][w].to_string(), versions[k][w]))
+                .collect()
+        })
+        .collect();
+    for writes in per_writer {
         let backend = ctx.backend_arc();
         tasks.push(tokio::spawn(async move {
             for r in &writes {
