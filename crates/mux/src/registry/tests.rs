@@ -33,7 +33,7 @@ async fn an_unknown_kind_lists_the_known_ones() {
     assert!(
         e.message().starts_with(
             "backend \"x\": unknown kind \"postgress\"; the known kinds are \"memory\", \"fs\", \
-             \"redb\", \"postgres\", \"redis\", \"s3\", \"azure\""
+             \"redb\", \"postgres\", \"mysql\", \"redis\", \"s3\", \"azure\", \"dynamodb\", \"ssm\""
         ),
         "{e}"
     );
