@@ -91,3 +91,40 @@ impl Connection {
         Ok(shared)
     }
 }
+
+/// The problems of the connection fields every AWS adapter's config has (the names of
+/// `mux_s3::S3Config`'s fields): an access key without its secret or the reverse, a
+/// session token without them, a zero timeout, zero attempts. Each adapter's `validate`
+/// adds these to its own.
+pub fn connection_problems(
+    access_key_id: Option<&str>,
+    secret_access_key: Option<&str>,
+    session_token: Option<&str>,
+    timeouts: (Duration, Duration),
+    max_attempts: u32,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    match (access_key_id, secret_access_key) {
+        (Some(_), None) => problems.push(
+            "access_key_id is set without secret_access_key (give both, or neither for \
+             the standard AWS chain)"
+                .to_owned(),
+        ),
+        (None, Some(_)) => problems.push(
+            "secret_access_key is set without access_key_id (give both, or neither for \
+             the standard AWS chain)"
+                .to_owned(),
+        ),
+        _ => {}
+    }
+    if session_token.is_some() && access_key_id.is_none() {
+        problems.push("session_token needs access_key_id and secret_access_key".to_owned());
+    }
+    if timeouts.0.is_zero() || timeouts.1.is_zero() {
+        problems.push("operation_timeout_ms and connect_timeout_ms must be positive".to_owned());
+    }
+    if max_attempts == 0 {
+        problems.push("max_attempts must be at least 1".to_owned());
+    }
+    problems
+}

@@ -16,5 +16,5 @@
 mod connection;
 mod error;
 
-pub use connection::Connection;
+pub use connection::{Connection, connection_problems};
 pub use error::{Failure, classify, map_sdk};

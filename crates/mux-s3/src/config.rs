@@ -353,29 +353,13 @@ impl S3Config {
         if self.concurrency == 0 {
             problems.push("concurrency must be at least 1".to_owned());
         }
-        match (&self.access_key_id, &self.secret_access_key) {
-            (Some(_), None) => problems.push(
-                "access_key_id is set without secret_access_key (give both, or neither for \
-                 the standard AWS chain)"
-                    .to_owned(),
-            ),
-            (None, Some(_)) => problems.push(
-                "secret_access_key is set without access_key_id (give both, or neither for \
-                 the standard AWS chain)"
-                    .to_owned(),
-            ),
-            _ => {}
-        }
-        if self.session_token.is_some() && self.access_key_id.is_none() {
-            problems.push("session_token needs access_key_id and secret_access_key".to_owned());
-        }
-        if self.operation_timeout.is_zero() || self.connect_timeout.is_zero() {
-            problems
-                .push("operation_timeout_ms and connect_timeout_ms must be positive".to_owned());
-        }
-        if self.max_attempts == 0 {
-            problems.push("max_attempts must be at least 1".to_owned());
-        }
+        problems.extend(mux_aws::connection_problems(
+            self.access_key_id.as_deref(),
+            self.secret_access_key.as_deref(),
+            self.session_token.as_deref(),
+            (self.operation_timeout, self.connect_timeout),
+            self.max_attempts,
+        ));
         if problems.is_empty() {
             Ok(())
         } else {
