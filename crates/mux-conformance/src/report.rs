@@ -63,6 +63,25 @@ impl Report {
             .map(|c| &c.outcome)
     }
 
+    /// The skipped cases whose reason names none of the capabilities in `undeclared`.
+    ///
+    /// An adapter's test lists the capabilities its store lacks (for example
+    /// `&["history"]`) and asserts this is empty: a case skipped for any other reason,
+    /// or a capability it claims to lack that it now has, is caught rather than
+    /// counted away.
+    pub fn skips_beyond(&self, undeclared: &[&str]) -> Vec<&'static str> {
+        self.cases
+            .iter()
+            .filter(|c| match &c.outcome {
+                CaseOutcome::Skipped(why) => !undeclared
+                    .iter()
+                    .any(|cap| why.contains(&format!("`{cap}`"))),
+                _ => false,
+            })
+            .map(|c| c.name)
+            .collect()
+    }
+
     /// The names of the failed cases.
     pub fn failures(&self) -> Vec<&'static str> {
         self.cases

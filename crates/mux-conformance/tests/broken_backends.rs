@@ -285,6 +285,12 @@ async fn without_history_only_the_history_cases_skip() {
     println!("{report}");
     assert!(report.all_passed(), "{report}");
     assert_eq!(report.skipped(), HISTORY_CASES.len(), "{report}");
+    assert!(report.skips_beyond(&["history"]).is_empty(), "{report}");
+    assert_eq!(
+        report.skips_beyond(&[]).len(),
+        HISTORY_CASES.len(),
+        "{report}"
+    );
     for case in HISTORY_CASES {
         match report.outcome(case) {
             Some(CaseOutcome::Skipped(why)) => assert!(why.contains("`history`"), "{why}"),

@@ -409,6 +409,7 @@ mod tests {
         let report = mux_conformance::run(std::sync::Arc::new(backend)).await;
         println!("{report}");
         assert!(report.all_passed(), "{report}");
-        assert_eq!(report.skipped(), 0, "{report}");
+        // This store keeps no history: only the history cases may skip.
+        assert!(report.skips_beyond(&["history"]).is_empty(), "{report}");
     }
 }
