@@ -8,17 +8,23 @@
 //! - `dynamodb_batch_vs_loop`: `put_batch` of 100 records (conditional
 //!   `TransactWriteItems`) over a loop of 100 single puts, 4 callers (goal ≥ 2);
 //! - `dynamodb_concurrent_batch_vs_loop`: the same with `batch_writes = "concurrent"`
-//!   (100 conditional puts, 16 at a time), the alternative the default was chosen over.
+//!   (100 conditional puts, 16 at a time), the alternative the default was chosen over;
+//! - `ssm_put_vs_raw_putparameter`: mux-ssm's put (read the current version with
+//!   `DescribeParameters`, compare, `PutParameter` with `Overwrite`) over a bare
+//!   `PutParameter` of the same value and description through the same client, 16
+//!   writers, new parameters each round (goal ≥ 0.5: SSM has no conditional write, so
+//!   mux's compare costs a request of its own).
 //!
 //! moto runs every DynamoDB request one at a time (`xtask/assets/moto_server.py`) in one
 //! Python process sharing the machine's two cores with the client, so absolute numbers
 //! say little about DynamoDB; the ratios show the price of the condition and the gain
-//! of fewer requests. Each service is one section (rows and ratios); a new one (SSM's
-//! `ssm_put_vs_raw_putparameter`) is another section in `main`.
+//! of fewer requests. Each service is one section (rows and ratios).
 
 use std::sync::Arc;
 
+use aws_sdk_ssm::types::ParameterType;
 use mux::dynamodb::{BatchWrites, DynamoDbBackend};
+use mux::ssm::SsmBackend;
 use mux::{Backend, Bytes, Clock, Key, Record};
 use mux_tests::bench::{Op, Row, measure, median, print_header, print_row, write_json};
 
@@ -182,13 +188,105 @@ async fn dynamodb(value: Bytes, clock: Arc<Clock>) -> Section {
     }
 }
 
+/// Single SSM writes per round and row (moto's `DescribeParameters` scans every
+/// parameter of the region, so fewer than DynamoDB's).
+const SSM_WRITES: usize = 300;
+
+async fn ssm(clock: Arc<Clock>) -> Section {
+    let root = format!("/mux-bench-aws-{}", std::process::id());
+    let ssm = Arc::new(
+        SsmBackend::connect("ssm", mux_tests::ssm_config(&root))
+            .await
+            .expect("the SSM server (cargo xtask services up)"),
+    );
+    // Text, as parameters usually are (other bytes are stored as base64).
+    let value = Bytes::from(vec![b'x'; 1024]);
+    let record = move |row: &'static str, round: usize, i: usize| {
+        Record::new(key(row, round, i), value.clone(), clock.now())
+    };
+    let raw: Box<dyn Fn(usize) -> Op> = {
+        let (ssm, record) = (ssm.clone(), record.clone());
+        Box::new(move |round| {
+            let (ssm, record) = (ssm.clone(), record.clone());
+            Arc::new(move |i| {
+                let r = record("raw", round, i);
+                let (value, description) = ssm.parameter(&r).unwrap();
+                let (ssm, name) = (ssm.clone(), ssm.parameter_name(r.key()));
+                Box::pin(async move {
+                    ssm.client()
+                        .put_parameter()
+                        .name(name)
+                        .value(value)
+                        .description(description)
+                        .r#type(ParameterType::String)
+                        .data_type("text")
+                        .overwrite(true)
+                        .send()
+                        .await
+                        .unwrap();
+                })
+            })
+        })
+    };
+    let put: Box<dyn Fn(usize) -> Op> = {
+        let ssm = ssm.clone();
+        Box::new(move |round| {
+            let (ssm, record) = (ssm.clone(), record.clone());
+            Arc::new(move |i| {
+                let (ssm, r) = (ssm.clone(), record("put", round, i));
+                Box::pin(async move { assert!(ssm.put(&r).await.unwrap().is_applied()) })
+            })
+        })
+    };
+    let single = |name, make| RowSpec {
+        name,
+        ops: SSM_WRITES,
+        tasks: CONCURRENCY,
+        records: 1,
+        make,
+    };
+    let rows = vec![
+        single("ssm_raw_putparameter", raw),
+        single("mux_ssm_put", put),
+    ];
+    let ratios = vec![(
+        "ssm_put_vs_raw_putparameter",
+        "mux_ssm_put",
+        "ssm_raw_putparameter",
+    )];
+    let cleanup = Box::pin(async move {
+        let names: Vec<String> = ["raw", "put"]
+            .into_iter()
+            .flat_map(|row| (0..ROUNDS).map(move |round| (row, round)))
+            .flat_map(|(row, round)| (0..SSM_WRITES).map(move |i| key(row, round, i)))
+            .map(|k| ssm.parameter_name(&k))
+            .collect();
+        for chunk in names.chunks(10) {
+            ssm.client()
+                .delete_parameters()
+                .set_names(Some(chunk.to_vec()))
+                .send()
+                .await
+                .unwrap();
+        }
+    });
+    Section {
+        rows,
+        ratios,
+        cleanup,
+    }
+}
+
 fn main() {
     let runtime = mux_tests::bench::runtime();
     runtime.block_on(async {
         let value = Bytes::from(vec![7u8; 1024]);
         let clock = Arc::new(Clock::new(9));
-        // One section per service (SSM's goes here).
-        let sections = vec![dynamodb(value.clone(), clock.clone()).await];
+        // One section per service.
+        let sections = vec![
+            dynamodb(value.clone(), clock.clone()).await,
+            ssm(clock.clone()).await,
+        ];
         let rows: Vec<&RowSpec> = sections.iter().flat_map(|s| &s.rows).collect();
 
         print_header();

@@ -200,6 +200,20 @@ pub fn dynamodb_config(table: &str) -> mux::dynamodb::DynamoDbConfig {
         .with_create_table(true)
 }
 
+/// A config under root path `root` on the test SSM server (`MUX_SSM_*` or the local
+/// moto server's defaults).
+pub fn ssm_config(root: &str) -> mux::ssm::SsmConfig {
+    let var = |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
+    mux::ssm::SsmConfig::new()
+        .with_root_path(root)
+        .with_endpoint(var("MUX_SSM_ENDPOINT", "http://127.0.0.1:4566"))
+        .with_region(var("MUX_SSM_REGION", "us-east-1"))
+        .with_static_credentials(
+            var("MUX_SSM_ACCESS_KEY_ID", "test"),
+            var("MUX_SSM_SECRET_ACCESS_KEY", "test"),
+        )
+}
+
 /// A config for `bucket` on the test S3 server (`MUX_S3_*` or the local moto server's
 /// defaults), creating the bucket at connect.
 pub fn s3_config(bucket: &str) -> mux::s3::S3Config {

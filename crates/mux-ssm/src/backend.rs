@@ -98,6 +98,14 @@ impl SsmBackend {
         self.core.names.key(parameter_name)
     }
 
+    /// The parameter value and description `record` is stored as (the README's
+    /// *Layout*), for tools and comparisons that write parameters themselves; refused
+    /// with `TooLarge` naming SSM's limit as `put` would.
+    pub fn parameter(&self, record: &Record) -> Result<(String, String)> {
+        let encoded = encode(record, self.core.config.tier.value_limit())?;
+        Ok((encoded.value, encoded.description))
+    }
+
     fn tag(&self, op: Operation) -> impl Fn(Error) -> Error + '_ {
         move |e| e.with_backend(&self.info.name).with_operation(op)
     }
