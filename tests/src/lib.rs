@@ -261,10 +261,12 @@ pub fn python() -> String {
 }
 
 /// A `Mux` over memory, fs (under `dir/fs`) and redb (`dir/mux.redb`), writing and
-/// reading at `All`, so it keeps the single-store contract exactly.
+/// reading at `All`, so it keeps the single-store contract exactly. The memory replica
+/// keeps history, so the `Mux` answers history and as-of reads (routed by the
+/// coordinator to that replica) and the history cases run too.
 pub fn embedded_mux(dir: &std::path::Path) -> Result<Mux> {
     Mux::builder()
-        .backend(Arc::new(MemoryBackend::new("memory")))
+        .backend(Arc::new(MemoryBackend::with_history("memory")))
         .backend(Arc::new(mux::fs::FsBackend::open("fs", dir.join("fs"))?))
         .backend(Arc::new(mux::redb::RedbBackend::open(
             "redb",
