@@ -34,7 +34,8 @@ use crate::schema::check_identifier;
 pub struct ScyllaConfig {
     /// Contact points, `host:port` (the driver discovers the rest of the cluster).
     pub nodes: Vec<String>,
-    /// The keyspace (letters, digits and `_`, starting with a letter; at most 48).
+    /// The keyspace (1–48 lowercase ASCII letters, digits and `_`, starting with a
+    /// letter).
     #[serde(default = "default_keyspace")]
     pub keyspace: String,
     /// The table (same rules as the keyspace).
