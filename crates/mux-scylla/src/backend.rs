@@ -116,7 +116,10 @@ impl ScyllaBackend {
             let Some(stored) = inserted.stored_version else {
                 return Err(Error::new(
                     ErrorKind::Corrupt,
-                    format!("record {}: a row without a version is in the way (not written by mux?)", row.key),
+                    format!(
+                        "record {}: a row without a version is in the way (not written by mux?)",
+                        row.key
+                    ),
                 ));
             };
             let stored = parse_version(&row.key, &stored)?;
@@ -127,17 +130,14 @@ impl ScyllaBackend {
             if updated.applied {
                 return Ok(PutOutcome::Applied);
             }
-            match updated.stored_version {
-                Some(stored) => {
-                    let stored = parse_version(&row.key, &stored)?;
-                    if stored >= new {
-                        return Ok(PutOutcome::Superseded { stored });
-                    }
-                    // Unreachable with CQL's semantics (the condition was `stored <
-                    // new`); go round again rather than trust it.
+            // No stored version: purged between the two transactions, so insert
+            // again. A stored version lower than ours cannot refuse `IF version < new`;
+            // should it happen, go round again rather than trust it.
+            if let Some(stored) = updated.stored_version {
+                let stored = parse_version(&row.key, &stored)?;
+                if stored >= new {
+                    return Ok(PutOutcome::Superseded { stored });
                 }
-                // Purged between the two transactions: insert again.
-                None => {}
             }
         }
         Err(Error::new(

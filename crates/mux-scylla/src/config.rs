@@ -222,7 +222,11 @@ impl ScyllaConfig {
     }
 
     /// Sets the consistency levels of requests and of lightweight transactions.
-    pub fn with_consistency(mut self, level: ConsistencyLevel, serial: SerialLevel) -> ScyllaConfig {
+    pub fn with_consistency(
+        mut self,
+        level: ConsistencyLevel,
+        serial: SerialLevel,
+    ) -> ScyllaConfig {
         self.consistency = level;
         self.serial_consistency = serial;
         self
@@ -296,8 +300,14 @@ impl ScyllaConfig {
                 problems.push("replication is empty".into());
             }
             for (dc, n) in &self.replication {
-                if dc.is_empty() || !dc.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
-                    problems.push(format!("replication: datacenter name \"{dc}\" is not plain"));
+                if dc.is_empty()
+                    || !dc
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+                {
+                    problems.push(format!(
+                        "replication: datacenter name \"{dc}\" is not plain"
+                    ));
                 }
                 if *n == 0 {
                     problems.push(format!("replication: {dc} = 0"));
@@ -385,7 +395,10 @@ password = "s3cret"
         assert_eq!(c.serial_consistency.to_driver(), SerialConsistency::Serial);
         assert_eq!(c.replication.get("dc2"), Some(&2));
         let shown = format!("{c:?}");
-        assert!(!shown.contains("s3cret") && shown.contains("***"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("***"),
+            "{shown}"
+        );
         let e = toml::from_str::<ScyllaConfig>("nodes = []\ntabel = \"t\"").unwrap_err();
         assert!(e.to_string().contains("unknown field `tabel`"), "{e}");
         let e = toml::from_str::<ScyllaConfig>("nodes = []\nconsistency = \"most\"").unwrap_err();

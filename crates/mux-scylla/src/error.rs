@@ -36,7 +36,11 @@ pub(crate) fn classify_db(e: &DbError) -> (ErrorKind, bool) {
 
 fn error(kind: ErrorKind, temporary: bool, message: String) -> Error {
     let e = Error::new(kind, message);
-    if temporary { e.temporary() } else { e.permanent() }
+    if temporary {
+        e.temporary()
+    } else {
+        e.permanent()
+    }
 }
 
 /// One attempt's error as a mux error.
@@ -48,9 +52,12 @@ pub(crate) fn map_attempt(e: &RequestAttemptError) -> Error {
         }
         // The connection broke or no stream was free on it: another connection or node
         // may serve the next attempt.
-        RequestAttemptError::BrokenConnectionError(_) | RequestAttemptError::UnableToAllocStreamId => {
-            error(ErrorKind::Unavailable, true, format!("connection failed: {e}"))
-        }
+        RequestAttemptError::BrokenConnectionError(_)
+        | RequestAttemptError::UnableToAllocStreamId => error(
+            ErrorKind::Unavailable,
+            true,
+            format!("connection failed: {e}"),
+        ),
         RequestAttemptError::SerializationError(_)
         | RequestAttemptError::CqlRequestSerialization(_) => {
             error(ErrorKind::InvalidInput, false, e.to_string())
@@ -75,7 +82,10 @@ pub(crate) fn map_execution(e: ExecutionError) -> Error {
         ExecutionError::RequestTimeout(d) => error(
             ErrorKind::Timeout,
             true,
-            format!("no answer within the request timeout ({} ms)", d.as_millis()),
+            format!(
+                "no answer within the request timeout ({} ms)",
+                d.as_millis()
+            ),
         ),
         // No node to send to (e.g. the preferred datacenter has none up): the cluster
         // may come back.
@@ -128,10 +138,9 @@ mod tests {
     use scylla::statement::Consistency;
 
     fn db(e: DbError) -> Error {
-        map_execution(ExecutionError::LastAttemptError(RequestAttemptError::DbError(
-            e,
-            "server says".into(),
-        )))
+        map_execution(ExecutionError::LastAttemptError(
+            RequestAttemptError::DbError(e, "server says".into()),
+        ))
     }
 
     #[test]
@@ -190,9 +199,9 @@ mod tests {
 
     #[test]
     fn client_side_failures() {
-        let m = map_execution(ExecutionError::RequestTimeout(std::time::Duration::from_millis(
-            250,
-        )));
+        let m = map_execution(ExecutionError::RequestTimeout(
+            std::time::Duration::from_millis(250),
+        ));
         assert_eq!((m.kind(), m.is_temporary()), (ErrorKind::Timeout, true));
         assert!(m.message().contains("250 ms"), "{m}");
         let m = map_execution(ExecutionError::EmptyPlan);
@@ -212,6 +221,9 @@ mod tests {
         assert_eq!((m.kind(), m.is_temporary()), (ErrorKind::Unavailable, true));
         assert!(m.message().contains("nowhere:9042"), "{m}");
         let m = map_new_session(NewSessionError::EmptyKnownNodesList);
-        assert_eq!((m.kind(), m.is_temporary()), (ErrorKind::InvalidInput, false));
+        assert_eq!(
+            (m.kind(), m.is_temporary()),
+            (ErrorKind::InvalidInput, false)
+        );
     }
 }

@@ -116,8 +116,12 @@ impl Row {
 
 /// A stored version's text form as a `Version`.
 pub fn parse_version(key: &str, text: &str) -> Result<Version> {
-    text.parse::<Version>()
-        .map_err(|e| corrupt(key, format_args!("invalid version {text:?}: {}", e.message())))
+    text.parse::<Version>().map_err(|e| {
+        corrupt(
+            key,
+            format_args!("invalid version {text:?}: {}", e.message()),
+        )
+    })
 }
 
 fn corrupt(key: &str, what: impl std::fmt::Display) -> Error {
@@ -134,7 +138,10 @@ mod tests {
 
     #[test]
     fn partitions_are_the_leading_segments() {
-        assert_eq!(partition_of("tenants/acme/config/limits", 2), "tenants/acme");
+        assert_eq!(
+            partition_of("tenants/acme/config/limits", 2),
+            "tenants/acme"
+        );
         assert_eq!(partition_of("tenants/acme/config/limits", 1), "tenants");
         assert_eq!(partition_of("tenants/acme", 2), "tenants/acme");
         assert_eq!(partition_of("tenants", 3), "tenants");
@@ -155,7 +162,10 @@ mod tests {
             Record::tombstone(key("a/b/c"), v),
         ] {
             let row = Row::of(&record, 2);
-            assert_eq!(row.version.as_deref(), Some("0000018bcfe56800-00000003-00000007"));
+            assert_eq!(
+                row.version.as_deref(),
+                Some("0000018bcfe56800-00000003-00000007")
+            );
             assert_eq!(row.partition, partition_of(record.key().as_str(), 2));
             assert_eq!(row.tags.is_none(), record.meta().tags.is_empty());
             assert_eq!(row.clone().into_record().unwrap(), record);
@@ -182,9 +192,13 @@ mod tests {
     #[test]
     fn damaged_rows_are_corrupt() {
         let good = Row::of(&Record::new(key("k/x"), "abc", Version::new(1, 0, 0)), 1);
-        let cases: Vec<(&str, Box<dyn Fn(&mut Row)>)> = vec![
+        type Damage = Box<dyn Fn(&mut Row)>;
+        let cases: Vec<(&str, Damage)> = vec![
             ("no version", Box::new(|r| r.version = None)),
-            ("invalid version", Box::new(|r| r.version = Some("v1".into()))),
+            (
+                "invalid version",
+                Box::new(|r| r.version = Some("v1".into())),
+            ),
             ("no checksum", Box::new(|r| r.checksum = None)),
             ("out of range", Box::new(|r| r.checksum = Some(-1))),
             ("checksum", Box::new(|r| r.value = Some(b"abd".to_vec()))),

@@ -249,13 +249,22 @@ mod tests {
              {'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"
         );
         let t = create_table("mux", "mux_records", 2);
-        assert!(t.starts_with("CREATE TABLE IF NOT EXISTS \"mux\".\"mux_records\" ("), "{t}");
+        assert!(
+            t.starts_with("CREATE TABLE IF NOT EXISTS \"mux\".\"mux_records\" ("),
+            "{t}"
+        );
         assert!(t.contains("PRIMARY KEY ((partition), key)"), "{t}");
         assert!(t.contains("CLUSTERING ORDER BY (key ASC)"), "{t}");
-        assert!(t.ends_with("comment = 'mux-scylla records v1; partition_depth=2'"), "{t}");
+        assert!(
+            t.ends_with("comment = 'mux-scylla records v1; partition_depth=2'"),
+            "{t}"
+        );
         assert_eq!(parse_comment(&comment(3)), Some((SCHEMA_VERSION, 3)));
         assert_eq!(parse_comment("someone else's table"), None);
-        assert_eq!(parse_comment("mux-scylla records v1; partition_depth=x"), None);
+        assert_eq!(
+            parse_comment("mux-scylla records v1; partition_depth=x"),
+            None
+        );
     }
 
     #[test]
@@ -266,9 +275,15 @@ mod tests {
             "SELECT partition, key, version, tombstone, content_type, tags, checksum, size, value \
              FROM \"ks\".\"t\" WHERE partition = ? AND key = ?"
         );
-        assert!(s.insert.ends_with("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"));
+        assert!(
+            s.insert
+                .ends_with("VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS")
+        );
         assert_eq!(s.insert.matches('?').count(), 9);
-        assert!(s.update.ends_with("WHERE partition = ? AND key = ? IF version < ?"));
+        assert!(
+            s.update
+                .ends_with("WHERE partition = ? AND key = ? IF version < ?")
+        );
         assert_eq!(s.update.matches('?').count(), 10);
         assert_eq!(
             s.purge,

@@ -136,12 +136,18 @@ async fn ensure_schema(session: &Session, config: &ScyllaConfig) -> Result<()> {
         .map_err(map_execution)?;
     let found = rows(result)?;
     let Some(comment) = found.first().and_then(|r| text(r, "comment")) else {
-        return Err(missing(config, format!("table \"{ks}.{table}\" does not exist")));
+        return Err(missing(
+            config,
+            format!("table \"{ks}.{table}\" does not exist"),
+        ));
     };
     match schema::parse_comment(&comment) {
         Some((version, _)) if version > schema::SCHEMA_VERSION => Err(Error::new(
             ErrorKind::InvalidInput,
-            format!("table \"{ks}.{table}\" has mux-scylla schema v{version}, newer than this crate's v{}", schema::SCHEMA_VERSION),
+            format!(
+                "table \"{ks}.{table}\" has mux-scylla schema v{version}, newer than this crate's v{}",
+                schema::SCHEMA_VERSION
+            ),
         )),
         Some((_, stored)) if stored != depth => Err(Error::invalid_input(format!(
             "table \"{ks}.{table}\" has partition_depth {stored}, the config says {depth}: records would not be found"
@@ -257,7 +263,11 @@ pub(crate) fn lwt(rows: &[NamedRow]) -> Result<Lwt> {
 }
 
 impl ScyllaCql {
-    async fn run(&self, statement: &PreparedStatement, values: impl SerializeRow) -> Result<Vec<NamedRow>> {
+    async fn run(
+        &self,
+        statement: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> Result<Vec<NamedRow>> {
         let result = self
             .session
             .execute_unpaged(statement, values)
@@ -398,7 +408,10 @@ mod tests {
         assert_eq!((r.partition.as_str(), r.key.as_str()), ("a/b", "a/b/c"));
         assert_eq!(r.tombstone, Some(true));
         assert_eq!(r.content_type, None);
-        assert_eq!(r.tags.unwrap().get("class").map(String::as_str), Some("pii"));
+        assert_eq!(
+            r.tags.unwrap().get("class").map(String::as_str),
+            Some("pii")
+        );
         assert_eq!((r.checksum, r.size), (Some(7), Some(0)));
         assert_eq!(r.value, Some(vec![]));
         let bare = decode(&BTreeMap::from([(

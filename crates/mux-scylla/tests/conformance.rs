@@ -26,7 +26,10 @@ const IMAGE: (&str, &str) = ("scylladb/scylla", "2025.1.0");
 
 /// Where the tests' cluster is, or why there is none.
 enum Cluster {
-    Nodes(Vec<String>, #[allow(dead_code)] Option<ContainerAsync<GenericImage>>),
+    Nodes(
+        Vec<String>,
+        #[allow(dead_code)] Option<Box<ContainerAsync<GenericImage>>>,
+    ),
     Skip(String),
 }
 
@@ -39,7 +42,11 @@ fn nodes_from_env() -> Option<Vec<String>> {
     Some(
         value
             .split(',')
-            .map(|n| n.trim().trim_start_matches("scylla://").trim_start_matches("cql://"))
+            .map(|n| {
+                n.trim()
+                    .trim_start_matches("scylla://")
+                    .trim_start_matches("cql://")
+            })
             .filter(|n| !n.is_empty())
             .map(str::to_owned)
             .collect(),
@@ -50,7 +57,16 @@ async fn start_container() -> Cluster {
     let image = GenericImage::new(IMAGE.0, IMAGE.1)
         .with_exposed_port(9042.tcp())
         .with_wait_for(WaitFor::message_on_stderr("init - serving"))
-        .with_cmd(["--smp", "1", "--memory", "750M", "--overprovisioned", "1", "--developer-mode", "1"])
+        .with_cmd([
+            "--smp",
+            "1",
+            "--memory",
+            "750M",
+            "--overprovisioned",
+            "1",
+            "--developer-mode",
+            "1",
+        ])
         .with_startup_timeout(Duration::from_secs(240));
     let container = match tokio::time::timeout(Duration::from_secs(300), image.start()).await {
         Ok(Ok(c)) => c,
@@ -65,8 +81,12 @@ async fn start_container() -> Cluster {
     let host = container.get_host().await.map(|h| h.to_string());
     let port = container.get_host_port_ipv4(9042).await;
     match (host, port) {
-        (Ok(host), Ok(port)) => Cluster::Nodes(vec![format!("{host}:{port}")], Some(container)),
-        (h, p) => Cluster::Skip(format!("the container's CQL port is not reachable: {h:?} {p:?}")),
+        (Ok(host), Ok(port)) => {
+            Cluster::Nodes(vec![format!("{host}:{port}")], Some(Box::new(container)))
+        }
+        (h, p) => Cluster::Skip(format!(
+            "the container's CQL port is not reachable: {h:?} {p:?}"
+        )),
     }
 }
 
@@ -84,7 +104,10 @@ async fn nodes(test: &str) -> Option<Vec<String>> {
         Cluster::Nodes(nodes, _) => Some(nodes.clone()),
         Cluster::Skip(why) => {
             // Straight to the terminal: the harness captures print!/eprint! only.
-            let _ = writeln!(std::io::stderr(), "SKIPPED mux-scylla live tests ({test}): {why}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED mux-scylla live tests ({test}): {why}"
+            );
             None
         }
     }
@@ -92,7 +115,11 @@ async fn nodes(test: &str) -> Option<Vec<String>> {
 
 fn table(test: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("mux_{test}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "mux_{test}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn config(nodes: Vec<String>, table: &str) -> ScyllaConfig {
@@ -127,7 +154,9 @@ async fn drop_table(nodes: &[String], table: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passes_the_conformance_suite() {
-    let Some(nodes) = nodes("conformance").await else { return };
+    let Some(nodes) = nodes("conformance").await else {
+        return;
+    };
     for depth in [2, 3] {
         let t = table("conf");
         let backend = connect(config(nodes.clone(), &t).with_partition_depth(depth)).await;
@@ -141,12 +170,16 @@ async fn passes_the_conformance_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_racing_writers_end_with_the_highest_version() {
-    let Some(nodes) = nodes("race").await else { return };
+    let Some(nodes) = nodes("race").await else {
+        return;
+    };
     let t = table("race");
     let backend = Arc::new(connect(config(nodes.clone(), &t)).await);
     let k = Key::new("race/a/b").unwrap();
     let versions: Vec<Version> = (0..16u32)
-        .flat_map(|w| (0..5u64).map(move |i| Version::new((i * 37 + u64::from(w) * 11) % 101 + 1, 0, w)))
+        .flat_map(|w| {
+            (0..5u64).map(move |i| Version::new((i * 37 + u64::from(w) * 11) % 101 + 1, 0, w))
+        })
         .collect();
     let mut tasks = Vec::new();
     for chunk in versions.chunks(5) {
@@ -169,13 +202,18 @@ async fn sixteen_racing_writers_end_with_the_highest_version() {
     }
     let max = versions.iter().max().copied().unwrap();
     let got = backend.get(&k).await.unwrap().unwrap();
-    assert_eq!((got.version(), got.value().as_ref()), (max, max.to_string().as_bytes()));
+    assert_eq!(
+        (got.version(), got.value().as_ref()),
+        (max, max.to_string().as_bytes())
+    );
     drop_table(&nodes, &t).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_read_back_with_cql_as_documented() {
-    let Some(nodes) = nodes("layout").await else { return };
+    let Some(nodes) = nodes("layout").await else {
+        return;
+    };
     let t = table("layout");
     let backend = connect(config(nodes.clone(), &t)).await;
     let v = Version::new(0x18b_cfe5_6800, 3, 7);
@@ -193,30 +231,52 @@ async fn rows_read_back_with_cql_as_documented() {
         .unwrap()
         .into_rows_result()
         .unwrap();
-    type Row = (String, String, bool, Option<String>, Option<BTreeMap<String, String>>, i64, i64, Vec<u8>);
-    let (key, version, tombstone, content_type, tags, checksum, size, value) = rows.single_row::<Row>().unwrap();
+    type Row = (
+        String,
+        String,
+        bool,
+        Option<String>,
+        Option<BTreeMap<String, String>>,
+        i64,
+        i64,
+        Vec<u8>,
+    );
+    let (key, version, tombstone, content_type, tags, checksum, size, value) =
+        rows.single_row::<Row>().unwrap();
     assert_eq!(key, "tenants/acme/limits");
     assert_eq!(version, "0000018bcfe56800-00000003-00000007");
     assert!(!tombstone);
     assert_eq!(content_type.as_deref(), Some("text/plain"));
     assert_eq!(tags.unwrap()["class"], "pii");
-    assert_eq!((checksum, size, value), (i64::from(r.meta().checksum), 6, b"max=10".to_vec()));
+    assert_eq!(
+        (checksum, size, value),
+        (i64::from(r.meta().checksum), 6, b"max=10".to_vec())
+    );
     drop_table(&nodes, &t).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_table_or_another_depth_is_refused_at_open() {
-    let Some(nodes) = nodes("schema").await else { return };
+    let Some(nodes) = nodes("schema").await else {
+        return;
+    };
     let t = table("schema");
     let mut missing = config(nodes.clone(), &t);
     missing.create_schema = false;
     let e = ScyllaBackend::connect("scylla", missing).await.unwrap_err();
-    assert_eq!((e.kind(), e.is_temporary()), (ErrorKind::NotFound, false), "{e}");
+    assert_eq!(
+        (e.kind(), e.is_temporary()),
+        (ErrorKind::NotFound, false),
+        "{e}"
+    );
     assert!(e.message().contains("create_schema = true"), "{e}");
     connect(config(nodes.clone(), &t)).await;
     let e = ScyllaBackend::connect("scylla", config(nodes.clone(), &t).with_partition_depth(3))
         .await
         .unwrap_err();
-    assert!(e.message().contains("partition_depth 2, the config says 3"), "{e}");
+    assert!(
+        e.message().contains("partition_depth 2, the config says 3"),
+        "{e}"
+    );
     drop_table(&nodes, &t).await;
 }

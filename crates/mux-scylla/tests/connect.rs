@@ -14,8 +14,14 @@ async fn no_cluster_at_the_contact_points_is_a_temporary_unavailable() {
     let mut config = ScyllaConfig::new([format!("127.0.0.1:{port}")]);
     config.connect_timeout_ms = 2_000;
     let started = std::time::Instant::now();
-    let e = ScyllaBackend::connect("scylla-eu", config).await.unwrap_err();
-    assert_eq!((e.kind(), e.is_temporary()), (ErrorKind::Unavailable, true), "{e}");
+    let e = ScyllaBackend::connect("scylla-eu", config)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.is_temporary()),
+        (ErrorKind::Unavailable, true),
+        "{e}"
+    );
     assert_eq!(e.backend(), Some("scylla-eu"));
     assert_eq!(e.operation(), Some(Operation::Open));
     assert!(e.message().contains(&format!("127.0.0.1:{port}")), "{e}");
@@ -30,10 +36,17 @@ async fn an_invalid_config_is_refused_before_connecting() {
     )
     .await
     .unwrap_err();
-    assert_eq!((e.kind(), e.is_temporary()), (ErrorKind::InvalidInput, false), "{e}");
+    assert_eq!(
+        (e.kind(), e.is_temporary()),
+        (ErrorKind::InvalidInput, false),
+        "{e}"
+    );
     assert!(e.message().contains("\"Bad-Name\""), "{e}");
     let e = ScyllaBackend::connect("scylla-eu", ScyllaConfig::new(["nowhere.invalid:9042"]))
         .await
         .unwrap_err();
-    assert!(e.is_temporary(), "an unresolvable host may resolve later: {e}");
+    assert!(
+        e.is_temporary(),
+        "an unresolvable host may resolve later: {e}"
+    );
 }

@@ -80,7 +80,12 @@ fn keys() -> Vec<String> {
 }
 
 /// Pages through `prefix` from `cursor` with `limit`, checking each page.
-async fn list(backend: &dyn Backend, prefix: &str, cursor: Option<&str>, limit: usize) -> Vec<String> {
+async fn list(
+    backend: &dyn Backend,
+    prefix: &str,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Vec<String> {
     let mut request = ListRequest::new(Prefix::new(prefix).unwrap())
         .with_limit(limit)
         .with_cursor(cursor.map(key));
@@ -112,28 +117,55 @@ async fn every_prefix_lists_in_byte_order_at_every_depth() {
             assert_eq!(writer.put(&r).await.unwrap(), PutOutcome::Applied);
         }
         for k in keys.iter().step_by(10) {
-            writer.delete(&key(k), Version::new(1_000, 0, 0)).await.unwrap();
+            writer
+                .delete(&key(k), Version::new(1_000, 0, 0))
+                .await
+                .unwrap();
         }
         // A second backend lists: the partition index is in the table, not in memory.
         let reader = over(model.clone(), depth);
         let prefixes = [
-            "", "a", "a/", "a-b", "a b", "a/a", "a/a/", "a/a-b", "a/b/a", "a/a/b/", "ab", "é", "zz",
-            "a/a/a/a", "a/a/a/a/",
+            "", "a", "a/", "a-b", "a b", "a/a", "a/a/", "a/a-b", "a/b/a", "a/a/b/", "ab", "é",
+            "zz", "a/a/a/a", "a/a/a/a/",
         ];
         for prefix in prefixes {
             let p = Prefix::new(prefix).unwrap();
             let expected: Vec<String> = keys.iter().filter(|k| p.matches(k)).cloned().collect();
             for limit in [1, 3, 1000] {
                 let got = list(&reader, prefix, None, limit).await;
-                assert_eq!(got, expected, "depth {depth}, prefix {prefix:?}, limit {limit}");
+                assert_eq!(
+                    got, expected,
+                    "depth {depth}, prefix {prefix:?}, limit {limit}"
+                );
             }
         }
-        for cursor in ["a/a", "a/a b/zzz", "a/a-b", "a/a.b/a", "a/a/a/a", "b/~", "a", "a/a/a"] {
-            let expected: Vec<String> = keys.iter().filter(|k| k.as_str() > cursor).cloned().collect();
-            assert_eq!(list(&reader, "", Some(cursor), 3).await, expected, "depth {depth}, after {cursor:?}");
+        for cursor in [
+            "a/a",
+            "a/a b/zzz",
+            "a/a-b",
+            "a/a.b/a",
+            "a/a/a/a",
+            "b/~",
+            "a",
+            "a/a/a",
+        ] {
+            let expected: Vec<String> = keys
+                .iter()
+                .filter(|k| k.as_str() > cursor)
+                .cloned()
+                .collect();
+            assert_eq!(
+                list(&reader, "", Some(cursor), 3).await,
+                expected,
+                "depth {depth}, after {cursor:?}"
+            );
             let p = Prefix::new("a").unwrap();
             let expected: Vec<String> = expected.into_iter().filter(|k| p.matches(k)).collect();
-            assert_eq!(list(&reader, "a", Some(cursor), 4).await, expected, "depth {depth}, a after {cursor:?}");
+            assert_eq!(
+                list(&reader, "a", Some(cursor), 4).await,
+                expected,
+                "depth {depth}, a after {cursor:?}"
+            );
         }
         // The index names every partition once, and nothing else.
         let index: Vec<String> = model
@@ -164,35 +196,63 @@ async fn rows_are_laid_out_as_documented() {
     backend.put(&r).await.unwrap();
     backend.delete(&key("tenants/acme/old"), v).await.unwrap();
     let rows = model.rows();
-    let record_row = rows.iter().find(|r| r.key == "tenants/acme/config/limits").unwrap();
+    let record_row = rows
+        .iter()
+        .find(|r| r.key == "tenants/acme/config/limits")
+        .unwrap();
     assert_eq!(record_row.partition, "tenants/acme");
-    assert_eq!(record_row.version.as_deref(), Some("0000018bcfe56800-00000003-00000007"));
+    assert_eq!(
+        record_row.version.as_deref(),
+        Some("0000018bcfe56800-00000003-00000007")
+    );
     assert_eq!(record_row.tombstone, Some(false));
     assert_eq!(record_row.value.as_deref(), Some(&[0u8, 1, 255][..]));
     assert_eq!(record_row.size, Some(3));
     assert_eq!(record_row.checksum, Some(i64::from(r.meta().checksum)));
     assert_eq!(record_row.tags.as_ref().unwrap()["class"], "pii");
     let tomb = rows.iter().find(|r| r.key == "tenants/acme/old").unwrap();
-    assert_eq!((tomb.tombstone, tomb.size, tomb.tags.clone()), (Some(true), Some(0), None));
+    assert_eq!(
+        (tomb.tombstone, tomb.size, tomb.tags.clone()),
+        (Some(true), Some(0), None)
+    );
     // A tombstone is a row (no CQL delete): get returns it.
-    assert!(backend.get(&key("tenants/acme/old")).await.unwrap().unwrap().is_tombstone());
-    let index: Vec<&Row> = rows.iter().filter(|r| r.partition == "/partitions").collect();
+    assert!(
+        backend
+            .get(&key("tenants/acme/old"))
+            .await
+            .unwrap()
+            .unwrap()
+            .is_tombstone()
+    );
+    let index: Vec<&Row> = rows
+        .iter()
+        .filter(|r| r.partition == "/partitions")
+        .collect();
     assert_eq!(index.len(), 1);
-    assert_eq!((index[0].key.as_str(), index[0].version.as_ref()), ("tenants/acme", None));
+    assert_eq!(
+        (index[0].key.as_str(), index[0].version.as_ref()),
+        ("tenants/acme", None)
+    );
 }
 
 #[tokio::test]
 async fn foreign_or_damaged_rows_are_corrupt_for_get_and_skipped_by_listings() {
     let model = Arc::new(Model::new());
     let backend = over(model.clone(), 1);
-    backend.put(&Record::new(key("a/good"), "x", Version::new(5, 0, 0))).await.unwrap();
+    backend
+        .put(&Record::new(key("a/good"), "x", Version::new(5, 0, 0)))
+        .await
+        .unwrap();
     model.put_raw(Row {
         partition: "a".into(),
         key: "a/foreign".into(),
         value: Some(b"hello".to_vec()),
         ..Row::default()
     });
-    let mut damaged = Row::of(&Record::new(key("a/damaged"), "abc", Version::new(5, 0, 0)), 1);
+    let mut damaged = Row::of(
+        &Record::new(key("a/damaged"), "abc", Version::new(5, 0, 0)),
+        1,
+    );
     damaged.value = Some(b"abd".to_vec());
     model.put_raw(damaged);
     for k in ["a/foreign", "a/damaged"] {
@@ -201,7 +261,11 @@ async fn foreign_or_damaged_rows_are_corrupt_for_get_and_skipped_by_listings() {
         assert_eq!(e.backend(), Some("scylla-model"));
     }
     let listed = list(&backend, "a", None, 10).await;
-    assert_eq!(listed, ["a/damaged", "a/good"], "the damaged value is not read by listings");
+    assert_eq!(
+        listed,
+        ["a/damaged", "a/good"],
+        "the damaged value is not read by listings"
+    );
     // A write over a row without a version is refused, not guessed.
     let e = backend
         .put(&Record::new(key("a/foreign"), "y", Version::new(9, 0, 0)))
@@ -221,7 +285,10 @@ async fn racing_writers_end_with_the_highest_version() {
         tasks.push(tokio::spawn(async move {
             for i in 0..20u64 {
                 let v = Version::new((i * 37 + w * 11) % 301 + 1, 0, w as u32);
-                backend.put(&Record::new(k.clone(), format!("{v}"), v)).await.unwrap();
+                backend
+                    .put(&Record::new(k.clone(), format!("{v}"), v))
+                    .await
+                    .unwrap();
                 tokio::task::yield_now().await;
             }
         }));
@@ -230,11 +297,16 @@ async fn racing_writers_end_with_the_highest_version() {
         t.await.unwrap();
     }
     let max = (0..16u64)
-        .flat_map(|w| (0..20u64).map(move |i| Version::new((i * 37 + w * 11) % 301 + 1, 0, w as u32)))
+        .flat_map(|w| {
+            (0..20u64).map(move |i| Version::new((i * 37 + w * 11) % 301 + 1, 0, w as u32))
+        })
         .max()
         .unwrap();
     let got = backend.get(&k).await.unwrap().unwrap();
-    assert_eq!((got.version(), got.value().as_ref()), (max, max.to_string().as_bytes()));
+    assert_eq!(
+        (got.version(), got.value().as_ref()),
+        (max, max.to_string().as_bytes())
+    );
 }
 
 /// A model that removes the row between a refused insert and the update (a purge
@@ -260,8 +332,18 @@ impl Cql for PurgeBetween {
         self.inner.insert(row).await
     }
     async fn update(&self, row: &Row) -> Result<Lwt> {
-        if self.times.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
-            self.inner.purge(&row.partition, &row.key, "ffffffffffffffff-ffffffff-ffffffff").await?;
+        if self
+            .times
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            self.inner
+                .purge(
+                    &row.partition,
+                    &row.key,
+                    "ffffffffffffffff-ffffffff-ffffffff",
+                )
+                .await?;
         }
         self.inner.update(row).await
     }
@@ -288,11 +370,20 @@ async fn a_purge_between_the_two_transactions_sends_the_write_round_again() {
     });
     let backend = over(racy.clone(), 1);
     let k = key("p/x");
-    backend.put(&Record::new(k.clone(), "1", Version::new(1, 0, 0))).await.unwrap();
+    backend
+        .put(&Record::new(k.clone(), "1", Version::new(1, 0, 0)))
+        .await
+        .unwrap();
     racy.times.store(2, Ordering::SeqCst);
-    let out = backend.put(&Record::new(k.clone(), "2", Version::new(2, 0, 0))).await.unwrap();
+    let out = backend
+        .put(&Record::new(k.clone(), "2", Version::new(2, 0, 0)))
+        .await
+        .unwrap();
     assert_eq!(out, PutOutcome::Applied);
-    assert_eq!(backend.get(&k).await.unwrap().unwrap().value().as_ref(), b"2");
+    assert_eq!(
+        backend.get(&k).await.unwrap().unwrap().value().as_ref(),
+        b"2"
+    );
     // Purged at every round and written again before every insert: after a bounded
     // number of rounds, a temporary conflict naming the key.
     racy.times.store(usize::MAX, Ordering::SeqCst);
@@ -301,7 +392,11 @@ async fn a_purge_between_the_two_transactions_sends_the_write_round_again() {
         .put(&Record::new(k.clone(), "3", Version::new(3, 0, 0)))
         .await
         .unwrap_err();
-    assert_eq!((e.kind(), e.is_temporary()), (ErrorKind::Conflict, true), "{e}");
+    assert_eq!(
+        (e.kind(), e.is_temporary()),
+        (ErrorKind::Conflict, true),
+        "{e}"
+    );
     assert!(e.message().contains("p/x"), "{e}");
 }
 
@@ -309,8 +404,15 @@ async fn a_purge_between_the_two_transactions_sends_the_write_round_again() {
 async fn superseded_writes_report_the_stored_version_and_purge_is_conditional() {
     let backend = over(Arc::new(Model::new()), 2);
     let k = key("t/a/k");
-    let (v1, v2, v3) = (Version::new(1, 0, 0), Version::new(2, 0, 0), Version::new(3, 0, 0));
-    assert_eq!(backend.put(&Record::new(k.clone(), "2", v2)).await.unwrap(), PutOutcome::Applied);
+    let (v1, v2, v3) = (
+        Version::new(1, 0, 0),
+        Version::new(2, 0, 0),
+        Version::new(3, 0, 0),
+    );
+    assert_eq!(
+        backend.put(&Record::new(k.clone(), "2", v2)).await.unwrap(),
+        PutOutcome::Applied
+    );
     assert_eq!(
         backend.put(&Record::new(k.clone(), "1", v1)).await.unwrap(),
         PutOutcome::Superseded { stored: v2 }
@@ -320,13 +422,22 @@ async fn superseded_writes_report_the_stored_version_and_purge_is_conditional() 
         PutOutcome::Superseded { stored: v2 },
         "the same version again"
     );
-    assert_eq!(backend.delete(&k, v1).await.unwrap(), PutOutcome::Superseded { stored: v2 });
+    assert_eq!(
+        backend.delete(&k, v1).await.unwrap(),
+        PutOutcome::Superseded { stored: v2 }
+    );
     assert_eq!(backend.delete(&k, v3).await.unwrap(), PutOutcome::Applied);
-    assert!(!backend.purge(&k, v2).await.unwrap(), "the tombstone is newer");
+    assert!(
+        !backend.purge(&k, v2).await.unwrap(),
+        "the tombstone is newer"
+    );
     assert!(backend.purge(&k, v3).await.unwrap());
     assert!(backend.get(&k).await.unwrap().is_none());
     assert!(!backend.purge(&k, v3).await.unwrap(), "nothing left");
     // A value over the limit is refused before any request.
     let big = Record::new(k.clone(), vec![0u8; mux_scylla::MAX_VALUE_SIZE + 1], v3);
-    assert_eq!(backend.put(&big).await.unwrap_err().kind(), ErrorKind::TooLarge);
+    assert_eq!(
+        backend.put(&big).await.unwrap_err().kind(),
+        ErrorKind::TooLarge
+    );
 }

@@ -156,19 +156,38 @@ async fn scylla_opens_from_toml_and_defers_an_unreachable_cluster() {
     ));
     s.check().unwrap();
     let shown = format!("{s:?}");
-    assert!(!shown.contains("s3cret") && shown.contains("ScyllaConfig"), "{shown}");
+    assert!(
+        !shown.contains("s3cret") && shown.contains("ScyllaConfig"),
+        "{shown}"
+    );
     let b = open(&s).await.unwrap();
     assert_eq!(b.info().kind, "scylla");
     assert!(b.info().capability.atomic_conditional_write);
     let e = b.health().await.unwrap_err();
-    assert_eq!((e.kind(), e.is_temporary()), (ErrorKind::Unavailable, true), "{e}");
+    assert_eq!(
+        (e.kind(), e.is_temporary()),
+        (ErrorKind::Unavailable, true),
+        "{e}"
+    );
     assert!(e.message().contains("last connect error"), "{e}");
-    let e = open(&spec("name = \"s\"\nkind = \"scylla\"\nnodes = [\"a:1\"]\ntabel = \"t\""))
-        .await
-        .unwrap_err();
-    assert!(e.message().starts_with("backend \"s\": unknown field \"tabel\""), "{e}");
-    let e = open(&spec("name = \"s\"\nkind = \"scylla\"\nnodes = [\"a:1\"]\ntable = \"Bad\""))
-        .await
-        .unwrap_err();
-    assert_eq!((e.kind(), e.is_temporary()), (ErrorKind::InvalidInput, false), "{e}");
+    let e = open(&spec(
+        "name = \"s\"\nkind = \"scylla\"\nnodes = [\"a:1\"]\ntabel = \"t\"",
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        e.message()
+            .starts_with("backend \"s\": unknown field \"tabel\""),
+        "{e}"
+    );
+    let e = open(&spec(
+        "name = \"s\"\nkind = \"scylla\"\nnodes = [\"a:1\"]\ntable = \"Bad\"",
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.is_temporary()),
+        (ErrorKind::InvalidInput, false),
+        "{e}"
+    );
 }
