@@ -58,8 +58,15 @@ pub(crate) fn parse_comment(comment: &str) -> Option<(u32, usize)> {
 }
 
 /// `CREATE KEYSPACE IF NOT EXISTS` with `NetworkTopologyStrategy` and `replication`
-/// (datacenter → replicas, or `replication_factor` → replicas in each).
-pub fn create_keyspace(keyspace: &str, replication: &BTreeMap<String, u32>) -> String {
+/// (datacenter → replicas, or `replication_factor` → replicas in each). With
+/// `without_tablets`, ScyllaDB's `AND tablets = {'enabled': false}`: ScyllaDB does not
+/// run lightweight transactions in keyspaces with tablets (its default for new keyspaces
+/// since 6.0), and Cassandra and older ScyllaDB versions do not know the option.
+pub fn create_keyspace(
+    keyspace: &str,
+    replication: &BTreeMap<String, u32>,
+    without_tablets: bool,
+) -> String {
     let mut options = vec!["'class': 'NetworkTopologyStrategy'".to_owned()];
     options.extend(
         replication
@@ -67,9 +74,14 @@ pub fn create_keyspace(keyspace: &str, replication: &BTreeMap<String, u32>) -> S
             .map(|(dc, n)| format!("{}: {n}", literal(dc))),
     );
     format!(
-        "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {{{}}}",
+        "CREATE KEYSPACE IF NOT EXISTS {} WITH replication = {{{}}}{}",
         quote(keyspace),
-        options.join(", ")
+        options.join(", "),
+        if without_tablets {
+            " AND tablets = {'enabled': false}"
+        } else {
+            ""
+        }
     )
 }
 
@@ -242,11 +254,21 @@ mod tests {
         let ks = create_keyspace(
             "mux",
             &BTreeMap::from([("dc1".to_owned(), 3), ("dc2".to_owned(), 2)]),
+            false,
         );
         assert_eq!(
             ks,
             "CREATE KEYSPACE IF NOT EXISTS \"mux\" WITH replication = \
              {'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"
+        );
+        let scylla = create_keyspace(
+            "mux",
+            &BTreeMap::from([("replication_factor".to_owned(), 1)]),
+            true,
+        );
+        assert!(
+            scylla.ends_with("{'class': 'NetworkTopologyStrategy', 'replication_factor': 1} AND tablets = {'enabled': false}"),
+            "{scylla}"
         );
         let t = create_table("mux", "mux_records", 2);
         assert!(

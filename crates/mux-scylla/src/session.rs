@@ -112,16 +112,21 @@ async fn ensure_schema(session: &Session, config: &ScyllaConfig) -> Result<()> {
     let (ks, table) = (config.keyspace.as_str(), config.table.as_str());
     let depth = config.partition_depth;
     if config.create_schema {
-        let statements = [
-            schema::create_keyspace(ks, &config.replication),
-            schema::create_table(ks, table, depth),
-        ];
-        for cql in statements {
-            session
-                .query_unpaged(cql, ())
-                .await
-                .map_err(|e| map_execution(e).context("cannot create the schema"))?;
+        let cannot = |e| map_execution(e).context("cannot create the schema");
+        // ScyllaDB: without tablets (no LWT with them). A server that does not know the
+        // option (Cassandra, ScyllaDB before 6.0) refuses it as invalid: then plainly.
+        let scylla = schema::create_keyspace(ks, &config.replication, true);
+        if let Err(e) = session.query_unpaged(scylla, ()).await {
+            let e = cannot(e);
+            if e.kind() != ErrorKind::InvalidInput {
+                return Err(e);
+            }
+            tracing::debug!(error = %e, "creating the keyspace without the tablets option");
+            let plain = schema::create_keyspace(ks, &config.replication, false);
+            session.query_unpaged(plain, ()).await.map_err(cannot)?;
         }
+        let cql = schema::create_table(ks, table, depth);
+        session.query_unpaged(cql, ()).await.map_err(cannot)?;
     }
     let exists = session
         .query_unpaged(schema::KEYSPACE_EXISTS, (ks,))
@@ -164,7 +169,7 @@ fn missing(config: &ScyllaConfig, what: String) -> Error {
         ErrorKind::NotFound,
         format!(
             "{what}: create it as mux-scylla's README shows ({}; {}) or set create_schema = true",
-            schema::create_keyspace(&config.keyspace, &config.replication),
+            schema::create_keyspace(&config.keyspace, &config.replication, true),
             schema::create_table(&config.keyspace, &config.table, config.partition_depth)
         ),
     )

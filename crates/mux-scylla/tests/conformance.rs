@@ -5,7 +5,7 @@
 //! set — then it must answer — or else a throwaway ScyllaDB started with testcontainers
 //! (image `scylladb/scylla`). Where neither is possible (no Docker engine, the image
 //! cannot be had) every test here is **skipped**: it prints
-//! `SKIPPED mux-scylla live tests: <reason>` on the terminal (past the test harness's
+//! `SKIPPED mux-scylla live tests (<test>): <reason>` on the terminal (past the test harness's
 //! capture) and returns without failing. ScyllaDB is not a required backend.
 
 use std::collections::BTreeMap;
@@ -103,11 +103,10 @@ async fn nodes(test: &str) -> Option<Vec<String>> {
     match cluster {
         Cluster::Nodes(nodes, _) => Some(nodes.clone()),
         Cluster::Skip(why) => {
-            // Straight to the terminal: the harness captures print!/eprint! only.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED mux-scylla live tests ({test}): {why}"
-            );
+            // Straight to the terminal (the harness captures print!/eprint! only), in
+            // one write so that parallel tests do not interleave it.
+            let line = format!("SKIPPED mux-scylla live tests ({test}): {why}\n");
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
             None
         }
     }
