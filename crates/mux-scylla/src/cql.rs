@@ -41,7 +41,7 @@ pub struct Scan {
 /// [`Model`] spells out.
 #[async_trait]
 pub trait Cql: Send + Sync + fmt::Debug + 'static {
-    /// `SELECT … WHERE partition = ? AND key = ?`: the full row.
+    /// `SELECT … WHERE partition_key = ? AND key = ?`: the full row.
     async fn get(&self, partition: &str, key: &str) -> Result<Option<Row>>;
     /// `INSERT … IF NOT EXISTS`: refused when the row exists, with its version.
     async fn insert(&self, row: &Row) -> Result<Lwt>;
@@ -51,7 +51,7 @@ pub trait Cql: Send + Sync + fmt::Debug + 'static {
     async fn update(&self, row: &Row) -> Result<Lwt>;
     /// `DELETE … IF version <= ?`.
     async fn purge(&self, partition: &str, key: &str, up_to: &str) -> Result<Lwt>;
-    /// `INSERT INTO … (partition, key) VALUES ('/partitions', ?)`: registers a
+    /// `INSERT INTO … (partition_key, key) VALUES ('/partitions', ?)`: registers a
     /// partition in the index (a plain, idempotent write).
     async fn index(&self, partition: &str) -> Result<()>;
     /// A clustering range of one partition without values.

@@ -25,7 +25,7 @@ pub fn partition_of(key: &str, depth: usize) -> &str {
 /// A row of the records table as CQL returns it: every column may be null.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Row {
-    /// The partition key.
+    /// The partition key (column `partition_key`).
     pub partition: String,
     /// The clustering key: the full mux key (or a partition name in the index).
     pub key: String,

@@ -14,7 +14,7 @@
 //!
 //! ```sql
 //! CREATE TABLE mux.mux_records (
-//!     partition text,          -- the key's first `partition_depth` segments
+//!     partition_key text,      -- the key's first `partition_depth` segments
 //!     key text,                -- the full key; clustering column: byte order
 //!     version text,            -- fixed-width text form: text order = version order
 //!     tombstone boolean,
@@ -23,7 +23,7 @@
 //!     checksum bigint,         -- CRC-32 of the value
 //!     size bigint,             -- the value's length (listings skip the value)
 //!     value blob,
-//!     PRIMARY KEY ((partition), key)
+//!     PRIMARY KEY ((partition_key), key)
 //! ) WITH CLUSTERING ORDER BY (key ASC);
 //! ```
 //!

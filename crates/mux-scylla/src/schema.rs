@@ -89,9 +89,9 @@ pub fn create_keyspace(
 pub fn create_table(keyspace: &str, table: &str, depth: usize) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {}.{} (\
-         partition text, key text, version text, tombstone boolean, content_type text, \
+         partition_key text, key text, version text, tombstone boolean, content_type text, \
          tags frozen<map<text, text>>, checksum bigint, size bigint, value blob, \
-         PRIMARY KEY ((partition), key)) \
+         PRIMARY KEY ((partition_key), key)) \
          WITH CLUSTERING ORDER BY (key ASC) AND comment = {}",
         quote(keyspace),
         quote(table),
@@ -102,11 +102,11 @@ pub fn create_table(keyspace: &str, table: &str, depth: usize) -> String {
 /// The columns of a record row, in the order of [`Statements::insert`] and of
 /// `layout::Row`'s values.
 pub(crate) const COLUMNS: &str =
-    "partition, key, version, tombstone, content_type, tags, checksum, size, value";
+    "partition_key, key, version, tombstone, content_type, tags, checksum, size, value";
 
 /// The columns a listing reads (everything but the value).
 pub(crate) const META_COLUMNS: &str =
-    "partition, key, version, tombstone, content_type, tags, checksum, size";
+    "partition_key, key, version, tombstone, content_type, tags, checksum, size";
 
 /// The lower and upper bound operators of a clustering range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -176,7 +176,7 @@ impl Statements {
                 (
                     shape,
                     format!(
-                        "SELECT {META_COLUMNS} FROM {t} WHERE partition = ? AND {} \
+                        "SELECT {META_COLUMNS} FROM {t} WHERE partition_key = ? AND {} \
                          ORDER BY key ASC LIMIT ?",
                         shape.condition()
                     ),
@@ -184,17 +184,17 @@ impl Statements {
             })
             .collect();
         Statements {
-            get: format!("SELECT {COLUMNS} FROM {t} WHERE partition = ? AND key = ?"),
+            get: format!("SELECT {COLUMNS} FROM {t} WHERE partition_key = ? AND key = ?"),
             insert: format!(
                 "INSERT INTO {t} ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
             ),
             update: format!(
                 "UPDATE {t} SET version = ?, tombstone = ?, content_type = ?, tags = ?, \
-                 checksum = ?, size = ?, value = ? WHERE partition = ? AND key = ? \
+                 checksum = ?, size = ?, value = ? WHERE partition_key = ? AND key = ? \
                  IF version < ?"
             ),
-            purge: format!("DELETE FROM {t} WHERE partition = ? AND key = ? IF version <= ?"),
-            index: format!("INSERT INTO {t} (partition, key) VALUES (?, ?)"),
+            purge: format!("DELETE FROM {t} WHERE partition_key = ? AND key = ? IF version <= ?"),
+            index: format!("INSERT INTO {t} (partition_key, key) VALUES (?, ?)"),
             scans,
             ping: "SELECT release_version FROM system.local".to_owned(),
         }
@@ -275,7 +275,7 @@ mod tests {
             t.starts_with("CREATE TABLE IF NOT EXISTS \"mux\".\"mux_records\" ("),
             "{t}"
         );
-        assert!(t.contains("PRIMARY KEY ((partition), key)"), "{t}");
+        assert!(t.contains("PRIMARY KEY ((partition_key), key)"), "{t}");
         assert!(t.contains("CLUSTERING ORDER BY (key ASC)"), "{t}");
         assert!(
             t.ends_with("comment = 'mux-scylla records v1; partition_depth=2'"),
@@ -294,8 +294,8 @@ mod tests {
         let s = Statements::new("ks", "t");
         assert_eq!(
             s.get,
-            "SELECT partition, key, version, tombstone, content_type, tags, checksum, size, value \
-             FROM \"ks\".\"t\" WHERE partition = ? AND key = ?"
+            "SELECT partition_key, key, version, tombstone, content_type, tags, checksum, size, value \
+             FROM \"ks\".\"t\" WHERE partition_key = ? AND key = ?"
         );
         assert!(
             s.insert
@@ -304,19 +304,19 @@ mod tests {
         assert_eq!(s.insert.matches('?').count(), 9);
         assert!(
             s.update
-                .ends_with("WHERE partition = ? AND key = ? IF version < ?")
+                .ends_with("WHERE partition_key = ? AND key = ? IF version < ?")
         );
         assert_eq!(s.update.matches('?').count(), 10);
         assert_eq!(
             s.purge,
-            "DELETE FROM \"ks\".\"t\" WHERE partition = ? AND key = ? IF version <= ?"
+            "DELETE FROM \"ks\".\"t\" WHERE partition_key = ? AND key = ? IF version <= ?"
         );
         assert!(!s.index.contains(" IF "), "the index insert is no LWT");
         assert_eq!(s.scans.len(), RangeShape::ALL.len());
         assert_eq!(
             s.scan(RangeShape::AfterTo),
-            "SELECT partition, key, version, tombstone, content_type, tags, checksum, size \
-             FROM \"ks\".\"t\" WHERE partition = ? AND key > ? AND key < ? ORDER BY key ASC LIMIT ?"
+            "SELECT partition_key, key, version, tombstone, content_type, tags, checksum, size \
+             FROM \"ks\".\"t\" WHERE partition_key = ? AND key > ? AND key < ? ORDER BY key ASC LIMIT ?"
         );
         for (shape, text) in &s.scans {
             assert!(!text.contains("value"), "{shape:?} reads no value");

@@ -228,7 +228,7 @@ pub(crate) fn decode(row: &NamedRow) -> Row {
         _ => None,
     };
     Row {
-        partition: text(row, "partition").unwrap_or_default(),
+        partition: text(row, "partition_key").unwrap_or_default(),
         key: text(row, "key").unwrap_or_default(),
         version: text(row, "version"),
         tombstone: match row.get("tombstone") {
@@ -393,7 +393,10 @@ mod tests {
     #[test]
     fn rows_decode_by_column_name_with_nulls() {
         let row: NamedRow = BTreeMap::from([
-            ("partition".to_owned(), Some(CqlValue::Text("a/b".into()))),
+            (
+                "partition_key".to_owned(),
+                Some(CqlValue::Text("a/b".into())),
+            ),
             ("key".to_owned(), Some(CqlValue::Text("a/b/c".into()))),
             ("version".to_owned(), Some(CqlValue::Text("v".into()))),
             ("tombstone".to_owned(), Some(CqlValue::Boolean(true))),

@@ -223,7 +223,7 @@ async fn rows_read_back_with_cql_as_documented() {
     let session = raw(&nodes).await;
     let rows = session
         .query_unpaged(
-            format!("SELECT key, version, tombstone, content_type, tags, checksum, size, value FROM mux_test.{t} WHERE partition = 'tenants/acme'"),
+            format!("SELECT key, version, tombstone, content_type, tags, checksum, size, value FROM mux_test.{t} WHERE partition_key = 'tenants/acme'"),
             (),
         )
         .await
