@@ -16,7 +16,7 @@ use scylla::policies::retry::FallthroughRetryPolicy;
 use scylla::response::query_result::QueryResult;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
-use scylla::value::CqlValue;
+use scylla::value::{CqlValue, MaybeUnset};
 
 use crate::config::ScyllaConfig;
 use crate::cql::{Cql, Lwt, Scan};
@@ -286,6 +286,11 @@ impl ScyllaCql {
     }
 }
 
+/// `Unset` for `None`: the column is not written at all.
+fn unset_if_none<T>(value: Option<T>) -> MaybeUnset<T> {
+    value.map_or(MaybeUnset::Unset, MaybeUnset::Set)
+}
+
 #[async_trait]
 impl Cql for ScyllaCql {
     async fn get(&self, partition: &str, key: &str) -> Result<Option<Row>> {
@@ -294,13 +299,15 @@ impl Cql for ScyllaCql {
     }
 
     async fn insert(&self, row: &Row) -> Result<Lwt> {
+        // A new row: absent optional columns are left unset rather than bound to null,
+        // which would write a cell tombstone for each.
         let values = (
             &row.partition,
             &row.key,
             &row.version,
             row.tombstone,
-            &row.content_type,
-            &row.tags,
+            unset_if_none(row.content_type.as_ref()),
+            unset_if_none(row.tags.as_ref()),
             row.checksum,
             row.size,
             &row.value,
