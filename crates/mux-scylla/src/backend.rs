@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt};
 use mux_core::{
     Backend, BackendInfo, Capability, Error, ErrorKind, Key, ListPage, ListRequest, Operation,
     PutOutcome, Record, Result, Version,
@@ -71,7 +72,8 @@ impl ScyllaBackend {
     /// layout (`partition_depth`), sizes and concurrency; nothing connects.
     pub(crate) fn with_cql(name: &str, config: ScyllaConfig, cql: Arc<dyn Cql>) -> ScyllaBackend {
         ScyllaBackend {
-            info: BackendInfo::new(name, crate::KIND, Self::capability(config.max_value_size)),
+            info: BackendInfo::new(name, crate::KIND, Self::capability(config.max_value_size))
+                .with_label("table", format!("{}.{}", config.keyspace, config.table)),
             config,
             cql,
             registered: Mutex::new(HashSet::new()),
@@ -177,6 +179,25 @@ impl Backend for ScyllaBackend {
         self.list_page(request)
             .await
             .map_err(self.tag(Operation::List))
+    }
+
+    /// One conditional write per record, `concurrency` at a time, outcomes in order;
+    /// the whole batch is refused first when a value is too large (nothing written).
+    async fn put_batch(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
+        for r in records {
+            self.info.check_value_size(r, Operation::PutBatch)?;
+        }
+        // Boxed up front: a lazily mapped iterator of `async fn` futures trips the
+        // `Send` check of the trait's boxed future.
+        let writes: Vec<futures_util::future::BoxFuture<'_, Result<PutOutcome>>> = records
+            .iter()
+            .map(|r| Box::pin(self.write(r)) as _)
+            .collect();
+        futures_util::stream::iter(writes)
+            .buffered(self.config.concurrency.max(1))
+            .try_collect()
+            .await
+            .map_err(self.tag(Operation::PutBatch))
     }
 
     async fn delete(&self, key: &Key, version: Version) -> Result<PutOutcome> {

@@ -82,7 +82,8 @@ pub struct ScyllaConfig {
     /// The bound on opening a connection (milliseconds).
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
-    /// Requests one call runs at once (the partitions a shallow listing opens).
+    /// Requests one call runs at once (the writes of a batch, the partitions a shallow
+    /// listing opens).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
 }

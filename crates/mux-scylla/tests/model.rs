@@ -441,3 +441,32 @@ async fn superseded_writes_report_the_stored_version_and_purge_is_conditional() 
         ErrorKind::TooLarge
     );
 }
+
+#[tokio::test]
+async fn batches_are_conditional_writes_in_order_and_refused_whole_when_too_large() {
+    let model = Arc::new(Model::new());
+    let backend = over(model.clone(), 2);
+    let (v1, v2) = (Version::new(1, 0, 0), Version::new(2, 0, 0));
+    backend
+        .put(&Record::new(key("b/a/x"), "2", v2))
+        .await
+        .unwrap();
+    let records: Vec<Record> = (0..40)
+        .map(|i| Record::new(key(&format!("b/{}/k{i}", i % 3)), "v", v1))
+        .chain([Record::new(key("b/a/x"), "1", v1)])
+        .collect();
+    let out = backend.put_batch(&records).await.unwrap();
+    assert_eq!(out.len(), 41);
+    assert!(out[..40].iter().all(|o| *o == PutOutcome::Applied));
+    assert_eq!(out[40], PutOutcome::Superseded { stored: v2 });
+    let before = model.rows().len();
+    let mut too_large = records.clone();
+    too_large.push(Record::new(
+        key("b/z/big"),
+        vec![0u8; mux_scylla::MAX_VALUE_SIZE + 1],
+        v2,
+    ));
+    let e = backend.put_batch(&too_large).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TooLarge);
+    assert_eq!(model.rows().len(), before, "nothing written");
+}
