@@ -72,8 +72,7 @@ impl ScyllaBackend {
     /// layout (`partition_depth`), sizes and concurrency; nothing connects.
     pub(crate) fn with_cql(name: &str, config: ScyllaConfig, cql: Arc<dyn Cql>) -> ScyllaBackend {
         ScyllaBackend {
-            info: BackendInfo::new(name, crate::KIND, Self::capability(config.max_value_size))
-                .with_label("table", format!("{}.{}", config.keyspace, config.table)),
+            info: crate::info(name, &config),
             config,
             cql,
             registered: Mutex::new(HashSet::new()),

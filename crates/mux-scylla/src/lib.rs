@@ -68,6 +68,7 @@ pub fn info(name: &str, config: &ScyllaConfig) -> mux_core::BackendInfo {
         KIND,
         ScyllaBackend::capability(config.max_value_size.min(MAX_VALUE_SIZE)),
     )
+    .with_label("table", format!("{}.{}", config.keyspace, config.table))
 }
 
 /// Connects to the cluster a configuration describes (the registry's entry point; see
