@@ -371,6 +371,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_missing_schema_names_the_cql_to_run() {
+        let config = ScyllaConfig::new(["db:9042"]);
+        let e = missing(&config, "table \"mux.mux_records\" does not exist".into());
+        assert_eq!((e.kind(), e.is_temporary()), (ErrorKind::NotFound, false));
+        for part in [
+            "table \"mux.mux_records\" does not exist",
+            "CREATE KEYSPACE IF NOT EXISTS \"mux\"",
+            "tablets = {'enabled': false}",
+            "CREATE TABLE IF NOT EXISTS \"mux\".\"mux_records\"",
+            "partition_depth=2",
+            "or set create_schema = true",
+        ] {
+            assert!(e.message().contains(part), "{part}: {e}");
+        }
+    }
+
+    #[test]
     fn lightweight_transaction_results_are_read_by_column_name() {
         let refused: NamedRow = BTreeMap::from([
             ("[applied]".to_owned(), Some(CqlValue::Boolean(false))),
