@@ -12,7 +12,8 @@ use mux::{
 
 /// Every backend name the runner knows, in table order.
 pub const BACKENDS: &[&str] = &[
-    "memory", "fs", "redb", "mux", "postgres", "mysql", "redis", "s3", "azure", "dynamodb", "ssm",
+    "memory", "fs", "redb", "mux", "postgres", "mysql", "scylla", "redis", "s3", "azure",
+    "dynamodb", "ssm",
 ];
 
 /// A backend under test plus whatever must live as long as it (temp dirs).
@@ -46,6 +47,18 @@ pub fn spec(name: &str, dir: &std::path::Path) -> Option<BackendSpec> {
         "mysql" => BackendSpec::new("mysql", "mysql")
             .with("url", mysql_url())
             .with("table", "mux_conformance_mysql"),
+        // An existing cluster only (no CQL server can be installed here); the keyspace
+        // and table are created, one replica each.
+        "scylla" => {
+            let nodes: Vec<String> = scylla_nodes()?;
+            let replication: toml::Table = toml::from_str("replication_factor = 1").ok()?;
+            BackendSpec::new("scylla", "scylla")
+                .with("nodes", nodes)
+                .with("keyspace", "mux_conformance")
+                .with("table", "mux_conformance")
+                .with("create_schema", true)
+                .with("replication", replication)
+        }
         "redis" => BackendSpec::new("redis", "redis")
             .with("url", redis_url())
             .with("namespace", "mux-conformance"),
@@ -149,7 +162,13 @@ pub async fn backend(name: &str) -> std::result::Result<TestBackend, Unavailable
                 _guard: Some(dir),
             })
         }
-        "postgres" | "mysql" | "redis" | "s3" | "azure" | "dynamodb" | "ssm" => {
+        "scylla" if scylla_nodes().is_none() => Err(Unavailable::Skip(
+            "no ScyllaDB/Cassandra cluster: none can be installed here (no package, no Docker \
+             engine); set MUX_SCYLLA_NODES=host:port,… to run it against an existing one \
+             (mux-scylla's own tests also try testcontainers)"
+                .into(),
+        )),
+        "postgres" | "mysql" | "scylla" | "redis" | "s3" | "azure" | "dynamodb" | "ssm" => {
             let spec = spec(name, std::path::Path::new(".")).expect("a networked store");
             open_spec(&spec, None).await
         }
@@ -169,6 +188,26 @@ pub fn postgres_url() -> String {
 /// `MUX_MYSQL_URL`, or the local default.
 pub fn mysql_url() -> String {
     std::env::var("MUX_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+/// The contact points of an existing ScyllaDB/Cassandra cluster from `MUX_SCYLLA_NODES`
+/// (or `MUX_SCYLLA_URL`), `host:port` separated by commas; `None` when unset: there is
+/// no local default, as no CQL server can be installed here.
+pub fn scylla_nodes() -> Option<Vec<String>> {
+    let value = std::env::var("MUX_SCYLLA_NODES")
+        .or_else(|_| std::env::var("MUX_SCYLLA_URL"))
+        .ok()?;
+    let nodes: Vec<String> = value
+        .split(',')
+        .map(|n| {
+            n.trim()
+                .trim_start_matches("scylla://")
+                .trim_start_matches("cql://")
+        })
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect();
+    (!nodes.is_empty()).then_some(nodes)
 }
 
 /// `MUX_REDIS_URL`, or the local default.

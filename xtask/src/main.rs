@@ -34,6 +34,8 @@ Environment:
   MUX_POSTGRES_URL        PostgreSQL for tests (default postgres://postgres@127.0.0.1:5432/postgres)
   MUX_MYSQL_URL           MariaDB/MySQL for tests (default mysql://root@127.0.0.1:3306/test)
   MUX_REDIS_URL           Redis for tests (default redis://127.0.0.1:6379)
+  MUX_SCYLLA_NODES        an existing ScyllaDB/Cassandra cluster for tests (host:port,...);
+                          unset: the scylla backend is skipped (no CQL server installs here)
   CARGO_TARGET_DIR        where cargo builds (CI points it outside the clone)
 ";
 

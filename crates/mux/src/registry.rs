@@ -32,7 +32,8 @@ use serde::de::DeserializeOwned;
 /// Every store kind mux knows, whether or not its cargo feature is on. Each kind's
 /// feature of the `mux` crate has the kind's name (`memory` needs none).
 pub const KINDS: &[&str] = &[
-    "memory", "fs", "redb", "postgres", "mysql", "redis", "s3", "azure", "dynamodb", "ssm",
+    "memory", "fs", "redb", "postgres", "mysql", "scylla", "redis", "s3", "azure", "dynamodb",
+    "ssm",
 ];
 
 /// The registry: one line per store whose crate follows the adapter convention
@@ -99,6 +100,7 @@ registry! {
     #[cfg(feature = "redb")] mux_redb,
     #[cfg(feature = "postgres")] mux_postgres,
     #[cfg(feature = "mysql")] mux_mysql,
+    #[cfg(feature = "scylla")] mux_scylla,
     #[cfg(feature = "redis")] mux_redis,
     #[cfg(feature = "s3")] mux_s3,
     #[cfg(feature = "azure")] mux_azure,

@@ -33,7 +33,7 @@ async fn an_unknown_kind_lists_the_known_ones() {
     assert!(
         e.message().starts_with(
             "backend \"x\": unknown kind \"postgress\"; the known kinds are \"memory\", \"fs\", \
-             \"redb\", \"postgres\", \"mysql\", \"redis\", \"s3\", \"azure\", \"dynamodb\", \"ssm\""
+             \"redb\", \"postgres\", \"mysql\", \"scylla\", \"redis\", \"s3\", \"azure\", \"dynamodb\", \"ssm\""
         ),
         "{e}"
     );
@@ -139,4 +139,55 @@ async fn an_unreachable_store_opens_deferred() {
     // A configuration error still fails.
     let s = BackendSpec::new("bad", "postgres").with("url", "not a url ::");
     assert_eq!(open(&s).await.unwrap_err().kind(), ErrorKind::InvalidInput);
+}
+
+/// ScyllaDB from TOML: its fields, its secrets hidden, and a cluster that does not
+/// answer opens deferred (no CQL server is needed for this test).
+#[cfg(feature = "scylla")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_opens_from_toml_and_defers_an_unreachable_cluster() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let s = spec(&format!(
+        "name = \"scylla-eu\"\nkind = \"scylla\"\nnodes = [\"127.0.0.1:{port}\"]\n\
+         keyspace = \"app\"\nlocal_datacenter = \"dc1\"\nusername = \"app\"\npassword = \"s3cret\""
+    ));
+    s.check().unwrap();
+    let shown = format!("{s:?}");
+    assert!(
+        !shown.contains("s3cret") && shown.contains("ScyllaConfig"),
+        "{shown}"
+    );
+    let b = open(&s).await.unwrap();
+    assert_eq!(b.info().kind, "scylla");
+    assert!(b.info().capability.atomic_conditional_write);
+    let e = b.health().await.unwrap_err();
+    assert_eq!(
+        (e.kind(), e.is_temporary()),
+        (ErrorKind::Unavailable, true),
+        "{e}"
+    );
+    assert!(e.message().contains("last connect error"), "{e}");
+    let e = open(&spec(
+        "name = \"s\"\nkind = \"scylla\"\nnodes = [\"a:1\"]\ntabel = \"t\"",
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        e.message()
+            .starts_with("backend \"s\": unknown field \"tabel\""),
+        "{e}"
+    );
+    let e = open(&spec(
+        "name = \"s\"\nkind = \"scylla\"\nnodes = [\"a:1\"]\ntable = \"Bad\"",
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.is_temporary()),
+        (ErrorKind::InvalidInput, false),
+        "{e}"
+    );
 }
