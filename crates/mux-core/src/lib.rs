@@ -38,6 +38,7 @@ mod error;
 mod history;
 mod key;
 mod memory;
+pub mod partitioned;
 mod record;
 pub mod resilience;
 mod tenant;

@@ -138,8 +138,7 @@ impl Backend for DynamoDbBackend {
     }
 
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {
-        self.core
-            .list_page(request)
+        mux_core::partitioned::list_page(&*self.core, request)
             .await
             .map_err(self.tag(Operation::List))
     }

@@ -49,13 +49,9 @@ pub const MAX_VALUE_SIZE: usize = MAX_ITEM_SIZE - RESERVED_FOR_METADATA;
 pub(crate) const LIST_PROJECTION: &str =
     "mux_key, mux_version, mux_tombstone, mux_crc32, mux_content_type, mux_tags, mux_size";
 
-/// The partition of `key`: its first `depth` segments (the whole key when it has fewer).
-pub fn partition_of(key: &str, depth: usize) -> &str {
-    match key.match_indices('/').nth(depth.saturating_sub(1)) {
-        Some((i, _)) => &key[..i],
-        None => key,
-    }
-}
+// The partition of a key: mux's partitioned layout, shared with other partitioned
+// stores.
+pub use mux_core::partitioned::partition_of;
 
 /// A string attribute.
 pub(crate) fn s(value: impl Into<String>) -> AttributeValue {
@@ -200,18 +196,6 @@ pub(crate) fn decode(mut item: HashMap<String, AttributeValue>) -> Result<Record
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn partitions_are_the_leading_segments() {
-        assert_eq!(
-            partition_of("tenants/acme/config/limits", 2),
-            "tenants/acme"
-        );
-        assert_eq!(partition_of("tenants/acme", 2), "tenants/acme");
-        assert_eq!(partition_of("tenants", 2), "tenants");
-        assert_eq!(partition_of("a/b/c", 1), "a");
-        assert_eq!(partition_of("a/b/c", 5), "a/b/c");
-    }
 
     #[test]
     fn items_round_trip() {

@@ -175,7 +175,7 @@ impl Backend for ScyllaBackend {
     }
 
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {
-        self.list_page(request)
+        mux_core::partitioned::list_page(self, request)
             .await
             .map_err(self.tag(Operation::List))
     }

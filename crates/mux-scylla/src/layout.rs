@@ -13,14 +13,9 @@ pub const MAX_PARTITION_DEPTH: usize = 16;
 /// in `key`. No mux key can name it (keys never start with `/`).
 pub const INDEX_PARTITION: &str = "/partitions";
 
-/// The partition of `key` at `depth`: its first `depth` segments (the whole key when it
-/// has fewer).
-pub fn partition_of(key: &str, depth: usize) -> &str {
-    match key.match_indices('/').nth(depth.saturating_sub(1)) {
-        Some((i, _)) => &key[..i],
-        None => key,
-    }
-}
+// The partition of a key: mux's partitioned layout, shared with other partitioned
+// stores.
+pub use mux_core::partitioned::partition_of;
 
 /// A row of the records table as CQL returns it: every column may be null.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -134,19 +129,6 @@ mod tests {
 
     fn key(k: &str) -> Key {
         Key::new(k).unwrap()
-    }
-
-    #[test]
-    fn partitions_are_the_leading_segments() {
-        assert_eq!(
-            partition_of("tenants/acme/config/limits", 2),
-            "tenants/acme"
-        );
-        assert_eq!(partition_of("tenants/acme/config/limits", 1), "tenants");
-        assert_eq!(partition_of("tenants/acme", 2), "tenants/acme");
-        assert_eq!(partition_of("tenants", 3), "tenants");
-        assert_eq!(partition_of("a/b/c/d", 3), "a/b/c");
-        assert_eq!(partition_of("a/b/c/d", 16), "a/b/c/d");
     }
 
     #[test]
