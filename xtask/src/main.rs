@@ -154,7 +154,8 @@ fn test() -> Result<Vec<conformance::Row>, String> {
         "-D",
         "warnings",
     ])?;
-    cargo(&["test", "--workspace"])?;
+    // Every failing test binary in one run, not only the first.
+    cargo(&["test", "--workspace", "--no-fail-fast"])?;
     let rows = conformance::run_all()?;
     conformance::print_table(&rows);
     let failed: Vec<&str> = rows
