@@ -108,7 +108,10 @@ impl Point {
                     .and_then(|c| u32::try_from(c).ok())
                     .unwrap_or(0),
             },
-            size: row.i64("size").and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+            size: row
+                .i64("size")
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(0),
             value,
         })
     }
@@ -274,7 +277,9 @@ impl InfluxBackend {
         );
         let mut found = Vec::new();
         loop {
-            let bound = upper.map(|u| format!(" AND time < {u}")).unwrap_or_default();
+            let bound = upper
+                .map(|u| format!(" AND time < {u}"))
+                .unwrap_or_default();
             let q = format!("{select}{bound} ORDER BY time DESC LIMIT {batch}");
             let mut points = self.points(key, &q).await?;
             let Some(last) = points.last() else { break };
@@ -383,8 +388,8 @@ impl InfluxBackend {
         let Some(newest) = self.newest(key, "\"version\"").await.map_err(&tag)? else {
             return Ok(());
         };
-        let before = millis_ns(older_than.physical_ms().min(newest.version.physical_ms()))
-            .map_err(&tag)?;
+        let before =
+            millis_ns(older_than.physical_ms().min(newest.version.physical_ms())).map_err(&tag)?;
         let q = format!(
             "DELETE FROM {} WHERE \"key\" = {} AND time < {before}",
             ident(&self.config.measurement),

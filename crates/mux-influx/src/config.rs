@@ -194,7 +194,10 @@ mod tests {
             toml::from_str("url = \"http://db:8086\"\nusername = \"u\"\npassword = \"s3cret\"")
                 .unwrap();
         let shown = format!("{c:?}");
-        assert!(!shown.contains("s3cret") && shown.contains("***"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("***"),
+            "{shown}"
+        );
         let e = toml::from_str::<InfluxConfig>("url = \"x\"\ndatabse = \"d\"").unwrap_err();
         assert!(e.to_string().contains("unknown field `databse`"), "{e}");
     }

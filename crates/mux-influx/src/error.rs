@@ -74,8 +74,11 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 /// A reqwest failure: refused or broken connections and timeouts are temporary.
 pub(crate) fn from_transport(e: &reqwest::Error) -> Error {
     if e.is_timeout() {
-        return Error::new(ErrorKind::Timeout, format!("request timed out: {}", root_cause(e)))
-            .temporary();
+        return Error::new(
+            ErrorKind::Timeout,
+            format!("request timed out: {}", root_cause(e)),
+        )
+        .temporary();
     }
     if e.is_builder() {
         return Error::new(ErrorKind::InvalidInput, format!("bad request: {e}")).permanent();
@@ -83,7 +86,10 @@ pub(crate) fn from_transport(e: &reqwest::Error) -> Error {
     if e.is_decode() {
         return Error::new(
             ErrorKind::Internal,
-            format!("unreadable answer (is this InfluxDB 1.x?): {}", root_cause(e)),
+            format!(
+                "unreadable answer (is this InfluxDB 1.x?): {}",
+                root_cause(e)
+            ),
         )
         .permanent();
     }
@@ -92,7 +98,11 @@ pub(crate) fn from_transport(e: &reqwest::Error) -> Error {
         return Error::new(ErrorKind::Unavailable, format!("TLS failure: {cause}")).permanent();
     }
     // Connect errors (refused, unreachable) and requests cut off in flight.
-    Error::new(ErrorKind::Unavailable, format!("connection failed: {cause}")).temporary()
+    Error::new(
+        ErrorKind::Unavailable,
+        format!("connection failed: {cause}"),
+    )
+    .temporary()
 }
 
 #[cfg(test)]

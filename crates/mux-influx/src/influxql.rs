@@ -41,15 +41,17 @@ pub(crate) fn string(value: &str) -> String {
 }
 
 /// A regex literal matching keys that start with `prefix` exactly: every regex
-/// metacharacter escaped (as Go's `regexp.QuoteMeta`), and `/`, which would end the
-/// literal, as `\/`.
+/// metacharacter escaped (as Go's `regexp.QuoteMeta`); `\` and `/` are spelled as hex
+/// escapes (`\x5c`, `\x2f`), because InfluxQL's regex scanner reads `\/` as an
+/// escaped delimiter and would otherwise let a trailing backslash end the literal late.
 pub(crate) fn prefix_regex(prefix: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + 4);
     out.push_str("/^");
     for c in prefix.chars() {
         match c {
-            '\\' | '.' | '+' | '*' | '?' | '(' | ')' | '|' | '[' | ']' | '{' | '}' | '^'
-            | '$' | '/' => {
+            '\\' => out.push_str("\\x5c"),
+            '/' => out.push_str("\\x2f"),
+            '.' | '+' | '*' | '?' | '(' | ')' | '|' | '[' | ']' | '{' | '}' | '^' | '$' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -151,13 +153,14 @@ mod tests {
         assert_eq!(string("it's"), "'it\\'s'");
         assert_eq!(string("a\\' OR 1=1"), "'a\\\\\\' OR 1=1'");
         assert_eq!(string("x\ny"), "'x\\ny'");
-        assert_eq!(prefix_regex("a.b/c"), "/^a\\.b\\/c/");
+        assert_eq!(prefix_regex("a.b/c"), "/^a\\.b\\x2fc/");
         assert_eq!(
             prefix_regex("(x)|[y]*+?{1}^$\\"),
-            "/^\\(x\\)\\|\\[y\\]\\*\\+\\?\\{1\\}\\^\\$\\\\/"
+            "/^\\(x\\)\\|\\[y\\]\\*\\+\\?\\{1\\}\\^\\$\\x5c/"
         );
         // A prefix that tries to close the regex and add a clause stays inside it.
-        assert_eq!(prefix_regex("/ OR 1=1"), "/^\\/ OR 1=1/");
+        assert_eq!(prefix_regex("/ OR 1=1"), "/^\\x2f OR 1=1/");
+        assert_eq!(prefix_regex("a\\/"), "/^a\\x5c\\x2f/");
     }
 
     #[test]

@@ -191,7 +191,11 @@ mod tests {
             )
         );
         let bin = Record::new(key, vec![0xffu8, 0, 1], v);
-        assert!(point("m", &bin, 5).unwrap().contains("value=\"/wAB\",encoding=\"base64\""));
+        assert!(
+            point("m", &bin, 5)
+                .unwrap()
+                .contains("value=\"/wAB\",encoding=\"base64\"")
+        );
     }
 
     #[test]

@@ -19,5 +19,9 @@ async fn passes_the_conformance_suite() {
     assert!(report.all_passed(), "{report}");
     // History is declared, so no case may skip.
     assert_eq!(report.skipped(), 0, "{report}");
-    assert_eq!(report.passed(), mux_conformance::cases::ALL.len(), "{report}");
+    assert_eq!(
+        report.passed(),
+        mux_conformance::cases::ALL.len(),
+        "{report}"
+    );
 }

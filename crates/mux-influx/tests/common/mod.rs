@@ -52,7 +52,11 @@ pub async fn connect(config: InfluxConfig) -> Option<InfluxBackend> {
 
 /// Drops the test's database.
 pub async fn clean(backend: &InfluxBackend) {
-    query(&format!("DROP DATABASE \"{}\"", backend.config().database), "").await;
+    query(
+        &format!("DROP DATABASE \"{}\"", backend.config().database),
+        "",
+    )
+    .await;
 }
 
 /// An independent client: runs `q` on `/query` with curl, returns the JSON answer.
@@ -63,6 +67,10 @@ pub async fn query(q: &str, db: &str) -> serde_json::Value {
         .args(["--data-urlencode", &format!("db={db}")])
         .output()
         .expect("curl runs");
-    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("a JSON answer")
 }
