@@ -13,6 +13,7 @@
 //! | `redb` | [`redb`](crate) | the embedded redb database |
 //! | `postgres` | [`postgres`](crate) | PostgreSQL |
 //! | `mysql` | [`mysql`](crate) | MariaDB and MySQL |
+//! | `influx` | [`influx`](crate) | InfluxDB 1.x (a point per version: history, as-of reads) |
 //! | `redis` | [`redis`](crate) | Redis |
 //! | `s3` | [`s3`](crate) | Amazon S3 and S3-compatible object stores |
 //! | `azure` | [`azure`](crate) | Azure Blob Storage |
@@ -61,6 +62,10 @@ pub use mux_postgres as postgres;
 /// The MariaDB/MySQL backend (feature `mysql`).
 #[cfg(feature = "mysql")]
 pub use mux_mysql as mysql;
+
+/// The InfluxDB 1.x backend (feature `influx`).
+#[cfg(feature = "influx")]
+pub use mux_influx as influx;
 
 /// The Redis backend (feature `redis`).
 #[cfg(feature = "redis")]
