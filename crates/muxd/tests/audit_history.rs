@@ -64,12 +64,12 @@ fn the_example_parses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn as_of_reads_through_muxd_from_the_influx_history_replica() {
-    let reachable = std::net::TcpStream::connect_timeout(
-        &influx_addr(),
-        std::time::Duration::from_secs(2),
-    )
-    .is_ok();
-    let required = var("MUX_REQUIRE", "").split(',').any(|b| b.trim() == "influx");
+    let reachable =
+        std::net::TcpStream::connect_timeout(&influx_addr(), std::time::Duration::from_secs(2))
+            .is_ok();
+    let required = var("MUX_REQUIRE", "")
+        .split(',')
+        .any(|b| b.trim() == "influx");
     if !reachable && !required {
         println!(
             "skipped: InfluxDB at {} is not reachable (cargo xtask services up)",
@@ -93,7 +93,11 @@ async fn as_of_reads_through_muxd_from_the_influx_history_replica() {
         let put = request(a, "PUT", &format!("/v1/kv/{key}"), &[], value.as_bytes()).await;
         assert_eq!(put.status, 200, "{}", put.text());
         let body = put.json();
-        assert_eq!(body["applied_on"], serde_json::json!(["pg", "history"]), "{body}");
+        assert_eq!(
+            body["applied_on"],
+            serde_json::json!(["pg", "history"]),
+            "{body}"
+        );
         versions.push(body["version"].as_str().unwrap().to_owned());
     }
 

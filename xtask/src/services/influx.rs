@@ -97,7 +97,10 @@ mod tests {
         assert!(c.contains("bind-address = \"127.0.0.1:8088\""), "{c}");
         assert!(c.contains("reporting-disabled = true"), "{c}");
         for d in ["meta", "data", "wal"] {
-            assert!(c.contains(&format!("\"/scratch/influxdb/{d}\"")), "{d}: {c}");
+            assert!(
+                c.contains(&format!("\"/scratch/influxdb/{d}\"")),
+                "{d}: {c}"
+            );
         }
         assert!(!c.contains("/var/lib/influxdb"), "{c}");
     }
