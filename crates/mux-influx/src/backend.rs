@@ -12,6 +12,7 @@ use mux_core::{
 };
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
+use crate::batch::Batcher;
 use crate::config::InfluxConfig;
 use crate::error::{from_statement, from_status, from_transport};
 use crate::influxql::{Response, Row, ident, prefix_regex, string};
@@ -43,6 +44,8 @@ pub struct InfluxBackend {
     base: String,
     /// The measurement as InfluxQL names it (with its retention policy).
     from: String,
+    /// Where puts queue to go out together (`None` in the batcher's own worker).
+    batcher: Option<Batcher>,
 }
 
 impl fmt::Debug for InfluxBackend {
@@ -56,9 +59,9 @@ impl fmt::Debug for InfluxBackend {
 
 /// One stored point, as read back.
 #[derive(Debug)]
-struct Point {
-    time: i64,
-    version: Version,
+pub(crate) struct Point {
+    pub(crate) time: i64,
+    pub(crate) version: Version,
     meta: Metadata,
     size: u64,
     value: Option<Bytes>,
@@ -161,12 +164,13 @@ impl InfluxBackend {
             Some(rp) => format!("{}.{}", ident(rp), ident(&config.measurement)),
             None => ident(&config.measurement),
         };
-        let backend = InfluxBackend {
+        let mut backend = InfluxBackend {
             info: BackendInfo::new(name, crate::KIND, Self::capability()),
             base: config.url.trim_end_matches('/').to_owned(),
             client,
             from,
             config,
+            batcher: None,
         };
         if backend.config.create_database {
             let q = format!("CREATE DATABASE {}", ident(&backend.config.database));
@@ -176,6 +180,16 @@ impl InfluxBackend {
         } else {
             backend.ping().await.map_err(tag)?;
         }
+        // The batcher's worker: the same client and settings, without a batcher.
+        let worker = InfluxBackend {
+            info: backend.info.clone(),
+            config: backend.config.clone(),
+            client: backend.client.clone(),
+            base: backend.base.clone(),
+            from: backend.from.clone(),
+            batcher: None,
+        };
+        backend.batcher = Some(Batcher::start(std::sync::Arc::new(worker)));
         Ok(backend)
     }
 
@@ -346,8 +360,22 @@ impl InfluxBackend {
         Ok(PutOutcome::Applied)
     }
 
-    /// The newest points' metadata of `keys`, one query per [`KEYS_PER_QUERY`].
+    /// The newest version's metadata of each of `keys` that has one.
     async fn newest_of(&self, keys: &[String]) -> Result<BTreeMap<String, Point>> {
+        let points = self.newest_points(keys, META_FIELDS).await?;
+        Ok(points
+            .into_iter()
+            .filter_map(|(k, p)| p.into_iter().max_by_key(|p| p.version).map(|p| (k, p)))
+            .collect())
+    }
+
+    /// Each of `keys`' points in its newest millisecond at least (see [`Self::scan`]),
+    /// one query per [`KEYS_PER_QUERY`] keys; keys without points are absent.
+    pub(crate) async fn newest_points(
+        &self,
+        keys: &[String],
+        fields: &str,
+    ) -> Result<BTreeMap<String, Vec<Point>>> {
         let mut out = BTreeMap::new();
         for chunk in keys.chunks(KEYS_PER_QUERY) {
             let any: Vec<String> = chunk
@@ -355,7 +383,7 @@ impl InfluxBackend {
                 .map(|k| format!("\"key\" = {}", string(k)))
                 .collect();
             let q = format!(
-                "SELECT {META_FIELDS} FROM {} WHERE ({}) GROUP BY \"key\" ORDER BY time DESC LIMIT {READ_BATCH}",
+                "SELECT {fields} FROM {} WHERE ({}) GROUP BY \"key\" ORDER BY time DESC LIMIT {READ_BATCH}",
                 self.from,
                 any.join(" OR ")
             );
@@ -371,10 +399,10 @@ impl InfluxBackend {
                 }
                 if points.len() == READ_BATCH {
                     // Perhaps a millisecond cut short: read this key properly.
-                    points = self.scan(&key, None, META_FIELDS, |_| true, 1).await?;
+                    points = self.scan(&key, None, fields, |_| true, 1).await?;
                 }
-                if let Some(p) = points.into_iter().max_by_key(|p| p.version) {
-                    out.insert(name.clone(), p);
+                if !points.is_empty() {
+                    out.insert(name.clone(), points);
                 }
             }
         }
@@ -430,7 +458,14 @@ impl Backend for InfluxBackend {
             ))
             .map_err(self.tag(Operation::Put));
         }
-        self.put_one(record).await.map_err(self.tag(Operation::Put))
+        let tag = self.tag(Operation::Put);
+        // Refuse what cannot be written before it joins a batch.
+        line::escape_tag(record.key().as_str()).map_err(&tag)?;
+        line::millis_ns(record.version().physical_ms()).map_err(&tag)?;
+        match &self.batcher {
+            Some(batcher) => batcher.put(record.clone()).await.map_err(tag),
+            None => self.put_one(record).await.map_err(tag),
+        }
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Record>> {

@@ -33,6 +33,7 @@
 #![deny(missing_docs)]
 
 mod backend;
+mod batch;
 mod config;
 mod error;
 mod influxql;
