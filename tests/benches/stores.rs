@@ -10,9 +10,14 @@
 //!   1 KiB values, new keys, concurrency 64, pool 16, five rounds. Each write is a
 //!   commit (with the server's default `innodb_flush_log_at_trx_commit = 1` an fsync),
 //!   so the disk sets the pace of both rows.
+//! - `influx_put_vs_raw_write`: concurrent mux-influx `put`s (a read of the key's newest
+//!   version, then a `/write` of one point) against a raw `/write` of the same point
+//!   with reqwest, one point per request. 1 KiB values, new keys, concurrency 16, five
+//!   rounds, against `MUX_INFLUX_URL` in a database of its own, dropped afterwards.
 
 use std::sync::Arc;
 
+use mux::influx::{InfluxBackend, InfluxConfig};
 use mux::mysql::{MysqlBackend, MysqlConfig};
 use mux::{Backend, Bytes, Clock, Key, Record};
 use mux_tests::bench::{Op, Row, measure, median, print_header, print_row, write_json};
@@ -30,6 +35,7 @@ fn main() {
     runtime.block_on(async {
         let mut report = Report::default();
         mysql_put_vs_raw_upsert(&mut report).await;
+        influx_put_vs_raw_write(&mut report).await;
         write_json("stores", &report.rows, &report.ratios);
     });
 }
@@ -174,4 +180,74 @@ async fn mysql_put_vs_raw_upsert(report: &mut Report) {
         .unwrap();
     drop(conn);
     pool.disconnect().await.unwrap();
+}
+
+async fn influx_put_vs_raw_write(report: &mut Report) {
+    const WRITES: usize = 5_000;
+    const ROUNDS: usize = 5;
+    const CONCURRENCY: usize = 16;
+    const DB: &str = "mux_bench_influx";
+    let url = mux_tests::influx_url();
+    let backend = Arc::new(
+        InfluxBackend::connect("influx", InfluxConfig::new(&url).with_database(DB))
+            .await
+            .expect("InfluxDB 1.x (cargo xtask services up)"),
+    );
+    // The baseline's client: reqwest as mux-influx builds it (connect installed ring).
+    let client = reqwest::Client::new();
+    let write_url = Arc::new(format!("{url}/write?precision=ns&db={DB}"));
+
+    let value = Bytes::from(vec![b'x'; 1024]);
+    let clock = Arc::new(Clock::new(9));
+    let per = WRITES / ROUNDS;
+    let record = move |row: &str, round: usize, i: usize| {
+        let key = Key::new(format!("bench/{row}/r{round}/k{i:05}")).unwrap();
+        Record::new(key, value.clone(), clock.now())
+    };
+    let raw: Box<dyn Fn(usize) -> Op> = {
+        let (client, write_url, record) = (client.clone(), write_url.clone(), record.clone());
+        Box::new(move |round| {
+            let (client, write_url, record) = (client.clone(), write_url.clone(), record.clone());
+            Arc::new(move |i| {
+                let (client, write_url) = (client.clone(), write_url.clone());
+                let r = record("raw", round, i);
+                let time = i64::try_from(r.version().physical_ms()).unwrap() * 1_000_000;
+                let line = mux::influx::testing::point("mux_records", &r, time);
+                Box::pin(async move {
+                    let response = client
+                        .post(write_url.as_str())
+                        .body(line)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(response.status().is_success(), "{}", response.status());
+                })
+            })
+        })
+    };
+    let mux_put: Box<dyn Fn(usize) -> Op> = {
+        let (b, record) = (backend.clone(), record.clone());
+        Box::new(move |round| {
+            let (b, record) = (b.clone(), record.clone());
+            Arc::new(move |i| {
+                let (b, r) = (b.clone(), record("mux", round, i));
+                Box::pin(async move {
+                    assert!(b.put(&r).await.unwrap().is_applied());
+                })
+            })
+        })
+    };
+    let rows = [("influx_raw_write", raw), ("mux_influx_put", mux_put)];
+    let medians = alternate(&rows, ROUNDS, per, CONCURRENCY).await;
+    report.ratios.push((
+        "influx_put_vs_raw_write",
+        medians[1].ops_per_sec / medians[0].ops_per_sec,
+    ));
+    report.rows.extend(medians);
+    let response = client
+        .post(format!("{url}/query?q=DROP%20DATABASE%20%22{DB}%22"))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
 }

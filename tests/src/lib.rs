@@ -13,7 +13,7 @@ use mux::{
 /// Every backend name the runner knows, in table order.
 pub const BACKENDS: &[&str] = &[
     "memory", "fs", "redb", "mux", "postgres", "mysql", "scylla", "redis", "s3", "azure",
-    "dynamodb", "ssm",
+    "dynamodb", "ssm", "influx",
 ];
 
 /// A backend under test plus whatever must live as long as it (temp dirs).
@@ -117,6 +117,10 @@ pub fn spec(name: &str, dir: &std::path::Path) -> Option<BackendSpec> {
                 )
                 .with("max_attempts", 3)
         }
+        // A database of its own; create_database makes it at open.
+        "influx" => BackendSpec::new("influx", "influx")
+            .with("url", influx_url())
+            .with("database", "mux_conformance"),
         _ => return None,
     })
 }
@@ -168,7 +172,7 @@ pub async fn backend(name: &str) -> std::result::Result<TestBackend, Unavailable
              (mux-scylla's own tests also try testcontainers)"
                 .into(),
         )),
-        "postgres" | "mysql" | "scylla" | "redis" | "s3" | "azure" | "dynamodb" | "ssm" => {
+        "postgres" | "mysql" | "scylla" | "redis" | "s3" | "azure" | "dynamodb" | "ssm" | "influx" => {
             let spec = spec(name, std::path::Path::new(".")).expect("a networked store");
             open_spec(&spec, None).await
         }
@@ -208,6 +212,11 @@ pub fn scylla_nodes() -> Option<Vec<String>> {
         .map(str::to_owned)
         .collect();
     (!nodes.is_empty()).then_some(nodes)
+}
+
+/// `MUX_INFLUX_URL`, or the local InfluxDB 1.x.
+pub fn influx_url() -> String {
+    std::env::var("MUX_INFLUX_URL").unwrap_or_else(|_| "http://127.0.0.1:8086".into())
 }
 
 /// `MUX_REDIS_URL`, or the local default.

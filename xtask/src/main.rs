@@ -21,8 +21,8 @@ Tasks:
                           table and writes
                           $CARGO_TARGET_DIR/bench/<name>.json (target/bench/ by default)
   services up|down|status [--install]
-                          finds PostgreSQL (127.0.0.1:5432), MariaDB (127.0.0.1:3306)
-                          and Redis (127.0.0.1:6379),
+                          finds PostgreSQL (127.0.0.1:5432), MariaDB (127.0.0.1:3306),
+                          Redis (127.0.0.1:6379) and InfluxDB 1.x (127.0.0.1:8086),
                           starts missing ones from the installed binaries (--install:
                           installs them with apt-get first), prints the URLs tests use
   conformance <backend>   the conformance suite for one backend; ends with
@@ -36,6 +36,7 @@ Environment:
   MUX_REDIS_URL           Redis for tests (default redis://127.0.0.1:6379)
   MUX_SCYLLA_NODES        an existing ScyllaDB/Cassandra cluster for tests (host:port,...);
                           unset: the scylla backend is skipped (no CQL server installs here)
+  MUX_INFLUX_URL          InfluxDB 1.x for tests (default http://127.0.0.1:8086)
   CARGO_TARGET_DIR        where cargo builds (CI points it outside the clone)
 ";
 

@@ -10,7 +10,9 @@
 //!   `xtask/assets/moto_server.py`, which applies writes to one object one at a time
 //!   as S3 does;
 //! - Azure Blob: Azurite from npm in `<dir>/azurite`, in memory;
-//! - MariaDB (3306) from the installed `mariadbd` (see `services/mysql.rs`).
+//! - MariaDB (3306) from the installed `mariadbd` (see `services/mysql.rs`);
+//! - InfluxDB 1.x (8086) from the installed `influxd` with a generated config, data in
+//!   `<dir>/influxdb` (see `services/influx.rs`).
 //!
 //! The two in-memory emulators are restarted by every `up` that finds them running
 //! from an earlier `up`, so each test run starts with empty stores.
@@ -18,6 +20,7 @@
 //! With `--install`, what is missing is installed first (apt-get, pip into the venv,
 //! npm). `down` stops only what `up` started.
 
+mod influx;
 mod mysql;
 
 use std::net::{SocketAddr, TcpStream};
@@ -444,6 +447,7 @@ pub fn up(install: bool) -> Result<(), String> {
     redis_up(install)?;
     s3_up(install)?;
     azurite_up(install)?;
+    influx::up(install)?;
     tools_up(install)?;
     print_urls();
     Ok(())
@@ -466,6 +470,7 @@ pub fn down() -> Result<(), String> {
         std::fs::remove_file(dir.join("redis/started-by-xtask")).ok();
     }
     mysql::down(&dir);
+    influx::down(&dir);
     for (name, process) in [("s3", "moto"), ("azurite", "azurite")] {
         let sub = dir.join(name);
         if sub.join("started-by-xtask").exists() {
@@ -486,6 +491,7 @@ pub fn status() -> Result<(), String> {
         ("redis", 6379),
         ("s3", S3_PORT),
         ("azurite", AZURE_PORT),
+        ("influxdb", influx::INFLUX_PORT),
     ] {
         let state = if reachable(port) {
             "running"
@@ -509,6 +515,7 @@ fn print_urls() {
     println!("MUX_S3_ENDPOINT={S3_ENDPOINT}");
     println!("MUX_SSM_ENDPOINT={S3_ENDPOINT}");
     println!("MUX_AZURE_CONNECTION_STRING={}", azure_connection_string());
+    println!("MUX_INFLUX_URL={}", influx::INFLUX_URL);
     println!("MUX_PYTHON={}", venv_python().display());
 }
 

@@ -14,6 +14,7 @@
 //! | `postgres` | [`postgres`](crate) | PostgreSQL |
 //! | `mysql` | [`mysql`](crate) | MariaDB and MySQL |
 //! | `scylla` | [`scylla`](crate) | ScyllaDB and Apache Cassandra (CQL) |
+//! | `influx` | [`influx`](crate) | InfluxDB 1.x (a point per version: history, as-of reads) |
 //! | `redis` | [`redis`](crate) | Redis |
 //! | `s3` | [`s3`](crate) | Amazon S3 and S3-compatible object stores |
 //! | `azure` | [`azure`](crate) | Azure Blob Storage |
@@ -66,6 +67,9 @@ pub use mux_mysql as mysql;
 /// The ScyllaDB/Cassandra backend (feature `scylla`).
 #[cfg(feature = "scylla")]
 pub use mux_scylla as scylla;
+/// The InfluxDB 1.x backend (feature `influx`).
+#[cfg(feature = "influx")]
+pub use mux_influx as influx;
 
 /// The Redis backend (feature `redis`).
 #[cfg(feature = "redis")]

@@ -33,7 +33,7 @@ use serde::de::DeserializeOwned;
 /// feature of the `mux` crate has the kind's name (`memory` needs none).
 pub const KINDS: &[&str] = &[
     "memory", "fs", "redb", "postgres", "mysql", "scylla", "redis", "s3", "azure", "dynamodb",
-    "ssm",
+    "ssm", "influx",
 ];
 
 /// The registry: one line per store whose crate follows the adapter convention
@@ -106,6 +106,7 @@ registry! {
     #[cfg(feature = "azure")] mux_azure,
     #[cfg(feature = "dynamodb")] mux_dynamodb,
     #[cfg(feature = "ssm")] mux_ssm,
+    #[cfg(feature = "influx")] mux_influx,
 }
 
 /// A store to open: its name (used in routes), its kind, and the store's own fields.

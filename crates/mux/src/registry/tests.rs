@@ -33,7 +33,8 @@ async fn an_unknown_kind_lists_the_known_ones() {
     assert!(
         e.message().starts_with(
             "backend \"x\": unknown kind \"postgress\"; the known kinds are \"memory\", \"fs\", \
-             \"redb\", \"postgres\", \"mysql\", \"scylla\", \"redis\", \"s3\", \"azure\", \"dynamodb\", \"ssm\""
+             \"redb\", \"postgres\", \"mysql\", \"scylla\", \"redis\", \"s3\", \"azure\", \"dynamodb\", \"ssm\", \
+             \"influx\""
         ),
         "{e}"
     );
