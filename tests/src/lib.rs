@@ -172,7 +172,8 @@ pub async fn backend(name: &str) -> std::result::Result<TestBackend, Unavailable
              (mux-scylla's own tests also try testcontainers)"
                 .into(),
         )),
-        "postgres" | "mysql" | "scylla" | "redis" | "s3" | "azure" | "dynamodb" | "ssm" | "influx" => {
+        "postgres" | "mysql" | "scylla" | "redis" | "s3" | "azure" | "dynamodb" | "ssm"
+        | "influx" => {
             let spec = spec(name, std::path::Path::new(".")).expect("a networked store");
             open_spec(&spec, None).await
         }

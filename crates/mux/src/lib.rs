@@ -64,12 +64,12 @@ pub use mux_postgres as postgres;
 #[cfg(feature = "mysql")]
 pub use mux_mysql as mysql;
 
-/// The ScyllaDB/Cassandra backend (feature `scylla`).
-#[cfg(feature = "scylla")]
-pub use mux_scylla as scylla;
 /// The InfluxDB 1.x backend (feature `influx`).
 #[cfg(feature = "influx")]
 pub use mux_influx as influx;
+/// The ScyllaDB/Cassandra backend (feature `scylla`).
+#[cfg(feature = "scylla")]
+pub use mux_scylla as scylla;
 
 /// The Redis backend (feature `redis`).
 #[cfg(feature = "redis")]
