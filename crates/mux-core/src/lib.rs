@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 
 mod backend;
+pub mod batcher;
 mod capability;
 pub mod codec;
 mod coordinator;

@@ -6,13 +6,15 @@ use std::fmt;
 use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
+use mux_core::batcher::PutBatcher;
 use mux_core::{
     AsOf, Backend, BackendInfo, Capability, Error, ErrorKind, HistoryPage, HistoryRequest, Key,
     ListEntry, ListPage, ListRequest, Metadata, Operation, PutOutcome, Record, Result, Version,
 };
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::batch::Batcher;
+use crate::batch::{IN_FLIGHT, MAX_BATCH, put_many};
+
 use crate::config::InfluxConfig;
 use crate::error::{from_statement, from_status, from_transport};
 use crate::influxql::{Response, Row, ident, prefix_regex, string};
@@ -45,7 +47,7 @@ pub struct InfluxBackend {
     /// The measurement as InfluxQL names it (with its retention policy).
     from: String,
     /// Where puts queue to go out together (`None` in the batcher's own worker).
-    batcher: Option<Batcher>,
+    batcher: Option<PutBatcher>,
 }
 
 impl fmt::Debug for InfluxBackend {
@@ -189,7 +191,16 @@ impl InfluxBackend {
             from: backend.from.clone(),
             batcher: None,
         };
-        backend.batcher = Some(Batcher::start(std::sync::Arc::new(worker)));
+        let worker = std::sync::Arc::new(worker);
+        backend.batcher = Some(PutBatcher::start(
+            "influx",
+            MAX_BATCH,
+            IN_FLIGHT,
+            move |records: Vec<Record>| {
+                let worker = worker.clone();
+                async move { put_many(&worker, &records).await }
+            },
+        ));
         Ok(backend)
     }
 

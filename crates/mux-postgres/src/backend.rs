@@ -18,13 +18,14 @@ use crate::error::{map_err, pool_err};
 use crate::schema;
 use crate::sql::{Inner, Sql};
 use crate::tls::rustls_connector;
+use mux_core::batcher::PutBatcher;
 
 /// A backend storing records in a PostgreSQL table.
 pub struct PostgresBackend {
     info: BackendInfo,
     config: PostgresConfig,
     inner: Arc<Inner>,
-    batcher: batcher::Batcher,
+    batcher: PutBatcher,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -91,11 +92,18 @@ impl PostgresBackend {
             pool,
             sql: Sql::new(&config.table),
         });
-        let batcher = batcher::Batcher::start(
-            inner.clone(),
-            config.max_batch.max(1),
-            config.pool_size.max(1),
-        );
+        let batcher = {
+            let inner = inner.clone();
+            PutBatcher::start(
+                "postgres",
+                config.max_batch,
+                config.pool_size,
+                move |records: Vec<Record>| {
+                    let inner = inner.clone();
+                    async move { batcher::upsert_batch(&inner, &records).await }
+                },
+            )
+        };
         Ok(PostgresBackend {
             info: BackendInfo::new(name, "postgres", Self::CAPABILITY),
             config,

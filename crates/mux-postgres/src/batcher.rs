@@ -1,68 +1,13 @@
-//! Transparent batching of concurrent single puts, and the one-round-trip batch upsert.
+//! The one-round-trip batch upsert, which also serves concurrent single puts through
+//! `mux_core::batcher::PutBatcher` (whatever is queued when a connection frees up goes
+//! out as one `unnest` upsert).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use mux_core::{Error, ErrorKind, PutOutcome, Record, Result, Version};
-use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::error::{map_err, pool_err};
 use crate::sql::Inner;
-
-type Job = (Record, oneshot::Sender<Result<PutOutcome>>);
-
-/// Collects concurrent puts: whatever is queued when a connection frees up goes out
-/// as one `unnest` upsert (up to `max_batch` records). No timer: a lone put goes out at
-/// once; under load, batches grow by themselves.
-pub(crate) struct Batcher {
-    tx: mpsc::UnboundedSender<Job>,
-}
-
-impl Batcher {
-    pub(crate) fn start(inner: Arc<Inner>, max_batch: usize, connections: usize) -> Batcher {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
-        let slots = Arc::new(Semaphore::new(connections));
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    return;
-                };
-                let mut jobs = vec![first];
-                while jobs.len() < max_batch {
-                    match rx.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
-                    }
-                }
-                let inner = inner.clone();
-                tokio::spawn(async move {
-                    let records: Vec<Record> = jobs.iter().map(|(r, _)| r.clone()).collect();
-                    match upsert_batch(&inner, &records).await {
-                        Ok(outcomes) => {
-                            for ((_, done), outcome) in jobs.into_iter().zip(outcomes) {
-                                let _ = done.send(Ok(outcome));
-                            }
-                        }
-                        Err(e) => {
-                            for (_, done) in jobs {
-                                let _ = done.send(Err(e.clone()));
-                            }
-                        }
-                    }
-                    drop(permit);
-                });
-            }
-        });
-        Batcher { tx }
-    }
-
-    pub(crate) async fn put(&self, record: Record) -> Result<PutOutcome> {
-        let (done, wait) = oneshot::channel();
-        let stopped = || Error::internal("the postgres batcher has stopped");
-        self.tx.send((record, done)).map_err(|_| stopped())?;
-        wait.await.map_err(|_| stopped())?
-    }
-}
 
 /// Upserts `records` in one statement; one outcome per record, in order. Records of
 /// the same key within the batch are reduced to the highest version first (a statement
