@@ -55,25 +55,26 @@ impl PutBatcher {
                 }
                 let write = write.clone();
                 tokio::spawn(async move {
-                    let records: Vec<Record> = jobs.iter().map(|(r, _)| r.clone()).collect();
+                    // The records move into the write; each caller keeps its sender.
+                    let (records, waiters): (Vec<Record>, Vec<_>) = jobs.into_iter().unzip();
+                    let count = records.len();
                     match write(records).await {
-                        Ok(outcomes) if outcomes.len() == jobs.len() => {
-                            for ((_, done), outcome) in jobs.into_iter().zip(outcomes) {
+                        Ok(outcomes) if outcomes.len() == count => {
+                            for (done, outcome) in waiters.into_iter().zip(outcomes) {
                                 let _ = done.send(Ok(outcome));
                             }
                         }
                         Ok(outcomes) => {
                             let e = Error::internal(format!(
-                                "a batch write answered {} outcomes for {} records",
-                                outcomes.len(),
-                                jobs.len()
+                                "a batch write answered {} outcomes for {count} records",
+                                outcomes.len()
                             ));
-                            for (_, done) in jobs {
+                            for done in waiters {
                                 let _ = done.send(Err(e.clone()));
                             }
                         }
                         Err(e) => {
-                            for (_, done) in jobs {
+                            for done in waiters {
                                 let _ = done.send(Err(e.clone()));
                             }
                         }
