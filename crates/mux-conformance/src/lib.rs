@@ -24,6 +24,7 @@
 
 pub mod cases;
 mod context;
+pub mod feed;
 mod report;
 
 use std::future::Future;

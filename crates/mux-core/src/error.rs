@@ -34,6 +34,9 @@ pub enum ErrorKind {
     ConsistencyNotMet,
     /// A bug or an unexpected state.
     Internal,
+    /// A change-feed position fell out of retention: the events after it are gone, so
+    /// the reader must re-read what it needs and resume from the feed's head.
+    Gone,
 }
 
 impl ErrorKind {
@@ -60,6 +63,7 @@ impl ErrorKind {
             ErrorKind::Corrupt => "corrupt",
             ErrorKind::ConsistencyNotMet => "consistency_not_met",
             ErrorKind::Internal => "internal",
+            ErrorKind::Gone => "gone",
         }
     }
 }

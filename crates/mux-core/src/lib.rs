@@ -36,6 +36,7 @@ pub mod codec;
 mod coordinator;
 pub mod deferred;
 mod error;
+pub mod feed;
 mod history;
 mod key;
 mod memory;
@@ -58,6 +59,7 @@ pub use coordinator::{
     WriteConsistency, WriteOptions, WriteOutcome, WriteReport,
 };
 pub use error::{Error, ErrorKind, Operation, Result};
+pub use feed::{ChangeEvent, ChangeFeed, ChangeKind, FeedEvent, MemoryFeed, Position};
 pub use history::{AsOf, DEFAULT_HISTORY_LIMIT, HistoryPage, HistoryRequest, MAX_HISTORY_LIMIT};
 pub use key::{Key, MAX_KEY_LEN, Prefix};
 pub use memory::MemoryBackend;
