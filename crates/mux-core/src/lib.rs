@@ -54,9 +54,9 @@ pub use backend::{
 };
 pub use capability::Capability;
 pub use coordinator::{
-    BackendWrite, Durability, HealthReport, Mux, MuxBackend, MuxBuilder, MuxConfig, MuxStats,
-    ReadOptions, ReadPolicy, ResilienceConfig, ResilienceStack, Role, RouteConfig, RouteTarget,
-    WriteConsistency, WriteOptions, WriteOutcome, WriteReport,
+    BackendWrite, CacheConfig, CacheStats, Durability, HealthReport, Mux, MuxBackend, MuxBuilder,
+    MuxConfig, MuxStats, ReadOptions, ReadPolicy, ResilienceConfig, ResilienceStack, Role,
+    RouteConfig, RouteTarget, WriteConsistency, WriteOptions, WriteOutcome, WriteReport,
 };
 pub use error::{Error, ErrorKind, Operation, Result};
 pub use feed::{ChangeEvent, ChangeFeed, ChangeKind, FeedEvent, MemoryFeed, Position};

@@ -149,7 +149,7 @@ impl<'de> serde::Deserialize<'de> for Version {
 /// A source of wall-clock time in milliseconds since the Unix epoch.
 pub type TimeSource = Arc<dyn Fn() -> u64 + Send + Sync>;
 
-fn system_ms() -> u64 {
+pub(crate) fn system_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -12,6 +12,7 @@ use super::{
 use crate::backend::{Backend, BackendInfo};
 use crate::capability::Capability;
 use crate::error::{Error, Result};
+use crate::feed::{ChangeFeed, MemoryFeed};
 use crate::key::Prefix;
 use crate::resilience::{IntentLog, Jitter, MemoryIntentLog};
 use crate::version::Clock;
@@ -26,9 +27,19 @@ pub struct MuxBuilder {
     clock: Option<Clock>,
     log: Option<Arc<dyn IntentLog>>,
     resilience: ResilienceConfig,
+    feed: Option<Arc<dyn ChangeFeed>>,
 }
 
 impl MuxBuilder {
+    /// Publishes every coordinated write to this change feed, and keeps the route
+    /// caches coherent with its events (a `Mux` with a cached route and no feed gets a
+    /// `MemoryFeed`: coherent within this process only). Share one durable feed
+    /// (`mux_postgres::PostgresFeed`, `mux_redis::RedisFeed`) among nodes.
+    pub fn feed(mut self, feed: Arc<dyn ChangeFeed>) -> Self {
+        self.feed = Some(feed);
+        self
+    }
+
     /// Adds a backend, known by its `info().name`.
     pub fn backend(mut self, backend: Arc<dyn Backend>) -> Self {
         self.backends.push(backend);
@@ -163,6 +174,15 @@ impl MuxBuilder {
             key(b).cmp(&key(a))
         });
         let default = default.expect("no problems means the default compiled");
+        let cached = routes
+            .iter()
+            .chain(std::iter::once(&default))
+            .any(|r| r.cache.is_some());
+        let feed = match self.feed {
+            Some(feed) => Some(feed),
+            None if cached => Some(Arc::new(MemoryFeed::new("memory")) as Arc<dyn ChangeFeed>),
+            None => None,
+        };
         let slots: Vec<Arc<Slot>> = self
             .backends
             .iter()
@@ -186,6 +206,8 @@ impl MuxBuilder {
                 resilience: self.resilience,
                 started: std::sync::OnceLock::new(),
                 recovered: tokio::sync::OnceCell::new(),
+                feed,
+                feed_state: Default::default(),
             }),
         })
     }
@@ -262,6 +284,16 @@ fn compile(
             voters.len()
         ));
     }
+    if let Some(cache) = &route.cache {
+        if cache.capacity == 0 {
+            problems.push(format!("{what}: cache capacity must be at least 1"));
+        }
+        if cache.ttl.is_zero() || cache.max_staleness.is_zero() {
+            problems.push(format!(
+                "{what}: cache ttl and max_staleness must be longer than zero"
+            ));
+        }
+    }
     if problems.len() > before {
         return None;
     }
@@ -290,6 +322,9 @@ fn compile(
         read_order,
         voters,
         primary,
+        cache: route
+            .cache
+            .map(|c| super::cache::RouteCache::new(&route.prefix, c)),
     })
 }
 

@@ -223,6 +223,68 @@ pub struct RouteConfig {
     /// Whether the route is listed (then every backend must support `list`).
     #[serde(default = "default_listed")]
     pub listed: bool,
+    /// A read cache in front of the route, kept coherent by the change feed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheConfig>,
+}
+
+/// A route's read cache (`cache = { capacity = 10000, ttl = "5m" }`): a bounded
+/// in-memory cache of the route's records and of absent keys, invalidated by the change
+/// feed; the TTL is only a safety net.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// The most entries kept (records, absent keys and invalidation markers).
+    pub capacity: u64,
+    /// How long an entry lives at most, even if no change arrives (`"5m"`).
+    #[serde(with = "human")]
+    pub ttl: Duration,
+    /// The bound on staleness: the cache serves entries only while the feed was read to
+    /// its end less than this long ago; otherwise reads go to the backends (`"2s"`).
+    #[serde(with = "human", default = "default_max_staleness")]
+    pub max_staleness: Duration,
+}
+
+fn default_max_staleness() -> Duration {
+    Duration::from_secs(2)
+}
+
+impl CacheConfig {
+    /// A cache of `capacity` entries living at most `ttl`, with the default staleness
+    /// bound (2 s).
+    pub fn new(capacity: u64, ttl: Duration) -> CacheConfig {
+        CacheConfig {
+            capacity,
+            ttl,
+            max_staleness: default_max_staleness(),
+        }
+    }
+
+    /// Sets the staleness bound.
+    pub fn max_staleness(mut self, bound: Duration) -> CacheConfig {
+        self.max_staleness = bound;
+        self
+    }
+}
+
+/// Durations as human-readable text (`"250ms"`, `"5m"`).
+mod human {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "bad duration {text:?}: {e} (write e.g. \"250ms\", \"2s\", \"5m\")"
+            ))
+        })
+    }
 }
 
 fn default_write() -> WriteConsistency {
@@ -247,7 +309,14 @@ impl RouteConfig {
             write: default_write(),
             read: default_read(),
             listed: default_listed(),
+            cache: None,
         }
+    }
+
+    /// Puts a read cache in front of the route.
+    pub fn cache(mut self, cache: CacheConfig) -> RouteConfig {
+        self.cache = Some(cache);
+        self
     }
 
     /// Adds a backend with a role.

@@ -37,6 +37,7 @@ impl Inner {
         if self.started.set(()).is_err() {
             return;
         }
+        self.start_tail();
         let this = self.clone();
         tokio::spawn(async move {
             if let Err(e) = this.recovered.get_or_try_init(|| this.recover()).await {

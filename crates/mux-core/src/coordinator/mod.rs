@@ -9,6 +9,8 @@
 
 mod backend_impl;
 mod builder;
+mod cache;
+mod changes;
 mod config;
 mod handoff;
 mod health;
@@ -38,11 +40,11 @@ use crate::version::{Clock, Version};
 pub use backend_impl::MuxBackend;
 pub use builder::MuxBuilder;
 pub use config::{
-    Durability, MuxConfig, ReadPolicy, ResilienceConfig, ResilienceStack, Role, RouteConfig,
-    RouteTarget, WriteConsistency,
+    CacheConfig, Durability, MuxConfig, ReadPolicy, ResilienceConfig, ResilienceStack, Role,
+    RouteConfig, RouteTarget, WriteConsistency,
 };
 pub use health::HealthReport;
-pub use stats::MuxStats;
+pub use stats::{CacheStats, MuxStats};
 pub use write::{BackendWrite, WriteOutcome, WriteReport};
 
 use stats::MuxCounters;
@@ -144,6 +146,8 @@ pub(crate) struct Route {
     pub(crate) voters: Vec<usize>,
     /// Position in `targets` of the primary (the first `Primary`, else the first voter).
     pub(crate) primary: usize,
+    /// The read cache, when the route asks for one.
+    pub(crate) cache: Option<cache::RouteCache>,
 }
 
 impl Route {
@@ -206,6 +210,10 @@ pub(crate) struct Inner {
     pub(crate) started: std::sync::OnceLock<()>,
     pub(crate) recovered: tokio::sync::OnceCell<usize>,
     pub(crate) jitter: Jitter,
+    /// Where acknowledged writes are published (`None`: nowhere).
+    pub(crate) feed: Option<Arc<dyn crate::feed::ChangeFeed>>,
+    /// How fresh the feed's tail is, for the route caches.
+    pub(crate) feed_state: cache::FeedState,
 }
 
 /// The multiplexer: routes each operation to its backends and coordinates them.
@@ -411,6 +419,25 @@ impl Mux {
             .copied()
     }
 
+    /// The change feed this `Mux` publishes its writes to (and whose events keep its
+    /// route caches coherent), if any.
+    pub fn feed(&self) -> Option<&Arc<dyn crate::feed::ChangeFeed>> {
+        self.inner.feed.as_ref()
+    }
+
+    /// Whether the route caches serve reads now: the change feed was read to its end
+    /// within the tightest `max_staleness` of the cached routes. False while the feed
+    /// is unreachable (reads then go to the backends) and before the first read of it.
+    pub fn cache_is_fresh(&self) -> bool {
+        self.inner.ensure_started();
+        self.inner
+            .routes
+            .iter()
+            .chain(std::iter::once(&self.inner.default))
+            .filter_map(|r| r.config.cache)
+            .all(|c| self.inner.feed_state.fresh(c.max_staleness))
+    }
+
     /// The intent log (hints and dead letters live there).
     pub fn intent_log(&self) -> &Arc<dyn IntentLog> {
         &self.inner.log
@@ -485,7 +512,31 @@ impl Mux {
             hedged_requests: c.hedged_requests.load(Ordering::Relaxed),
             background_failures: c.background_failures.load(Ordering::Relaxed),
             background_pending: self.inner.background.pending.load(Ordering::SeqCst),
+            feed_publish_failures: c.feed_publish_failures.load(Ordering::Relaxed),
+            feed_publish_lost: c.feed_publish_lost.load(Ordering::Relaxed),
+            cache: self.cache_stats(),
         }
+    }
+}
+
+impl Mux {
+    fn cache_stats(&self) -> CacheStats {
+        let mut stats = CacheStats::default();
+        let inner = &self.inner;
+        for cache in inner
+            .routes
+            .iter()
+            .chain(std::iter::once(&inner.default))
+            .filter_map(|r| r.cache.as_ref())
+        {
+            let c = &cache.counters;
+            stats.hits += c.hits.load(Ordering::Relaxed);
+            stats.misses += c.misses.load(Ordering::Relaxed);
+            stats.bypassed += c.bypassed.load(Ordering::Relaxed);
+            stats.invalidations += c.invalidations.load(Ordering::Relaxed);
+            stats.evictions += c.evictions.load(Ordering::Relaxed);
+        }
+        stats
     }
 }
 
@@ -505,6 +556,8 @@ impl Inner {
     }
 }
 
+#[cfg(test)]
+mod cache_tests;
 #[cfg(test)]
 mod history_tests;
 #[cfg(test)]

@@ -48,6 +48,24 @@ impl Inner {
         let route = self.route_for(key.as_str(), &options.tags, options.tenant.as_ref());
         let policy = options.policy.unwrap_or(route.config.read);
         let span = tracing::debug_span!("mux.read", %key, %policy);
+        // A cached route serves reads with its own policy; an explicit policy asks
+        // the backends.
+        if let (Some(cache), None) = (&route.cache, options.policy) {
+            let stored = match &options.tenant {
+                Some(tenant) => tenant.storage_key(key)?,
+                None => key.clone(),
+            };
+            let record = cache
+                .read(&self.feed_state, &stored, || {
+                    self.read_stored(route, &stored, policy)
+                })
+                .instrument(span)
+                .await?;
+            return Ok(match options.tenant {
+                Some(_) => record.map(|r| r.with_key(key.clone())),
+                None => record,
+            });
+        }
         let Some(tenant) = &options.tenant else {
             return self.read_stored(route, key, policy).instrument(span).await;
         };

@@ -89,7 +89,7 @@ pub struct WriteReport {
     /// The route's backends and roles (shared by every write on the route).
     targets: Arc<[(Arc<str>, Role)]>,
     /// One outcome per backend, in route order.
-    outcomes: Vec<WriteOutcome>,
+    pub(crate) outcomes: Vec<WriteOutcome>,
 }
 
 impl WriteReport {
@@ -218,9 +218,23 @@ impl Inner {
             }
             None => record,
         };
-        self.fan_out(route, record, logical, level)
+        let stored = record.key().clone();
+        let (version, tombstone) = (record.version(), record.is_tombstone());
+        let result = self
+            .fan_out(route, record, logical, level)
             .instrument(span)
-            .await
+            .await;
+        if super::changes::will_land(&result) {
+            self.announce(super::changes::Written {
+                route,
+                tenant,
+                stored: &stored,
+                version,
+                tombstone,
+            })
+            .await;
+        }
+        result
     }
 
     async fn fan_out(
