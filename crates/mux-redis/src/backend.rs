@@ -39,6 +39,26 @@ end
 return 0
 ";
 
+/// A client for `url` and one multiplexed connection on it that reconnects by itself
+/// after failures (shared by [`RedisBackend`] and `RedisFeed`).
+pub(crate) async fn connect_manager(
+    url: &str,
+    connection_timeout: Duration,
+    response_timeout: Duration,
+) -> Result<(redis::Client, ConnectionManager)> {
+    let client = redis::Client::open(url)
+        .map_err(|e| Error::invalid_input(format!("invalid Redis URL {}: {e}", redact(url))))?;
+    let manager_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(connection_timeout))
+        .set_response_timeout(Some(response_timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
+        .await
+        .map_err(|e| map_err(e).context(format!("cannot connect to {}", redact(url))))?;
+    Ok((client, conn))
+}
+
 /// A backend storing records in Redis.
 #[derive(Clone)]
 pub struct RedisBackend {
@@ -77,22 +97,13 @@ impl RedisBackend {
     pub async fn connect(name: impl AsRef<str>, config: RedisConfig) -> Result<RedisBackend> {
         let name = name.as_ref();
         let tag = |e: Error| e.with_backend(name).with_operation(Operation::Open);
-        let client = redis::Client::open(config.url.as_str()).map_err(|e| {
-            tag(Error::invalid_input(format!(
-                "invalid Redis URL {}: {e}",
-                redact(&config.url)
-            )))
-        })?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connection_timeout))
-            .set_response_timeout(Some(config.response_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, manager_config)
-            .await
-            .map_err(|e| {
-                tag(map_err(e).context(format!("cannot connect to {}", redact(&config.url))))
-            })?;
+        let (_, conn) = connect_manager(
+            &config.url,
+            config.connection_timeout,
+            config.response_timeout,
+        )
+        .await
+        .map_err(tag)?;
         Ok(RedisBackend {
             info: BackendInfo::new(name, "redis", Self::CAPABILITY),
             config,

@@ -50,15 +50,15 @@ fn default_namespace() -> String {
     "mux".into()
 }
 
-fn default_response_timeout() -> Duration {
+pub(crate) fn default_response_timeout() -> Duration {
     Duration::from_secs(5)
 }
 
-fn default_connection_timeout() -> Duration {
+pub(crate) fn default_connection_timeout() -> Duration {
     Duration::from_secs(2)
 }
 
-fn millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     Ok(Duration::from_millis(u64::deserialize(d)?))
 }
 

@@ -18,16 +18,20 @@
 //! Writes run a Lua script that compares the stored version and writes the hash and the
 //! index entry only if the new version is higher: atomic on the server. `put_batch`
 //! sends one pipeline (one round trip).
+//!
+//! [`RedisFeed`] is a `mux_core::ChangeFeed` on a Redis Stream (see [`RedisFeedConfig`]).
 #![deny(missing_docs)]
 
 mod backend;
 mod config;
 mod error;
+mod feed;
 
 use std::sync::Arc;
 
 pub use backend::RedisBackend;
 pub use config::{DEFAULT_MAX_VALUE_SIZE, RedisConfig};
+pub use feed::{PREV_FIELD, RedisFeed, RedisFeedConfig};
 
 /// The `kind` of this store in a mux configuration (`kind = "redis"`).
 pub const KIND: &str = "redis";
