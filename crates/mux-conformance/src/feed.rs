@@ -30,7 +30,7 @@ fn event(n: usize, tenant: Option<&str>, kind: ChangeKind) -> ChangeEvent {
         key: Key::new(format!("feedcheck/k{n}")).expect("valid key"),
         version: mux_core::Version::new(1_700_000_000_000 + n as u64, n as u32, 7),
         kind,
-        route: if n % 2 == 0 {
+        route: if n.is_multiple_of(2) {
             "feedcheck/".into()
         } else {
             String::new()
