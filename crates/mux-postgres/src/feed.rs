@@ -18,11 +18,13 @@
 //! back, leaving a gap no one will fill): what any snapshot sees of the table is a prefix
 //! of the positions, and a reader that has seen `p` never later finds a lower one.
 //! The price is that appends run one at a time (lock, `nextval` × n, one `unnest` insert
-//! and `pg_notify`, commit), so `publish` sends all its events in one transaction. The
+//! and `pg_notify`, commit). So publishes go through one appender task per feed, which
+//! sends whatever publishes queued while the last transaction ran as one transaction
+//! (up to 1024 events; each caller gets its own positions, in its own order) — the
+//! `mux_core::batcher::PutBatcher` idea, which itself coalesces `Record` puts only. The
 //! alternative — reading only below the `pg_snapshot_xmin(pg_current_snapshot())`
 //! horizon — lets appends run in parallel but holds every reader back behind the
 //! oldest open transaction in the whole database, and is harder to get right.
-//! (`mux_core::batcher::PutBatcher` coalesces `Record` puts only, so it is not used.)
 //!
 //! ## Reading and waking
 //! A read is one statement (one snapshot) joining the meta row with the events after
@@ -53,7 +55,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use mux_core::feed::{ChangeEvent, ChangeFeed, FeedEvent, Position, fields, gone};
-use mux_core::{Error, Result};
+use mux_core::{Error, ErrorKind, Result};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_postgres::Transaction;
 
@@ -63,24 +67,29 @@ use crate::error::{map_err, pool_err};
 use crate::listen::{Wakeups, bump, listen};
 use crate::schema::check_table_name;
 
-/// The statements of one feed table.
-struct Sql {
-    lock: String,
-    next: String,
-    insert: String,
-    read: String,
-    head: String,
-    trim: String,
-}
+mod sql;
+use sql::Sql;
 
 /// A change feed in a PostgreSQL table that every node shares (see the module docs).
 pub struct PostgresFeed {
+    core: Arc<Core>,
+    /// Publishes waiting for the appender task, which sends whatever is queued together.
+    queue: mpsc::UnboundedSender<Job>,
+    tasks: [JoinHandle<()>; 2],
+}
+
+/// One publish call: its events and where its positions go.
+type Job = (Vec<ChangeEvent>, oneshot::Sender<Result<Vec<Position>>>);
+
+/// The most events the appender sends in one transaction.
+const MAX_BATCH: usize = 1024;
+
+struct Core {
     name: String,
     config: PostgresFeedConfig,
     pool: Pool,
     sql: Sql,
     shared: Arc<Wakeups>,
-    listener: tokio::task::JoinHandle<()>,
     /// The last `trimmed_through` this feed saw, and when it last trimmed.
     trimmed_seen: AtomicU64,
     last_trim: Mutex<Instant>,
@@ -91,26 +100,16 @@ pub struct PostgresFeed {
 impl fmt::Debug for PostgresFeed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PostgresFeed")
-            .field("name", &self.name)
-            .field("config", &self.config)
+            .field("name", &self.core.name)
+            .field("config", &self.core.config)
             .finish()
     }
 }
 
 impl Drop for PostgresFeed {
     fn drop(&mut self) {
-        self.listener.abort();
+        self.tasks.iter().for_each(JoinHandle::abort);
     }
-}
-
-/// The advisory lock key of a table's appends: FNV-1a of `mux_feed:<table>`.
-fn lock_key(table: &str) -> i64 {
-    let hash = format!("mux_feed:{table}")
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-    hash as i64
 }
 
 impl PostgresFeed {
@@ -130,25 +129,7 @@ impl PostgresFeed {
         let mut client = pool.get().await.map_err(|e| {
             tag(pool_err(e).context(format!("cannot connect to {}", redact(&config.url))))
         })?;
-        let cols = [
-            fields::TENANT,
-            fields::KEY,
-            fields::VERSION,
-            fields::KIND,
-            fields::ROUTE,
-        ];
-        let create = format!(
-            "SELECT pg_advisory_xact_lock(hashtext('mux_schema'));
-             CREATE SEQUENCE IF NOT EXISTS {t}_seq;
-             CREATE TABLE IF NOT EXISTS {t} (position bigint PRIMARY KEY DEFAULT nextval('{t}_seq'),
-                at timestamptz NOT NULL DEFAULT now(), {});
-             ALTER SEQUENCE {t}_seq OWNED BY {t}.position;
-             CREATE INDEX IF NOT EXISTS {t}_at ON {t} (at);
-             CREATE TABLE IF NOT EXISTS {t}_meta (id int PRIMARY KEY CHECK (id = 1),
-                trimmed_through bigint NOT NULL DEFAULT 0);
-             INSERT INTO {t}_meta (id) VALUES (1) ON CONFLICT DO NOTHING;",
-            cols.map(|c| format!("{c} text NOT NULL")).join(", ")
-        );
+        let create = sql::create(&t);
         let tx = client.transaction().await.map_err(|e| tag(map_err(e)))?;
         tx.batch_execute(&create)
             .await
@@ -161,58 +142,104 @@ impl PostgresFeed {
             .get(0);
         drop(client);
 
-        let key = lock_key(&t);
-        let c = cols.join(", ");
-        let sql = Sql {
-            lock: format!("SELECT pg_advisory_xact_lock('{key}'::int8)"),
-            next: format!("SELECT nextval('{t}_seq') FROM generate_series(1, $1::int4)"),
-            insert: format!(
-                "WITH ins AS (INSERT INTO {t} (position, {c}) SELECT * FROM unnest($1::int8[], \
-                 $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])) \
-                 SELECT pg_notify('{t}', '')"
-            ),
-            read: format!(
-                "SELECT m.trimmed_through, e.position, {} FROM {t}_meta m LEFT JOIN LATERAL \
-                 (SELECT * FROM {t} WHERE position > $1 ORDER BY position LIMIT $2) e ON true \
-                 WHERE m.id = 1 ORDER BY e.position",
-                cols.map(|c| format!("e.{c}")).join(", ")
-            ),
-            head: format!(
-                "SELECT greatest((SELECT max(position) FROM {t}), \
-                 (SELECT trimmed_through FROM {t}_meta WHERE id = 1), 0)::int8"
-            ),
-            trim: format!(
-                "WITH cut AS (SELECT greatest((SELECT max(position) FROM {t}) - $1::int8, \
-                   (SELECT max(position) FROM {t} WHERE at < now() - make_interval(secs => $2::float8))) AS c), \
-                 del AS (DELETE FROM {t} WHERE position <= (SELECT c FROM cut) RETURNING position) \
-                 UPDATE {t}_meta SET trimmed_through = greatest(trimmed_through, (SELECT max(position) FROM del)) \
-                 WHERE id = 1 RETURNING trimmed_through"
-            ),
-        };
+        let sql = Sql::new(&t);
         let shared = Arc::new(Wakeups::default());
         let mut listen_target = target;
         listen_target
             .pg
             .application_name(format!("mux-feed-listen:{t}"));
         let listener = tokio::spawn(listen(listen_target, t, shared.clone()));
-        Ok(PostgresFeed {
+        let core = Arc::new(Core {
             name,
             config,
             pool,
             sql,
             shared,
-            listener,
             trimmed_seen: AtomicU64::new(trimmed as u64),
             last_trim: Mutex::new(Instant::now()),
             trimming: tokio::sync::Mutex::new(()),
+        });
+        let (queue, jobs) = mpsc::unbounded_channel();
+        let appender = tokio::spawn(append_batches(core.clone(), jobs));
+        Ok(PostgresFeed {
+            core,
+            queue,
+            tasks: [listener, appender],
         })
     }
 
-    /// The append steps of `publish`, inside the caller's transaction: take the table's
+    /// The append steps of `publish` inside the caller's transaction: take the table's
     /// append lock, draw the positions, insert, notify. Visible (and the lock released)
     /// when the caller commits.
     #[doc(hidden)]
     pub async fn append_in(
+        &self,
+        tx: &Transaction<'_>,
+        events: &[ChangeEvent],
+    ) -> Result<Vec<Position>> {
+        self.core.append_in(tx, events).await
+    }
+
+    /// Runs retention now; returns the new `trimmed_through`.
+    pub async fn trim(&self) -> Result<Position> {
+        self.core.trim().await
+    }
+
+    /// The `LISTEN` connection's backend pid, while it is up.
+    #[doc(hidden)]
+    pub fn listener_pid(&self) -> Option<i32> {
+        Some(self.core.shared.listener_pid.load(Ordering::SeqCst)).filter(|&p| p != 0)
+    }
+}
+
+/// Sends the queued publishes in batches, one transaction each (appends are serial
+/// anyway), and answers each its own positions. A batch over retention is trimmed before
+/// its publishers hear back.
+async fn append_batches(core: Arc<Core>, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = jobs.recv().await {
+        let (mut events, mut waiters) = (first.0, vec![first.1]);
+        let mut sizes = vec![events.len()];
+        while events.len() < MAX_BATCH {
+            let Ok((more, done)) = jobs.try_recv() else {
+                break;
+            };
+            sizes.push(more.len());
+            events.extend(more);
+            waiters.push(done);
+        }
+        match core.append(&events).await {
+            Ok(positions) => {
+                core.maybe_trim(positions.last().map_or(0, |p| p.major()))
+                    .await;
+                let mut rest = &positions[..];
+                for (done, size) in waiters.into_iter().zip(sizes) {
+                    let (mine, tail) = rest.split_at(size);
+                    rest = tail;
+                    let _ = done.send(Ok(mine.to_vec()));
+                }
+            }
+            Err(e) => waiters.into_iter().for_each(|done| {
+                let _ = done.send(Err(e.clone()));
+            }),
+        }
+    }
+}
+
+impl Core {
+    /// Appends `events` in a transaction of its own and wakes this feed's readers.
+    async fn append(&self, events: &[ChangeEvent]) -> Result<Vec<Position>> {
+        let mut client = self.pool.get().await.map_err(|e| self.tag(pool_err(e)))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|e| self.tag(map_err(e)))?;
+        let positions = self.append_in(&tx, events).await?;
+        tx.commit().await.map_err(|e| self.tag(map_err(e)))?;
+        self.shared.wake.send_modify(bump);
+        Ok(positions)
+    }
+
+    async fn append_in(
         &self,
         tx: &Transaction<'_>,
         events: &[ChangeEvent],
@@ -240,8 +267,7 @@ impl PostgresFeed {
             .collect())
     }
 
-    /// Runs retention now; returns the new `trimmed_through`.
-    pub async fn trim(&self) -> Result<Position> {
+    async fn trim(&self) -> Result<Position> {
         let tag = |e| self.tag(map_err(e));
         *self.last_trim.lock().expect("trim clock") = Instant::now();
         let mut client = self.pool.get().await.map_err(|e| self.tag(pool_err(e)))?;
@@ -257,12 +283,6 @@ impl PostgresFeed {
         let trimmed = row.get::<_, i64>(0) as u64;
         self.trimmed_seen.fetch_max(trimmed, Ordering::Relaxed);
         Ok(Position::new(trimmed, 0))
-    }
-
-    /// The `LISTEN` connection's backend pid, while it is up.
-    #[doc(hidden)]
-    pub fn listener_pid(&self) -> Option<i32> {
-        Some(self.shared.listener_pid.load(Ordering::SeqCst)).filter(|&p| p != 0)
     }
 
     fn tag(&self, e: Error) -> Error {
@@ -330,31 +350,6 @@ impl PostgresFeed {
         }
         Ok(events)
     }
-}
-
-#[async_trait]
-impl ChangeFeed for PostgresFeed {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    async fn publish(&self, events: &[ChangeEvent]) -> Result<Vec<Position>> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut client = self.pool.get().await.map_err(|e| self.tag(pool_err(e)))?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| self.tag(map_err(e)))?;
-        let positions = self.append_in(&tx, events).await?;
-        tx.commit().await.map_err(|e| self.tag(map_err(e)))?;
-        drop(client);
-        self.shared.wake.send_modify(bump);
-        self.maybe_trim(positions.last().map_or(0, |p| p.major()))
-            .await;
-        Ok(positions)
-    }
 
     async fn read(&self, after: Position, limit: usize, wait: Duration) -> Result<Vec<FeedEvent>> {
         let mut wake = self.shared.wake.subscribe();
@@ -383,5 +378,37 @@ impl ChangeFeed for PostgresFeed {
             .await
             .map_err(|e| self.tag(map_err(e)))?;
         Ok(Position::new(row.get::<_, i64>(0) as u64, 0))
+    }
+}
+
+#[async_trait]
+impl ChangeFeed for PostgresFeed {
+    fn name(&self) -> &str {
+        &self.core.name
+    }
+
+    async fn publish(&self, events: &[ChangeEvent]) -> Result<Vec<Position>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (done, answer) = oneshot::channel();
+        let closed = || {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("feed {}: closed", self.core.name),
+            )
+        };
+        self.queue
+            .send((events.to_vec(), done))
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    async fn read(&self, after: Position, limit: usize, wait: Duration) -> Result<Vec<FeedEvent>> {
+        self.core.read(after, limit, wait).await
+    }
+
+    async fn head(&self) -> Result<Position> {
+        self.core.head().await
     }
 }
