@@ -5,19 +5,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use mux_core::{
     Backend, BackendInfo, Capability, Error, ErrorKind, Key, ListEntry, ListPage, ListRequest,
     Metadata, Operation, PutOutcome, Record, Result, Version,
 };
-use tokio_postgres::NoTls;
 
 use crate::batcher;
-use crate::config::{DEFAULT_MAX_VALUE_SIZE, PostgresConfig, TlsMode, redact};
+use crate::config::{DEFAULT_MAX_VALUE_SIZE, PostgresConfig, redact};
+use crate::connect::Target;
 use crate::error::{map_err, pool_err};
 use crate::schema;
 use crate::sql::{Inner, Sql};
-use crate::tls::rustls_connector;
 use mux_core::batcher::PutBatcher;
 
 /// A backend storing records in a PostgreSQL table.
@@ -62,27 +60,9 @@ impl PostgresBackend {
         let name = name.as_ref();
         let tag = |e: Error| e.with_backend(name).with_operation(Operation::Open);
         schema::check_table_name(&config.table).map_err(tag)?;
-        let mut pg: tokio_postgres::Config = config.url.parse().map_err(|e| {
-            tag(Error::invalid_input(format!(
-                "invalid PostgreSQL URL {}: {e}",
-                redact(&config.url)
-            )))
-        })?;
-        let manager_config = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        };
-        let manager = match &config.tls {
-            TlsMode::Disable => Manager::from_config(pg, NoTls, manager_config),
-            TlsMode::Require { ca_file } => {
-                pg.ssl_mode(tokio_postgres::config::SslMode::Require);
-                let tls = rustls_connector(ca_file.as_deref()).map_err(tag)?;
-                Manager::from_config(pg, tls, manager_config)
-            }
-        };
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size.max(1))
-            .build()
-            .map_err(|e| tag(Error::invalid_input(format!("cannot build the pool: {e}"))))?;
+        let pool = Target::new(&config.url, &config.tls)
+            .and_then(|target| target.pool(config.pool_size))
+            .map_err(tag)?;
         let client = pool.get().await.map_err(|e| {
             tag(pool_err(e).context(format!("cannot connect to {}", redact(&config.url))))
         })?;
@@ -313,6 +293,7 @@ impl Backend for PostgresBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TlsMode;
 
     fn url() -> String {
         std::env::var("MUX_POSTGRES_URL")

@@ -1,6 +1,8 @@
-//! [`PostgresConfig`]: how to reach PostgreSQL and where to keep records.
+//! [`PostgresConfig`]: how to reach PostgreSQL and where to keep records;
+//! [`PostgresFeedConfig`]: the same for a change feed.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -134,6 +136,129 @@ impl PostgresConfig {
     pub fn with_pool_size(mut self, size: usize) -> PostgresConfig {
         self.pool_size = size;
         self
+    }
+}
+
+/// Where a [`PostgresFeed`](crate::PostgresFeed) lives and what it keeps. In TOML (only `url` is required):
+///
+/// ```toml
+/// [feed]
+/// kind = "postgres"
+/// url = "postgres://app:secret@db.example:5432/app"
+/// table = "mux_feed"
+/// retention_events = 1000000
+/// retention_age = "24h"
+/// poll_interval_ms = 1000
+/// pool_size = 4
+/// tls = { mode = "require", ca_file = "/etc/ssl/certs/db-ca.pem" }
+/// ```
+///
+/// `Debug` shows the URL with its password replaced by `***`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct PostgresFeedConfig {
+    /// A connection URL (`postgres://user:password@host:port/db`) or key-value string.
+    pub url: String,
+    /// The events table (letters, digits and `_`, at most 58); `<table>_meta` beside it.
+    #[serde(default = "default_feed_table")]
+    pub table: String,
+    /// How many of the newest events retention keeps (at least 1).
+    #[serde(default = "default_retention_events")]
+    pub retention_events: u64,
+    /// How long retention keeps an event (`"24h"`, `"90m"`, …).
+    #[serde(
+        default = "default_retention_age",
+        deserialize_with = "humantime_duration"
+    )]
+    pub retention_age: Duration,
+    /// How often a waiting reader reads again without a notification, in milliseconds.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// The most pooled connections (the `LISTEN` connection is extra).
+    #[serde(default = "default_feed_pool_size")]
+    pub pool_size: usize,
+    /// Whether to use TLS, as for the backend.
+    #[serde(default)]
+    pub tls: TlsMode,
+}
+
+fn default_feed_table() -> String {
+    "mux_feed".into()
+}
+fn default_retention_events() -> u64 {
+    1_000_000
+}
+fn default_retention_age() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_poll_interval_ms() -> u64 {
+    1000
+}
+fn default_feed_pool_size() -> usize {
+    4
+}
+
+fn humantime_duration<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!("invalid duration {text:?} (like \"24h\"): {e}"))
+    })
+}
+
+impl PostgresFeedConfig {
+    /// A config for `url` with every default: table `mux_feed`, the newest 1,000,000
+    /// events up to 24 h old, polling every second, 4 connections, no TLS.
+    pub fn new(url: impl Into<String>) -> PostgresFeedConfig {
+        PostgresFeedConfig {
+            url: url.into(),
+            table: default_feed_table(),
+            retention_events: default_retention_events(),
+            retention_age: default_retention_age(),
+            poll_interval_ms: default_poll_interval_ms(),
+            pool_size: default_feed_pool_size(),
+            tls: TlsMode::Disable,
+        }
+    }
+
+    /// Sets the table.
+    pub fn with_table(mut self, table: impl Into<String>) -> PostgresFeedConfig {
+        self.table = table.into();
+        self
+    }
+
+    /// Sets retention: the newest `events`, none older than `age`.
+    pub fn with_retention(mut self, events: u64, age: Duration) -> PostgresFeedConfig {
+        (self.retention_events, self.retention_age) = (events, age);
+        self
+    }
+
+    /// Sets the poll interval.
+    pub fn with_poll_interval(mut self, every: Duration) -> PostgresFeedConfig {
+        self.poll_interval_ms = every.as_millis() as u64;
+        self
+    }
+
+    /// Sets the TLS mode.
+    pub fn with_tls(mut self, tls: TlsMode) -> PostgresFeedConfig {
+        self.tls = tls;
+        self
+    }
+}
+
+impl fmt::Debug for PostgresFeedConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresFeedConfig")
+            .field("url", &redact(&self.url))
+            .field("table", &self.table)
+            .field("retention_events", &self.retention_events)
+            .field("retention_age", &self.retention_age)
+            .field("poll_interval_ms", &self.poll_interval_ms)
+            .field("pool_size", &self.pool_size)
+            .field("tls", &self.tls)
+            .finish()
     }
 }
 

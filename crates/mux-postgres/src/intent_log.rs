@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use mux_core::{
     DeadLetter, Error, IntentLog, IntentLogStats, Operation, PendingIntent, Record, Result, codec,
 };
-use tokio_postgres::NoTls;
 
-use crate::config::redact;
+use crate::config::TlsMode;
+use crate::connect::Target;
 use crate::error::{map_err, pool_err};
 use crate::schema::check_table_name;
 
@@ -62,23 +62,10 @@ impl PostgresIntentLog {
         lease: Duration,
     ) -> Result<PostgresIntentLog> {
         check_table_name(prefix).map_err(tag)?;
-        let pg: tokio_postgres::Config = url.parse().map_err(|e| {
-            tag(Error::invalid_input(format!(
-                "invalid PostgreSQL URL {}: {e}",
-                redact(url)
-            )))
-        })?;
-        let manager = Manager::from_config(
-            pg,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(8)
-            .build()
-            .map_err(|e| tag(Error::invalid_input(format!("cannot build the pool: {e}"))))?;
+        // No TLS option yet: plain connections, like before.
+        let pool = Target::new(url, &TlsMode::Disable)
+            .and_then(|target| target.pool(8))
+            .map_err(tag)?;
         let client = pool.get().await.map_err(|e| tag(pool_err(e)))?;
         client
             .batch_execute(&format!(
@@ -295,6 +282,7 @@ mod tests {
 
     use super::*;
     use mux_core::{IntentLog, Key, Record, Version};
+    use tokio_postgres::NoTls;
 
     fn url() -> String {
         std::env::var("MUX_POSTGRES_URL")

@@ -20,13 +20,19 @@
 //! stored version < new version`). `put_batch` is one round trip (arrays + `unnest`).
 //! Concurrent single `put`s are batched transparently: whatever is queued while the pool
 //! is busy goes out together, so many callers share round trips.
+//!
+//! [`PostgresFeed`] is a durable change feed (`mux_core::ChangeFeed`) in a table of its
+//! own; see its module docs for the ordering guarantee.
 #![deny(missing_docs)]
 
 mod backend;
 mod batcher;
 mod config;
+mod connect;
 mod error;
+mod feed;
 mod intent_log;
+mod listen;
 mod schema;
 mod sql;
 mod tls;
@@ -34,7 +40,8 @@ mod tls;
 use std::sync::Arc;
 
 pub use backend::PostgresBackend;
-pub use config::{DEFAULT_MAX_VALUE_SIZE, PostgresConfig, TlsMode};
+pub use config::{DEFAULT_MAX_VALUE_SIZE, PostgresConfig, PostgresFeedConfig, TlsMode};
+pub use feed::PostgresFeed;
 pub use intent_log::PostgresIntentLog;
 pub use schema::SCHEMA_VERSION;
 
