@@ -125,11 +125,16 @@ enum Command {
         #[arg(default_value = "")]
         prefix: String,
     },
-    /// Prints changes under a prefix as they happen (gRPC Watch), until interrupted.
+    /// Prints changes under a prefix as they happen (gRPC Watch), made through any
+    /// muxd node sharing the change feed, until interrupted. Each line ends with the
+    /// change's feed position.
     Watch {
         /// The prefix (whole segments).
         #[arg(default_value = "")]
         prefix: String,
+        /// Start after this position (the last one printed): none missed, none twice.
+        #[arg(long)]
+        resume_from: Option<String>,
     },
     /// Prints the backends' health report.
     Health,
@@ -262,8 +267,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             spinner.finish_and_clear();
             output::note(format_args!("{count} keys"));
         }
-        Command::Watch { prefix } => {
-            watch::watch(&cli.grpc, cli.token.as_deref(), prefix).await?;
+        Command::Watch {
+            prefix,
+            resume_from,
+        } => {
+            watch::watch(&cli.grpc, cli.token.as_deref(), prefix, resume_from).await?;
         }
         Command::Health => {
             let report = api.health().await?;

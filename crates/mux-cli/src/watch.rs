@@ -27,9 +27,14 @@ fn status_error(endpoint: &str, status: &tonic::Status) -> CliError {
     }
 }
 
-/// Prints `put|delete <key> <version>` and `config <reason>` lines until the server
-/// ends the stream (an error: a watcher expects to run until interrupted).
-pub async fn watch(endpoint: &str, token: Option<&str>, prefix: String) -> Result<(), CliError> {
+/// Prints `put|delete <key> <version> <position>` and `config <reason>` lines until the
+/// server ends the stream (an error: a watcher expects to run until interrupted).
+pub async fn watch(
+    endpoint: &str,
+    token: Option<&str>,
+    prefix: String,
+    resume_from: Option<String>,
+) -> Result<(), CliError> {
     if endpoint.starts_with("https://") {
         return Err(CliError::Usage(format!(
             "--grpc \"{endpoint}\": this mux build speaks gRPC over plain http:// only"
@@ -43,7 +48,10 @@ pub async fn watch(endpoint: &str, token: Option<&str>, prefix: String) -> Resul
                 chain(&e)
             ))
         })?;
-    let mut request = tonic::Request::new(WatchRequest { prefix });
+    let mut request = tonic::Request::new(WatchRequest {
+        prefix,
+        resume_from: resume_from.unwrap_or_default(),
+    });
     if let Some(token) = token {
         let value: MetadataValue<_> = format!("Bearer {token}").parse().map_err(|_| {
             CliError::Usage(
@@ -69,7 +77,10 @@ pub async fn watch(endpoint: &str, token: Option<&str>, prefix: String) -> Resul
                     Ok(change::Op::Put) => "put",
                     Err(_) => "unknown-op",
                 };
-                output::line(format_args!("{op}\t{}\t{}", c.key, c.version))?;
+                output::line(format_args!(
+                    "{op}\t{}\t{}\t{}",
+                    c.key, c.version, c.position
+                ))?;
             }
             Some(watch_event::Event::Config(c)) => {
                 output::line(format_args!("config\t{}", c.reason))?;

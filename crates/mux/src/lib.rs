@@ -44,8 +44,10 @@
 
 pub use mux_core::*;
 
+pub mod feed;
 pub mod registry;
 
+pub use feed::{FEED_KINDS, FeedSpec};
 pub use registry::{BackendSpec, KINDS, check_all, enabled_kinds, open, open_all, open_with};
 
 /// The local-directory backend (feature `fs`).

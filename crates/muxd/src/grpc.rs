@@ -3,14 +3,14 @@
 
 use std::pin::Pin;
 
-use mux::{Prefix, Tenant};
-use tokio_stream::{Stream, StreamExt, wrappers::BroadcastStream};
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
+use crate::AppState;
 use crate::auth::{Identity, Scope};
 use crate::service::history::{HistoryInput, version_time};
+use crate::service::watch::WatchItem;
 use crate::service::{Failure, ListInput, Options, Service, ServiceError, WriteReply};
-use crate::{AppState, Event};
 
 /// The generated protobuf types, client and server (compiled once, in mux-proto).
 pub use mux_proto as pb;
@@ -45,6 +45,7 @@ fn status(e: ServiceError) -> Status {
             K::Unsupported => tonic::Code::Unimplemented,
             K::Unavailable | K::Overloaded | K::ConsistencyNotMet => tonic::Code::Unavailable,
             K::Timeout => tonic::Code::DeadlineExceeded,
+            K::Gone => tonic::Code::OutOfRange,
             _ => tonic::Code::Internal,
         },
     };
@@ -231,41 +232,36 @@ impl Store for GrpcStore {
 
     type WatchStream = WatchStream;
 
-    /// Pushes the changes under the prefix that go through this server (REST or gRPC),
-    /// and every configuration reload. Only the caller's tenant's changes are sent.
+    /// Pushes the changes under the prefix, made through any node sharing the change
+    /// feed, from `resume_from` (none missed, none twice) or from now, and every
+    /// configuration reload of this node. Only the caller's tenant's changes are sent.
     async fn watch(
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        let tenant = self.service(&request, Scope::Read)?.tenant().cloned();
-        let prefix = Prefix::new(&request.into_inner().prefix).map_err(|e| status(e.into()))?;
-        let events = BroadcastStream::new(self.state.events.subscribe());
-        let stream = events.filter_map(move |event| match event {
-            Ok(Event::Change {
-                tenant: t,
-                key,
-                version,
-                deleted,
-            }) if t.as_deref() == tenant.as_ref().map(Tenant::as_str) && prefix.matches(&key) => {
-                Some(Ok(pb::WatchEvent {
-                    event: Some(pb::watch_event::Event::Change(pb::Change {
-                        key,
-                        version: version.to_string(),
-                        op: if deleted {
-                            pb::change::Op::Delete
-                        } else {
-                            pb::change::Op::Put
-                        } as i32,
-                    })),
-                }))
-            }
-            Ok(Event::Config { reason }) => Some(Ok(pb::WatchEvent {
+        let service = self.service(&request, Scope::Read)?;
+        let input = request.get_ref();
+        let items = service
+            .watch(&input.prefix, Some(&input.resume_from))
+            .await
+            .map_err(status)?;
+        let stream = ReceiverStream::new(items).map(|item| match item {
+            Ok(WatchItem::Change(c)) => Ok(pb::WatchEvent {
+                event: Some(pb::watch_event::Event::Change(pb::Change {
+                    op: if c.op == "delete" {
+                        pb::change::Op::Delete
+                    } else {
+                        pb::change::Op::Put
+                    } as i32,
+                    key: c.key,
+                    version: c.version,
+                    position: c.position,
+                })),
+            }),
+            Ok(WatchItem::Config(reason)) => Ok(pb::WatchEvent {
                 event: Some(pb::watch_event::Event::Config(pb::ConfigChange { reason })),
-            })),
-            Ok(_) => None,
-            Err(lagged) => Some(Err(Status::data_loss(format!(
-                "watcher fell behind: {lagged}"
-            )))),
+            }),
+            Err(e) => Err(status(e)),
         });
         Ok(Response::new(Box::pin(stream)))
     }

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod readiness;
 mod rest;
 mod service;
+mod sse;
 pub mod token;
 
 use std::net::SocketAddr;
@@ -62,20 +63,10 @@ pub struct Live {
     pub config: ServerConfig,
 }
 
-/// A change pushed to watchers.
+/// A node-local event pushed to watchers (changes come from the feed).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
-    /// A write or a delete went through this server.
-    Change {
-        /// The tenant whose key it is (`None` with auth off).
-        tenant: Option<String>,
-        /// The key as the tenant sees it.
-        key: String,
-        /// The version written.
-        version: mux::Version,
-        /// Whether it was a delete.
-        deleted: bool,
-    },
     /// The configuration was reloaded.
     Config {
         /// Why, for people.
@@ -97,8 +88,10 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The body limit (fixed at start).
     pub max_body_bytes: usize,
-    /// Changes and reloads, for watchers.
+    /// Configuration reloads, for watchers.
     pub events: tokio::sync::broadcast::Sender<Event>,
+    /// The change feed every `Mux` of this server publishes to; watchers read it.
+    pub feed: Arc<dyn mux::ChangeFeed>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -137,6 +130,7 @@ impl AppState {
                 config.max_body_bytes == current.config.max_body_bytes,
             ),
             ("intent_log", config.intent_log == current.config.intent_log),
+            ("feed", config.feed == current.config.feed),
         ] {
             if !same {
                 return Err(Error::invalid_input(format!(
@@ -144,7 +138,9 @@ impl AppState {
                 )));
             }
         }
-        let live = Arc::new(make_live(&self.backends, self.intent_log.as_ref(), config).await?);
+        let live = Arc::new(
+            make_live(&self.backends, self.intent_log.as_ref(), &self.feed, config).await?,
+        );
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = live;
         tracing::info!("configuration reloaded");
         let _ = self.events.send(Event::Config {
@@ -159,6 +155,7 @@ impl AppState {
 async fn make_live(
     backends: &tokio::sync::Mutex<OpenBackends>,
     intent_log: Option<&Arc<dyn mux::IntentLog>>,
+    feed: &Arc<dyn mux::ChangeFeed>,
     config: ServerConfig,
 ) -> Result<Live> {
     let auth = verifier(&config)?;
@@ -186,7 +183,7 @@ async fn make_live(
             problems.join("\n  - ")
         )));
     }
-    let mut builder = Mux::builder();
+    let mut builder = Mux::builder().feed(feed.clone());
     for spec in &config.backends {
         let (_, backend) = opened
             .iter()
@@ -229,20 +226,33 @@ pub async fn build(config: &ServerConfig) -> Result<AppState> {
     verifier(config)?;
     let metrics = metrics_handle();
     let intent_log: Option<Arc<dyn mux::IntentLog>> = match &config.intent_log {
-        Some(path) => Some(Arc::new(mux::redb::RedbIntentLog::open(path)?)),
+        Some(config::IntentLogSpec::File(path)) => {
+            Some(Arc::new(mux::redb::RedbIntentLog::open(path)?))
+        }
+        Some(config::IntentLogSpec::Postgres(log)) => Some(Arc::new(
+            mux::postgres::PostgresIntentLog::connect(
+                &log.url,
+                &log.prefix,
+                &format!("node-{}", config.mux.node_id),
+                std::time::Duration::from_millis(log.lease_ms),
+            )
+            .await?,
+        )),
         None => None,
     };
+    let feed = config.feed.clone().unwrap_or_default().open().await?;
     // The first `Mux` is the real one: no throwaway store is built before it (its
     // metrics series would show in /metrics).
     let backends = Arc::new(tokio::sync::Mutex::new(Vec::new()));
-    let live = make_live(&backends, intent_log.as_ref(), config.clone()).await?;
+    let live = make_live(&backends, intent_log.as_ref(), &feed, config.clone()).await?;
     Ok(AppState {
         live: Arc::new(RwLock::new(Arc::new(live))),
         backends,
         intent_log,
         metrics,
         max_body_bytes: config.max_body_bytes,
-        events: tokio::sync::broadcast::channel(4096).0,
+        events: tokio::sync::broadcast::channel(64).0,
+        feed,
     })
 }
 

@@ -9,7 +9,7 @@ use utoipa::OpenApi;
 
 pub use crate::service::{
     BackendError, BackendOutcome, ErrorBody, ErrorDetail, HistoryEntry, HistoryReply, ListEntry,
-    ListReply, WriteReply,
+    ListReply, WatchChange, WriteReply,
 };
 
 /// The document.
@@ -26,6 +26,7 @@ pub use crate::service::{
         crate::rest::delete_key,
         crate::rest::list,
         crate::rest::history,
+        crate::sse::watch,
         crate::rest::healthz,
         crate::readiness::readyz,
         crate::rest::metrics,
@@ -44,7 +45,8 @@ pub use crate::service::{
         ListEntry,
         ListReply,
         HistoryEntry,
-        HistoryReply
+        HistoryReply,
+        WatchChange
     ))
 )]
 pub struct ApiDoc;

@@ -92,6 +92,7 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/v1/kv/", any(empty_key))
         .route("/v1/history/{*key}", get(history))
+        .route("/v1/watch", get(crate::sse::watch))
         .route("/v1/admin/health", get(admin::health_report))
         .route("/v1/admin/dead-letters", get(admin::dead_letters))
         .route(

@@ -1,5 +1,6 @@
 //! The service layer under REST and gRPC: scope check → tenant → options (parsed and
-//! validated once) → the `Mux` call → change publication → a typed result.
+//! validated once) → the `Mux` call (which publishes the change to the feed) → a typed
+//! result.
 //!
 //! The transports are thin adapters: they turn their input into the text this layer
 //! takes (header values, protobuf strings), call it, and render what it returns. The
@@ -9,6 +10,7 @@
 pub(crate) mod history;
 pub(crate) mod http;
 pub(crate) mod tags;
+pub(crate) mod watch;
 
 use std::collections::BTreeMap;
 
@@ -220,6 +222,7 @@ pub(crate) struct Deleted {
 }
 
 pub use history::{HistoryEntry, HistoryReply};
+pub use watch::WatchChange;
 
 /// The options a request may carry, as text, as the transports receive them. Empty
 /// strings count as absent (protobuf has no `None`).
@@ -285,11 +288,6 @@ impl<'a> Service<'a> {
         Ok(Service { state, tenant })
     }
 
-    /// The caller's tenant (`None` with auth off).
-    pub(crate) fn tenant(&self) -> Option<&Tenant> {
-        self.tenant.as_ref()
-    }
-
     /// A `mux` error as this caller may see it.
     fn error(&self, e: mux::Error) -> ServiceError {
         ServiceError::from_mux(&e, self.tenant.as_ref())
@@ -330,16 +328,6 @@ impl<'a> Service<'a> {
         })
     }
 
-    /// Tells watchers about a write that went through.
-    fn publish(&self, report: &WriteReport, deleted: bool) {
-        let _ = self.state.events.send(crate::Event::Change {
-            tenant: self.tenant.as_ref().map(|t| t.as_str().to_owned()),
-            key: report.key.as_str().to_owned(),
-            version: report.version,
-            deleted,
-        });
-    }
-
     /// Writes `value` under `key`.
     pub(crate) async fn put(
         &self,
@@ -355,7 +343,6 @@ impl<'a> Service<'a> {
             .write(key, value, &options)
             .await
             .map_err(|e| self.error(e))?;
-        self.publish(&report, false);
         Ok(self.write_reply(&report))
     }
 
@@ -394,7 +381,6 @@ impl<'a> Service<'a> {
             .delete(&key, &write)
             .await
             .map_err(|e| self.error(e))?;
-        self.publish(&report, true);
         Ok(Deleted {
             reply: self.write_reply(&report),
             found,

@@ -88,6 +88,7 @@ async fn grpc_round_trip_and_watch() {
     let mut watch = client
         .watch(pb::WatchRequest {
             prefix: "tenantconfig".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -178,9 +179,7 @@ async fn watch_is_per_tenant() {
     let unauthenticated = client.watch(pb::WatchRequest::default()).await.unwrap_err();
     assert_eq!(unauthenticated.code(), tonic::Code::Unauthenticated);
 
-    let mut request_b = tonic::Request::new(pb::WatchRequest {
-        prefix: String::new(),
-    });
+    let mut request_b = tonic::Request::new(pb::WatchRequest::default());
     request_b
         .metadata_mut()
         .insert("authorization", token("beta").parse().unwrap());

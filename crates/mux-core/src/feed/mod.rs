@@ -26,7 +26,7 @@ use crate::key::Key;
 use crate::tenant::Tenant;
 use crate::version::Version;
 
-pub use memory::MemoryFeed;
+pub use memory::{DEFAULT_MEMORY_RETENTION, MemoryFeed};
 
 /// Where an event sits in a feed: totally ordered, `major-minor` as text (a Redis Stream
 /// id is `milliseconds-sequence`; a table's position is `n-0`).

@@ -94,7 +94,10 @@ async fn main() -> ExitCode {
         let config = ServerConfig::from_toml(&text)?;
         let state = muxd::build(&config).await?;
         let server = muxd::serve(&config, state.clone()).await?;
-        println!("muxd listening on http://{}", server.addr);
+        println!(
+            "muxd listening on http://{} (gRPC http://{})",
+            server.addr, server.grpc_addr
+        );
         run_until_shutdown(&state, args.config.as_deref()).await;
         println!("muxd: shutting down (draining requests and background writes)");
         server.shutdown(&state.mux()).await;

@@ -24,6 +24,7 @@ pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
         | ErrorKind::Timeout
         | ErrorKind::Overloaded
         | ErrorKind::ConsistencyNotMet => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Gone => StatusCode::GONE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
