@@ -1,0 +1,182 @@
+//! Two muxd servers sharing a Redis store and a Redis change feed (in one test
+//! process): a write on A reaches a watcher on B and B's cached read; a watcher that
+//! reconnects with its last position gets exactly the missed changes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::request;
+use muxd::ServerConfig;
+use muxd::grpc::pb;
+use pb::store_client::StoreClient;
+
+fn redis_url() -> String {
+    std::env::var("MUX_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn config(node: u32, run: &str) -> ServerConfig {
+    ServerConfig::from_toml(&format!(
+        r#"
+        listen = "127.0.0.1:0"
+        grpc_listen = "127.0.0.1:0"
+        [auth]
+        mode = "off"
+        [feed]
+        kind = "redis"
+        url = "{url}"
+        stream = "muxtest:{run}:feed"
+        [[backends]]
+        name = "kv"
+        kind = "redis"
+        url = "{url}"
+        namespace = "muxtest:{run}"
+        [mux]
+        node_id = {node}
+        [[mux.routes]]
+        prefix = "cfg/"
+        backends = [{{ backend = "kv", role = "primary" }}]
+        cache = {{ capacity = 1000, ttl = "10m", max_staleness = "1s" }}
+        [mux.default]
+        backends = [{{ backend = "kv", role = "primary" }}]
+        "#,
+        url = redis_url()
+    ))
+    .unwrap()
+}
+
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(redis_url()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("muxtest:{}*", self.0))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
+}
+
+async fn next_change(stream: &mut tonic::Streaming<pb::WatchEvent>) -> pb::Change {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .expect("a change within 10 s")
+            .expect("the stream stays open")
+            .expect("the stream has more");
+        if let Some(pb::watch_event::Event::Change(c)) = event.event {
+            return c;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_on_one_node_reaches_the_other_nodes_watchers_and_cache() {
+    let run = format!(
+        "{}-{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos()
+    );
+    let _cleanup = Cleanup(run.clone());
+    let (ca, cb) = (config(1, &run), config(2, &run));
+    let (sa, sb) = (
+        muxd::build(&ca).await.unwrap(),
+        muxd::build(&cb).await.unwrap(),
+    );
+    let a = muxd::serve(&ca, sa.clone()).await.unwrap();
+    let b = muxd::serve(&cb, sb.clone()).await.unwrap();
+    let mut client = StoreClient::connect(format!("http://{}", b.grpc_addr))
+        .await
+        .unwrap();
+    let mut watch = client
+        .watch(pb::WatchRequest {
+            prefix: "cfg".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // B caches v1; A writes v2; B's watcher and B's reads see it.
+    let r = request(a.addr, "PUT", "/v1/kv/cfg/limits", &[], b"v1").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = next_change(&mut watch).await;
+    assert_eq!((first.key.as_str(), first.op), ("cfg/limits", 0));
+    for _ in 0..2 {
+        assert_eq!(
+            request(b.addr, "GET", "/v1/kv/cfg/limits", &[], b"")
+                .await
+                .body,
+            b"v1"
+        );
+    }
+    assert!(sb.mux().stats().cache.hits >= 1, "B served from its cache");
+    let r = request(a.addr, "PUT", "/v1/kv/cfg/limits", &[], b"v2").await;
+    let v2 = r.json()["version"].as_str().unwrap().to_owned();
+    let change = next_change(&mut watch).await;
+    assert_eq!(change.version, v2, "B's watcher saw A's write");
+    let start = Instant::now();
+    while request(b.addr, "GET", "/v1/kv/cfg/limits", &[], b"")
+        .await
+        .body
+        != b"v2"
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "B's cache kept v1"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // The watcher goes away; five writes happen; resuming gets exactly those five.
+    drop(watch);
+    let mut versions = Vec::new();
+    for i in 0..5 {
+        let r = request(a.addr, "PUT", &format!("/v1/kv/cfg/k{i}"), &[], b"x").await;
+        versions.push(r.json()["version"].as_str().unwrap().to_owned());
+    }
+    let mut resumed = client
+        .watch(pb::WatchRequest {
+            prefix: "cfg".into(),
+            resume_from: change.position.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    for (i, version) in versions.iter().enumerate() {
+        let c = next_change(&mut resumed).await;
+        assert_eq!((c.key.clone(), &c.version), (format!("cfg/k{i}"), version));
+    }
+    let r = request(a.addr, "PUT", "/v1/kv/cfg/after", &[], b"x").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        next_change(&mut resumed).await.key,
+        "cfg/after",
+        "none twice"
+    );
+
+    // A malformed position is refused before the stream starts.
+    let bad = request(
+        b.addr,
+        "GET",
+        "/v1/watch?prefix=cfg&resume_from=soon",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.text().contains("bad feed position"), "{}", bad.text());
+
+    drop(resumed);
+    drop(client);
+    a.shutdown(&sa.mux()).await;
+    b.shutdown(&sb.mux()).await;
+}
