@@ -51,6 +51,11 @@ impl Inner {
     /// it. A publish that fails is retried in the background and counted; until it
     /// lands, other nodes rely on their TTL for this key.
     pub(crate) async fn announce(self: &Arc<Self>, written: Written<'_>) {
+        // No feed means no cache either (a cached route gets a memory feed): nothing
+        // to do on the write path.
+        let Some(feed) = self.feed.clone() else {
+            return;
+        };
         let event = ChangeEvent {
             tenant: written.tenant.cloned(),
             key: match written.tenant {
@@ -68,9 +73,6 @@ impl Inner {
             route: written.route.config.prefix.clone(),
         };
         self.invalidate_caches(&event, written.stored);
-        let Some(feed) = self.feed.clone() else {
-            return;
-        };
         let Err(e) = feed.publish(std::slice::from_ref(&event)).await else {
             return;
         };
