@@ -267,3 +267,25 @@ fn the_cache_is_configured_in_toml() {
     .unwrap_err();
     assert!(bad.message().contains("bad duration \"soon\""), "{bad}");
 }
+
+#[tokio::test]
+async fn a_write_superseded_everywhere_is_not_published() {
+    let store = faulty("s", 1);
+    let feed = Arc::new(MemoryFeed::new("f"));
+    let mux = cached(feed.clone(), &store, 1);
+    let report = mux.put(key("cfg/k"), "new").await.unwrap();
+    let head = feed.head().await.unwrap();
+    let older = WriteOptions {
+        version: Some(Version::new(report.version.physical_ms() - 1, 0, 1)),
+        ..Default::default()
+    };
+    let late = mux.write(key("cfg/k"), "old", &older).await.unwrap();
+    assert!(late.put_outcome().is_superseded());
+    assert_eq!(
+        feed.head().await.unwrap(),
+        head,
+        "a superseded write changed nothing"
+    );
+    mux.put(key("cfg/k"), "newer").await.unwrap();
+    assert!(feed.head().await.unwrap() > head);
+}

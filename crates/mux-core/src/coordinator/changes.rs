@@ -29,11 +29,13 @@ pub(crate) struct Written<'a> {
     pub(crate) tombstone: bool,
 }
 
-/// Whether a write will reach a backend: applied, pending, or hinted (a temporary
-/// failure). A write refused everywhere for good changed nothing.
+/// Whether a write changes what a backend holds: applied, pending, or hinted (a
+/// temporary failure). A write refused everywhere for good, or superseded everywhere
+/// (every store already held this version or a newer one), changed nothing and is not
+/// published.
 pub(crate) fn will_land(result: &Result<WriteReport>) -> bool {
     let report = match result {
-        Ok(_) => return true,
+        Ok(report) => report,
         Err(e) => match WriteReport::of(e) {
             Some(report) => report,
             None => return false,
@@ -41,7 +43,8 @@ pub(crate) fn will_land(result: &Result<WriteReport>) -> bool {
     };
     report.outcomes.iter().any(|o| match o {
         WriteOutcome::Failed(e) => e.is_temporary(),
-        _ => true,
+        WriteOutcome::Superseded { .. } => false,
+        WriteOutcome::Applied | WriteOutcome::Pending => true,
     })
 }
 

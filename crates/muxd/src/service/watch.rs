@@ -2,6 +2,7 @@
 //! tenant and prefix, resumable from a position, merged with configuration reloads.
 //! REST (Server-Sent Events) and gRPC (`Watch`) render the same items.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use mux::feed::{ChangeKind, FeedEvent, Position};
@@ -18,6 +19,9 @@ const PAGE: usize = 256;
 /// How long one read of the feed waits for new events (also how often a watcher
 /// notices that its client went away while nothing changes).
 const WAIT: Duration = Duration::from_secs(1);
+/// The keys whose latest version one watcher remembers (to drop superseded changes);
+/// past it the memory starts again.
+const MAX_TRACKED_KEYS: usize = 100_000;
 /// The longest pause between attempts while the feed is unreachable.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
@@ -105,6 +109,10 @@ async fn pump(
     tx: mpsc::Sender<Result<WatchItem, ServiceError>>,
 ) {
     let mut backoff = Duration::from_millis(50);
+    // Writes of one key made through different nodes may reach the feed out of version
+    // order (each node publishes after its own write); a watcher is sent each key's
+    // versions in increasing order only, an older one arriving late being superseded.
+    let mut latest: HashMap<String, mux::Version> = HashMap::new();
     loop {
         let read = tokio::select! {
             read = feed.read(after, PAGE, WAIT) => read,
@@ -128,9 +136,18 @@ async fn pump(
                 backoff = Duration::from_millis(50);
                 for event in &events {
                     after = event.position;
-                    if let Some(change) = visible(event, tenant.as_ref(), &prefix)
-                        && tx.send(Ok(WatchItem::Change(change))).await.is_err()
-                    {
+                    let Some(change) = visible(event, tenant.as_ref(), &prefix) else {
+                        continue;
+                    };
+                    let version = event.change.version;
+                    if latest.get(&change.key).is_some_and(|seen| *seen >= version) {
+                        continue;
+                    }
+                    if latest.len() >= MAX_TRACKED_KEYS {
+                        latest.clear();
+                    }
+                    latest.insert(change.key.clone(), version);
+                    if tx.send(Ok(WatchItem::Change(change))).await.is_err() {
                         return;
                     }
                 }
