@@ -11,7 +11,7 @@
 //!
 //! let mut client = StoreClient::connect("http://127.0.0.1:50051").await?;
 //! let mut stream = client
-//!     .watch(mux_proto::WatchRequest { prefix: "tenantconfig".into() })
+//!     .watch(mux_proto::WatchRequest { prefix: "tenantconfig".into(), ..Default::default() })
 //!     .await?
 //!     .into_inner();
 //! while let Some(event) = stream.message().await? {
