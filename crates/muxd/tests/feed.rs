@@ -16,6 +16,11 @@ fn redis_url() -> String {
 }
 
 fn config(node: u32, run: &str) -> ServerConfig {
+    config_with(node, run, "")
+}
+
+/// `config` with `feed_extra` lines in its `[feed]` section.
+fn config_with(node: u32, run: &str, feed_extra: &str) -> ServerConfig {
     ServerConfig::from_toml(&format!(
         r#"
         listen = "127.0.0.1:0"
@@ -26,6 +31,7 @@ fn config(node: u32, run: &str) -> ServerConfig {
         kind = "redis"
         url = "{url}"
         stream = "muxtest:{run}:feed"
+        {feed_extra}
         [[backends]]
         name = "kv"
         kind = "redis"
@@ -43,6 +49,33 @@ fn config(node: u32, run: &str) -> ServerConfig {
         url = redis_url()
     ))
     .unwrap()
+}
+
+/// A run id no earlier or concurrent run shares.
+fn run_id(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}-{nanos}-{what}", std::process::id())
+}
+
+/// A gRPC `Watch` of `prefix` on `addr`, from `resume_from` (empty: from now).
+async fn watch(
+    addr: std::net::SocketAddr,
+    prefix: &str,
+    resume_from: &str,
+) -> Result<tonic::Streaming<pb::WatchEvent>, tonic::Status> {
+    let mut client = StoreClient::connect(format!("http://{addr}"))
+        .await
+        .unwrap();
+    client
+        .watch(pb::WatchRequest {
+            prefix: prefix.into(),
+            resume_from: resume_from.into(),
+        })
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 struct Cleanup(String);
@@ -80,11 +113,7 @@ async fn next_change(stream: &mut tonic::Streaming<pb::WatchEvent>) -> pb::Chang
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_on_one_node_reaches_the_other_nodes_watchers_and_cache() {
-    let run = format!(
-        "{}-{}",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    );
+    let run = run_id("reach");
     let _cleanup = Cleanup(run.clone());
     let (ca, cb) = (config(1, &run), config(2, &run));
     let (sa, sb) = (
@@ -183,11 +212,7 @@ async fn a_write_on_one_node_reaches_the_other_nodes_watchers_and_cache() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_writes_on_two_nodes_reach_a_third_nodes_watcher_once_each_in_order() {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let run = format!("{}-{nanos}-order", std::process::id());
+    let run = run_id("order");
     let _cleanup = Cleanup(run.clone());
     let configs = [config(1, &run), config(2, &run), config(3, &run)];
     let mut nodes = Vec::new();
@@ -262,4 +287,54 @@ async fn two_hundred_writes_on_two_nodes_reach_a_third_nodes_watcher_once_each_i
     for (state, server) in nodes {
         server.shutdown(&state.mux()).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_out_of_retention_gets_410_and_out_of_range() {
+    let run = run_id("gone");
+    let _cleanup = Cleanup(run.clone());
+    // `MAXLEN ~ 10` trims whole 100-entry stream nodes: after 400 more writes the first
+    // write's event is surely gone.
+    let c = config_with(1, &run, "max_len = 10");
+    let state = muxd::build(&c).await.unwrap();
+    let server = muxd::serve(&c, state.clone()).await.unwrap();
+    let mut stream = watch(server.grpc_addr, "cfg", "").await.unwrap();
+    let r = request(server.addr, "PUT", "/v1/kv/cfg/first", &[], b"x").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = next_change(&mut stream).await;
+    drop(stream);
+    for i in 0..400 {
+        let r = request(
+            server.addr,
+            "PUT",
+            &format!("/v1/kv/cfg/k{}", i % 7),
+            &[],
+            b"x",
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+
+    let status = watch(server.grpc_addr, "cfg", &first.position)
+        .await
+        .expect_err("a trimmed position is refused");
+    assert_eq!(status.code(), tonic::Code::OutOfRange, "{status:?}");
+    let path = format!("/v1/watch?prefix=cfg&resume_from={}", first.position);
+    // A request the server wrongly accepted would stream forever: bounded.
+    let bounded = Duration::from_secs(10);
+    let sse = tokio::time::timeout(bounded, request(server.addr, "GET", &path, &[], b""))
+        .await
+        .expect("the refusal comes at once");
+    assert_eq!(sse.status, 410, "{}", sse.text());
+    assert_eq!(sse.json()["error"]["kind"], "gone", "{}", sse.text());
+    let header = [("last-event-id", first.position.as_str())];
+    let resumed = tokio::time::timeout(
+        bounded,
+        request(server.addr, "GET", "/v1/watch?prefix=cfg", &header, b""),
+    )
+    .await
+    .expect("the refusal comes at once");
+    assert_eq!(resumed.status, 410, "Last-Event-ID too: {}", resumed.text());
+
+    server.shutdown(&state.mux()).await;
 }

@@ -69,10 +69,26 @@ async fn two_tenants_their_settings_and_a_parameters_history() {
             serde_json::json!(["tenantconfig"])
         );
     }
-    for (auth, value) in [(&a, "max_requests=100"), (&g, "max_requests=5")] {
-        let got = call(&server, auth, "GET", path, "").await;
-        assert_eq!((got.status, got.text().as_str()), (200, value));
+    // Read twice each: the second read is served by the route cache, per tenant.
+    let hits = mux.stats().cache.hits;
+    for _ in 0..2 {
+        for (auth, value) in [(&a, "max_requests=100"), (&g, "max_requests=5")] {
+            let got = call(&server, auth, "GET", path, "").await;
+            assert_eq!((got.status, got.text().as_str()), (200, value));
+        }
     }
+    assert!(
+        mux.stats().cache.hits >= hits + 2,
+        "tenantconfig/ reads come from the cache: {:?}",
+        mux.stats().cache
+    );
+    // A new value through this node replaces the cached one at once.
+    let put = call(&server, &a, "PUT", path, "max_requests=150").await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    assert_eq!(
+        call(&server, &a, "GET", path, "").await.text(),
+        "max_requests=150"
+    );
     let listed = call(&server, &g, "GET", "/v1/kv?prefix=tenantconfig", "").await;
     let entries = listed.json()["entries"].as_array().unwrap().clone();
     assert_eq!(entries.len(), 1, "{}", listed.text());
@@ -82,7 +98,7 @@ async fn two_tenants_their_settings_and_a_parameters_history() {
     let ddb = mux.backend("tenantconfig").unwrap();
     assert_eq!(
         ddb.get(&stored).await.unwrap().unwrap().value(),
-        "max_requests=100"
+        "max_requests=150"
     );
 
     // A parameter written three times: Parameter Store and the PostgreSQL replica.
