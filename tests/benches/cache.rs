@@ -85,10 +85,14 @@ async fn redis_store() -> Arc<RedisBackend> {
 }
 
 async fn redis_feed() -> Arc<dyn ChangeFeed> {
+    redis_feed_on(STREAM).await
+}
+
+async fn redis_feed_on(stream: &str) -> Arc<dyn ChangeFeed> {
     Arc::new(
         RedisFeed::open(
             RedisFeedConfig::new(mux_tests::redis_url())
-                .with_stream(STREAM)
+                .with_stream(stream)
                 .with_max_len(100_000),
         )
         .await
@@ -258,17 +262,26 @@ fn main() {
         let off = node(dynstore.clone(), "hot/", false, None, 3);
         let on_redis = node(dynstore.clone(), "hot/", true, Some(feed_redis.clone()), 4);
         let on_pg = node(dynstore.clone(), "hot/", true, Some(feed_pg.clone()), 5);
+        // The publish alone: a feed no cache of this process reads.
+        let publish_only = node(
+            dynstore.clone(),
+            "hot/",
+            false,
+            Some(redis_feed_on("mux-bench-cache:untailed").await),
+            8,
+        );
         fresh(&on_redis).await;
         fresh(&on_pg).await;
 
         print_header();
-        let mut rounds: Vec<Vec<Row>> = vec![Vec::new(); 5];
+        let mut rounds: Vec<Vec<Row>> = vec![Vec::new(); 6];
         for round in 0..ROUNDS {
             rounds[0].push(reads("uncached_read", &plain, round).await);
             rounds[1].push(reads("cached_read", &cached, round).await);
             rounds[2].push(writes("write_feed_off", &off, round).await);
             rounds[3].push(writes("write_feed_redis", &on_redis, round).await);
             rounds[4].push(writes("write_feed_pg", &on_pg, round).await);
+            rounds[5].push(writes("write_publish_only_redis", &publish_only, round).await);
         }
         let mut rows: Vec<Row> = rounds.into_iter().map(median).collect();
         println!("medians:");
