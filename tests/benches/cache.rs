@@ -22,7 +22,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mux::feed::ChangeFeed;
+use mux::feed::{ChangeFeed, Coalesced};
 use mux::postgres::{PostgresFeed, PostgresFeedConfig};
 use mux::redis::{RedisBackend, RedisConfig, RedisFeed, RedisFeedConfig};
 use mux::testing::{FaultConfig, FaultyBackend};
@@ -88,8 +88,9 @@ async fn redis_feed() -> Arc<dyn ChangeFeed> {
     redis_feed_on(STREAM).await
 }
 
+/// The Redis feed as muxd opens it (`FeedSpec::open`: publishes coalesced).
 async fn redis_feed_on(stream: &str) -> Arc<dyn ChangeFeed> {
-    Arc::new(
+    let feed = Arc::new(
         RedisFeed::open(
             RedisFeedConfig::new(mux_tests::redis_url())
                 .with_stream(stream)
@@ -97,7 +98,8 @@ async fn redis_feed_on(stream: &str) -> Arc<dyn ChangeFeed> {
         )
         .await
         .expect("the Redis feed (cargo xtask services up)"),
-    )
+    );
+    Arc::new(Coalesced::new(feed))
 }
 
 async fn pg_feed() -> Arc<dyn ChangeFeed> {

@@ -105,7 +105,10 @@ impl FeedSpec {
             #[cfg(feature = "postgres")]
             "postgres" => Arc::new(mux_postgres::PostgresFeed::open(self.parse()?).await?),
             #[cfg(feature = "redis")]
-            "redis" => Arc::new(mux_redis::RedisFeed::open(self.parse()?).await?),
+            // One script call per round trip carries every publish queued meanwhile.
+            "redis" => Arc::new(mux_core::feed::Coalesced::new(Arc::new(
+                mux_redis::RedisFeed::open(self.parse()?).await?,
+            ))),
             _ => return Err(self.unknown()),
         })
     }

@@ -13,6 +13,7 @@
 //! table) and `mux_redis::RedisFeed` (a Redis Stream). `mux_conformance::feed` checks
 //! the contract every implementation must keep.
 
+mod coalesce;
 mod memory;
 
 use std::fmt;
@@ -26,6 +27,7 @@ use crate::key::Key;
 use crate::tenant::Tenant;
 use crate::version::Version;
 
+pub use coalesce::Coalesced;
 pub use memory::{DEFAULT_MEMORY_RETENTION, MemoryFeed};
 
 /// Where an event sits in a feed: totally ordered, `major-minor` as text (a Redis Stream
