@@ -347,3 +347,31 @@ async fn fails_promptly_while_redis_is_down_and_recovers() {
         .unwrap();
     assert_eq!(woke[0].position, next[0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_deleted_inside_a_read_is_gone_not_skipped() {
+    let stream = Stream::new(&url());
+    let feed = open(RedisFeedConfig::new(url()).with_stream(&stream.name)).await;
+    let events: Vec<_> = (0..5).map(event).collect();
+    let positions = feed.publish(&events).await.unwrap();
+    // Someone else deletes the third entry: a reader after the first would get the
+    // second (whose `prev` is its position) and then miss the third.
+    let client = redis::Client::open(url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let deleted: i64 = redis::cmd("XDEL")
+        .arg(&stream.name)
+        .arg(positions[2].to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    let e = feed
+        .read(positions[0], 10, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Gone, "{e}");
+    // After the deleted entry nothing is missing.
+    let after = feed.read(positions[2], 10, Duration::ZERO).await.unwrap();
+    let got: Vec<Position> = after.iter().map(|e| e.position).collect();
+    assert_eq!(got, positions[3..]);
+}
