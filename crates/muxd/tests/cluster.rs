@@ -4,7 +4,8 @@
 //! - with a PostgreSQL change feed and intent log, a write through one node reaches a
 //!   gRPC watcher on another node, and invalidates a third node's route cache within
 //!   `max_staleness`; 200 concurrent writes through two nodes reach a third node's
-//!   watcher exactly once each, in feed order, each key's versions in order;
+//!   watcher exactly once each, in feed order, each key's versions in order; a watcher
+//!   resuming on another node from its last position gets exactly the missed writes;
 //! - with a Redis change feed that dies (SIGKILL), writes still succeed and no node's
 //!   cache hides a write for longer than `max_staleness` (the caches are bypassed while
 //!   the feed is not fresh); once the feed's server is back, the caches serve again and
@@ -283,13 +284,18 @@ async fn until_cache_hits(addr: SocketAddr, key: &str, want: &[u8]) {
 }
 
 async fn watch(grpc: SocketAddr) -> tonic::Streaming<pb::WatchEvent> {
+    watch_from(grpc, "").await
+}
+
+/// A gRPC watch of `cfg` from `resume_from` (empty: from now).
+async fn watch_from(grpc: SocketAddr, resume_from: &str) -> tonic::Streaming<pb::WatchEvent> {
     let mut client = StoreClient::connect(format!("http://{grpc}"))
         .await
         .unwrap();
     client
         .watch(pb::WatchRequest {
             prefix: "cfg".into(),
-            ..Default::default()
+            resume_from: resume_from.into(),
         })
         .await
         .unwrap()
@@ -398,6 +404,27 @@ async fn three_processes_share_a_postgres_feed() {
     got.sort();
     expected.sort();
     assert_eq!(got, expected, "every write once, nothing else");
+
+    // C's watcher disconnects; five writes through A; a watcher on B that resumes from
+    // the last position C's watcher saw gets exactly those five, then nothing twice.
+    let last = positions.last().unwrap().to_string();
+    drop(watch);
+    let mut missed = Vec::new();
+    for i in 0..5 {
+        let key = format!("cfg/missed{i}");
+        missed.push((key.clone(), put(a, &key, b"x").await));
+    }
+    let mut resumed = watch_from(cluster.nodes[1].grpc, &last).await;
+    for (key, version) in &missed {
+        let c = next_change(&mut resumed).await;
+        assert_eq!((&c.key, &c.version), (key, version), "resumed in order");
+    }
+    put(a, "cfg/after", b"x").await;
+    assert_eq!(
+        next_change(&mut resumed).await.key,
+        "cfg/after",
+        "none twice"
+    );
 }
 
 /// A private `redis-server` on `port` (no persistence), SIGKILLed when stopped or dropped.
