@@ -23,7 +23,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::request;
+use common::{next_change, request};
 use muxd::grpc::pb;
 use pb::store_client::StoreClient;
 
@@ -300,19 +300,6 @@ async fn watch_from(grpc: SocketAddr, resume_from: &str) -> tonic::Streaming<pb:
         .await
         .unwrap()
         .into_inner()
-}
-
-async fn next_change(stream: &mut tonic::Streaming<pb::WatchEvent>) -> pb::Change {
-    loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), stream.message())
-            .await
-            .expect("a change within 10 s")
-            .expect("the stream stays open")
-            .expect("the stream has more");
-        if let Some(pb::watch_event::Event::Change(c)) = event.event {
-            return c;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

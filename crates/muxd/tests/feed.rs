@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::request;
+use common::{next_change, request};
 use muxd::ServerConfig;
 use muxd::grpc::pb;
 use pb::store_client::StoreClient;
@@ -96,19 +96,6 @@ impl Drop for Cleanup {
             .unwrap_or_default();
         if !keys.is_empty() {
             let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
-        }
-    }
-}
-
-async fn next_change(stream: &mut tonic::Streaming<pb::WatchEvent>) -> pb::Change {
-    loop {
-        let event = tokio::time::timeout(Duration::from_secs(10), stream.message())
-            .await
-            .expect("a change within 10 s")
-            .expect("the stream stays open")
-            .expect("the stream has more");
-        if let Some(pb::watch_event::Event::Change(c)) = event.event {
-            return c;
         }
     }
 }

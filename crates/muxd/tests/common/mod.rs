@@ -103,3 +103,20 @@ pub fn embedded_config(dir: &std::path::Path) -> String {
         .replace("data/fs", &dir.join("fs").display().to_string())
         .replace("data/mux.redb", &dir.join("mux.redb").display().to_string())
 }
+
+/// The next change on a watch stream (config events skipped), within 10 s.
+pub async fn next_change(
+    stream: &mut tonic::Streaming<muxd::grpc::pb::WatchEvent>,
+) -> muxd::grpc::pb::Change {
+    use muxd::grpc::pb::watch_event::Event;
+    loop {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+            .await
+            .expect("a change within 10 s")
+            .expect("the stream stays open")
+            .expect("the stream has more");
+        if let Some(Event::Change(c)) = event.event {
+            return c;
+        }
+    }
+}
