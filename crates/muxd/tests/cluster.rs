@@ -21,9 +21,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use common::{next_change, request};
+use common::{next_change, node_config as config, redis_url, request};
 use muxd::grpc::pb;
 use pb::store_client::StoreClient;
 
@@ -35,17 +35,9 @@ fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-fn redis_url() -> String {
-    std::env::var("MUX_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 /// A per-run id, usable as a PostgreSQL table prefix.
 fn run_id() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("mxc_{}_{nanos}", std::process::id())
+    common::run_id("mxc")
 }
 
 /// One `muxd` process; killed (and reaped) when dropped.
@@ -186,35 +178,6 @@ impl Cluster {
         }
         cluster
     }
-}
-
-/// A node's config: a Redis store under the run's namespace, `cfg/` cached with
-/// `max_staleness`; `head` holds top-level keys, `feed` the `[feed]` table and more.
-fn config(node: u32, run: &str, head: &str, feed: &str, staleness: &str) -> String {
-    format!(
-        r#"
-listen = "127.0.0.1:0"
-grpc_listen = "127.0.0.1:0"
-{head}
-[auth]
-mode = "off"
-{feed}
-[[backends]]
-name = "kv"
-kind = "redis"
-url = "{redis}"
-namespace = "muxtest:{run}"
-[mux]
-node_id = {node}
-[[mux.routes]]
-prefix = "cfg/"
-backends = [{{ backend = "kv", role = "primary" }}]
-cache = {{ capacity = 1000, ttl = "10m", max_staleness = "{staleness}" }}
-[mux.default]
-backends = [{{ backend = "kv", role = "primary" }}]
-"#,
-        redis = redis_url()
-    )
 }
 
 /// PUTs `body` at `key`; the new version.

@@ -8,14 +8,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{next_change, request};
+use common::{next_change, node_config, redis_url, request, run_id};
 use muxd::ServerConfig;
 use muxd::grpc::pb;
 use pb::store_client::StoreClient;
-
-fn redis_url() -> String {
-    std::env::var("MUX_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
 
 fn config(node: u32, run: &str) -> ServerConfig {
     config_with(node, run, "")
@@ -23,43 +19,11 @@ fn config(node: u32, run: &str) -> ServerConfig {
 
 /// `config` with `feed_extra` lines in its `[feed]` section.
 fn config_with(node: u32, run: &str, feed_extra: &str) -> ServerConfig {
-    ServerConfig::from_toml(&format!(
-        r#"
-        listen = "127.0.0.1:0"
-        grpc_listen = "127.0.0.1:0"
-        [auth]
-        mode = "off"
-        [feed]
-        kind = "redis"
-        url = "{url}"
-        stream = "muxtest:{run}:feed"
-        {feed_extra}
-        [[backends]]
-        name = "kv"
-        kind = "redis"
-        url = "{url}"
-        namespace = "muxtest:{run}"
-        [mux]
-        node_id = {node}
-        [[mux.routes]]
-        prefix = "cfg/"
-        backends = [{{ backend = "kv", role = "primary" }}]
-        cache = {{ capacity = 1000, ttl = "10m", max_staleness = "1s" }}
-        [mux.default]
-        backends = [{{ backend = "kv", role = "primary" }}]
-        "#,
-        url = redis_url()
-    ))
-    .unwrap()
-}
-
-/// A run id no earlier or concurrent run shares.
-fn run_id(what: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{}-{nanos}-{what}", std::process::id())
+    let feed = format!(
+        "[feed]\nkind = \"redis\"\nurl = \"{}\"\nstream = \"muxtest:{run}:feed\"\n{feed_extra}",
+        redis_url()
+    );
+    ServerConfig::from_toml(&node_config(node, run, "", &feed, "1s")).unwrap()
 }
 
 /// A gRPC `Watch` of `prefix` on `addr`, from `resume_from` (empty: from now).

@@ -66,12 +66,14 @@ async fn publisher(inner: Arc<dyn ChangeFeed>, mut jobs: mpsc::UnboundedReceiver
             count += job.0.len();
             batch.push(job);
         }
-        let events: Vec<ChangeEvent> = batch.iter().flat_map(|(e, _)| e.iter().cloned()).collect();
+        // Each caller's count, then its events moved (not copied) into one batch.
+        let counts: Vec<usize> = batch.iter().map(|(e, _)| e.len()).collect();
+        let events: Vec<ChangeEvent> = batch.iter_mut().flat_map(|(e, _)| e.drain(..)).collect();
         match inner.publish(&events).await {
             Ok(positions) if positions.len() == events.len() => {
                 let mut positions = positions.into_iter();
-                for (events, reply) in batch {
-                    let _ = reply.send(Ok(positions.by_ref().take(events.len()).collect()));
+                for ((_, reply), count) in batch.into_iter().zip(counts) {
+                    let _ = reply.send(Ok(positions.by_ref().take(count).collect()));
                 }
             }
             Ok(positions) => {

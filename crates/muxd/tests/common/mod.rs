@@ -120,3 +120,47 @@ pub async fn next_change(
         }
     }
 }
+
+/// The Redis the tests share (`MUX_REDIS_URL`).
+pub fn redis_url() -> String {
+    std::env::var("MUX_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// `<what>_<pid>_<nanos>`: a run id no earlier or concurrent run shares (usable as a
+/// PostgreSQL table prefix when `what` is).
+pub fn run_id(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{what}_{}_{nanos}", std::process::id())
+}
+
+/// A node's config: a Redis store under the run's namespace, `cfg/` cached with
+/// `max_staleness`; `head` holds top-level keys, `feed` the `[feed]` table and more.
+pub fn node_config(node: u32, run: &str, head: &str, feed: &str, staleness: &str) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+grpc_listen = "127.0.0.1:0"
+{head}
+[auth]
+mode = "off"
+{feed}
+[[backends]]
+name = "kv"
+kind = "redis"
+url = "{redis}"
+namespace = "muxtest:{run}"
+[mux]
+node_id = {node}
+[[mux.routes]]
+prefix = "cfg/"
+backends = [{{ backend = "kv", role = "primary" }}]
+cache = {{ capacity = 1000, ttl = "10m", max_staleness = "{staleness}" }}
+[mux.default]
+backends = [{{ backend = "kv", role = "primary" }}]
+"#,
+        redis = redis_url()
+    )
+}
