@@ -2,6 +2,8 @@
 #![deny(missing_docs)]
 
 pub mod bench;
+pub mod container;
+pub mod faults;
 
 use std::sync::Arc;
 
@@ -49,16 +51,7 @@ pub fn spec(name: &str, dir: &std::path::Path) -> Option<BackendSpec> {
             .with("table", "mux_conformance_mysql"),
         // An existing cluster only (no CQL server can be installed here); the keyspace
         // and table are created, one replica each.
-        "scylla" => {
-            let nodes: Vec<String> = scylla_nodes()?;
-            let replication: toml::Table = toml::from_str("replication_factor = 1").ok()?;
-            BackendSpec::new("scylla", "scylla")
-                .with("nodes", nodes)
-                .with("keyspace", "mux_conformance")
-                .with("table", "mux_conformance")
-                .with("create_schema", true)
-                .with("replication", replication)
-        }
+        "scylla" => scylla_spec(scylla_nodes()?),
         "redis" => BackendSpec::new("redis", "redis")
             .with("url", redis_url())
             .with("namespace", "mux-conformance"),
@@ -125,9 +118,22 @@ pub fn spec(name: &str, dir: &std::path::Path) -> Option<BackendSpec> {
     })
 }
 
+/// The registry spec of a ScyllaDB/Cassandra cluster at `nodes`: the keyspace and
+/// table are created, one replica each.
+pub fn scylla_spec(nodes: Vec<String>) -> BackendSpec {
+    let mut replication = toml::Table::new();
+    replication.insert("replication_factor".into(), toml::Value::Integer(1));
+    BackendSpec::new("scylla", "scylla")
+        .with("nodes", nodes)
+        .with("keyspace", "mux_conformance")
+        .with("table", "mux_conformance")
+        .with("create_schema", true)
+        .with("replication", replication)
+}
+
 /// Opens `spec` through the registry and checks that the store answers: a store that
 /// is unreachable here (the registry opens it deferred) is a skip, with the reason.
-async fn open_spec(
+pub(crate) async fn open_spec(
     spec: &BackendSpec,
     guard: Option<tempfile::TempDir>,
 ) -> std::result::Result<TestBackend, Unavailable> {

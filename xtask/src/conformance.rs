@@ -2,10 +2,50 @@
 
 use std::process::Command;
 
+/// How the suite runs against a backend (the runner's flag).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The store mux's tests use (local servers).
+    Plain,
+    /// The fault mode: networked stores through a fault proxy.
+    Faults,
+    /// The store started from its image by testcontainers.
+    Container,
+}
+
+impl Mode {
+    /// The name in the table, and the runner's flag.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Plain => "plain",
+            Mode::Faults => "faults",
+            Mode::Container => "container",
+        }
+    }
+
+    /// Parses `--faults` / `--container` (none: plain).
+    pub fn from_flags(flags: &[String]) -> Result<Mode, String> {
+        match flags
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            [] => Ok(Mode::Plain),
+            ["--faults"] => Ok(Mode::Faults),
+            ["--container"] => Ok(Mode::Container),
+            other => Err(format!(
+                "unknown options {other:?}: use --faults or --container (or neither)"
+            )),
+        }
+    }
+}
+
 /// One backend's line in the summary table.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub backend: String,
+    pub mode: Mode,
     pub passed: usize,
     pub failed: usize,
     pub skipped: usize,
@@ -26,7 +66,7 @@ fn parse_summary(line: &str) -> Option<(usize, usize, usize)> {
 /// The runner is the binary `cargo test --workspace` builds (mux-tests' integration
 /// tests need it), so it shares the tests' one feature set and nothing compiles twice;
 /// `cargo test --workspace --no-run` brings it up to date first.
-fn runner(arg: &str) -> Result<std::process::Output, String> {
+fn runner(args: &[&str]) -> Result<std::process::Output, String> {
     // Brought up to date once per xtask run, not once per backend.
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     if BUILT.get().is_none() {
@@ -36,7 +76,7 @@ fn runner(arg: &str) -> Result<std::process::Output, String> {
     let binary = crate::target_dir()
         .join("debug")
         .join(format!("mux-conformance{}", std::env::consts::EXE_SUFFIX));
-    Command::new(&binary).arg(arg).output().map_err(|e| {
+    Command::new(&binary).args(args).output().map_err(|e| {
         format!(
             "cannot run the conformance runner {}: {e}",
             binary.display()
@@ -44,9 +84,23 @@ fn runner(arg: &str) -> Result<std::process::Output, String> {
     })
 }
 
-/// Runs the suite for one backend, streaming its output.
-pub fn run_one(backend: &str) -> Result<Row, String> {
-    let output = runner(backend)?;
+/// Runs the suite for one backend in one mode, printing its output. In the fault
+/// mode the seed comes from `MUX_FAULT_SEED` when set (the runner prints the seed it
+/// used, so a failure can be replayed with it).
+pub fn run_one(backend: &str, mode: Mode) -> Result<Row, String> {
+    let seed = std::env::var("MUX_FAULT_SEED").ok();
+    let mut args = vec![backend];
+    match mode {
+        Mode::Plain => {}
+        Mode::Faults => {
+            args.push("--faults");
+            if let Some(seed) = &seed {
+                args.extend(["--seed", seed]);
+            }
+        }
+        Mode::Container => args.push("--container"),
+    }
+    let output = runner(&args)?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     print!("{stdout}");
     eprint!("{}", String::from_utf8_lossy(&output.stderr));
@@ -58,6 +112,7 @@ pub fn run_one(backend: &str) -> Result<Row, String> {
                 .unwrap_or_else(|| "unreachable".into());
             Ok(Row {
                 backend: backend.into(),
+                mode,
                 passed: 0,
                 failed: 0,
                 skipped: 0,
@@ -72,12 +127,16 @@ pub fn run_one(backend: &str) -> Result<Row, String> {
                 .ok_or_else(|| format!("the runner printed no summary for {backend}"))?;
             Ok(Row {
                 backend: backend.into(),
+                mode,
                 passed,
                 failed,
                 skipped,
                 skipped_reason: None,
             })
         }
+        Some(4) => Err(format!(
+            "the container mode cannot run {backend} here (the reason is above)"
+        )),
         _ => Err(format!(
             "the conformance runner failed for {backend} ({})",
             output.status
@@ -87,7 +146,7 @@ pub fn run_one(backend: &str) -> Result<Row, String> {
 
 /// The backends the runner knows, in table order (asked from the runner itself).
 pub fn backends() -> Result<Vec<String>, String> {
-    let output = runner("--list")?;
+    let output = runner(&["--list"])?;
     if !output.status.success() {
         return Err("the conformance runner could not list its backends".into());
     }
@@ -97,16 +156,22 @@ pub fn backends() -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// Runs the suite for every backend.
+/// Runs the suite for every backend, plain and under faults.
 pub fn run_all() -> Result<Vec<Row>, String> {
-    backends()?.iter().map(|b| run_one(b)).collect()
+    let mut rows = Vec::new();
+    for backend in backends()? {
+        for mode in [Mode::Plain, Mode::Faults] {
+            rows.push(run_one(&backend, mode)?);
+        }
+    }
+    Ok(rows)
 }
 
 pub fn print_table(rows: &[Row]) {
     println!("\nconformance summary");
     println!(
-        "{:<10} {:>7} {:>7} {:>8}  note",
-        "backend", "passed", "failed", "skipped"
+        "{:<10} {:<7} {:>7} {:>7} {:>8}  note",
+        "backend", "mode", "passed", "failed", "skipped"
     );
     for r in rows {
         let note = match (&r.skipped_reason, r.failed) {
@@ -115,8 +180,12 @@ pub fn print_table(rows: &[Row]) {
             (None, _) => "FAILED".into(),
         };
         let line = format!(
-            "{:<10} {:>7} {:>7} {:>8}  {note}",
-            r.backend, r.passed, r.failed, r.skipped
+            "{:<10} {:<7} {:>7} {:>7} {:>8}  {note}",
+            r.backend,
+            r.mode.name(),
+            r.passed,
+            r.failed,
+            r.skipped
         );
         println!("{}", line.trim_end());
     }

@@ -12,8 +12,8 @@ cargo xtask <task>
 Tasks:
   test                    fmt check, the servers the tests need (found, started or
                           installed: `services up --install`), clippy (-D warnings), the
-                          workspace tests, then the conformance suite for every backend;
-                          prints a summary table
+                          workspace tests, then the conformance suite for every backend,
+                          plain and in the fault mode; prints a summary table
   ci                      what .ci/run calls: `test`, then fails if a backend named in
                           MUX_REQUIRE (comma-separated) was skipped or failed
   bench <name>            a benchmark (coordinator, intent-log, postgres-redis,
@@ -25,9 +25,14 @@ Tasks:
                           Redis (127.0.0.1:6379) and InfluxDB 1.x (127.0.0.1:8086),
                           starts missing ones from the installed binaries (--install:
                           installs them with apt-get first), prints the URLs tests use
-  conformance <backend>   the conformance suite for one backend; ends with
+  conformance <backend> [--faults | --container]
+                          the conformance suite for one backend; ends with
                           `N passed, M failed, K skipped`
-                          (`cargo run -p mux-tests --bin mux-conformance -- --list`)
+                          (`cargo run -p mux-tests --bin mux-conformance -- --list`);
+                          --faults: the fault mode (networked stores through a fault
+                          proxy; seed printed, MUX_FAULT_SEED replays it);
+                          --container: the store started from its image with
+                          testcontainers (needs a Docker engine; fails without one)
 
 Environment:
   MUX_REQUIRE             backends that must run and pass in `ci` (e.g. memory,fs,redb)
@@ -37,6 +42,8 @@ Environment:
   MUX_SCYLLA_NODES        an existing ScyllaDB/Cassandra cluster for tests (host:port,...);
                           unset: the scylla backend is skipped (no CQL server installs here)
   MUX_INFLUX_URL          InfluxDB 1.x for tests (default http://127.0.0.1:8086)
+  MUX_FAULT_SEED          the seed of the conformance fault mode (default: a fresh one,
+                          printed)
   CARGO_TARGET_DIR        where cargo builds (CI points it outside the clone)
 ";
 
@@ -66,14 +73,16 @@ fn main() -> ExitCode {
             )),
         },
         Some("conformance") => match args.get(1) {
-            Some(backend) => conformance::run_one(backend).and_then(|row| {
-                if row.failed > 0 || row.skipped_reason.is_some() {
-                    Err(format!("conformance of {backend} did not pass"))
-                } else {
-                    Ok(())
-                }
-            }),
-            None => Err("usage: cargo xtask conformance <backend>".into()),
+            Some(backend) => conformance::Mode::from_flags(&args[2..])
+                .and_then(|mode| conformance::run_one(backend, mode))
+                .and_then(|row| {
+                    if row.failed > 0 || row.skipped_reason.is_some() {
+                        Err(format!("conformance of {backend} did not pass"))
+                    } else {
+                        Ok(())
+                    }
+                }),
+            None => Err("usage: cargo xtask conformance <backend> [--faults | --container]".into()),
         },
         Some(other) => Err(format!("unknown task '{other}'\n\n{HELP}")),
     };
@@ -160,10 +169,10 @@ fn test() -> Result<Vec<conformance::Row>, String> {
     cargo(&["test", "--workspace", "--no-fail-fast"])?;
     let rows = conformance::run_all()?;
     conformance::print_table(&rows);
-    let failed: Vec<&str> = rows
+    let failed: Vec<String> = rows
         .iter()
         .filter(|r| r.failed > 0)
-        .map(|r| r.backend.as_str())
+        .map(|r| format!("{} ({})", r.backend, r.mode.name()))
         .collect();
     if failed.is_empty() {
         Ok(rows)
@@ -177,16 +186,20 @@ fn ci() -> Result<(), String> {
     let required = env::var("MUX_REQUIRE").unwrap_or_default();
     let mut missing = Vec::new();
     for name in required.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        match rows.iter().find(|r| r.backend == name) {
-            None => missing.push(format!("{name} (not a backend xtask knows)")),
-            Some(r) if r.skipped_reason.is_some() => missing.push(format!(
-                "{name} (skipped: {})",
-                r.skipped_reason.as_deref().unwrap_or_default()
-            )),
-            Some(r) if r.failed > 0 || r.passed == 0 => {
-                missing.push(format!("{name} ({} failed, {} passed)", r.failed, r.passed))
+        let of_backend: Vec<_> = rows.iter().filter(|r| r.backend == name).collect();
+        if of_backend.is_empty() {
+            missing.push(format!("{name} (not a backend xtask knows)"));
+        }
+        for r in of_backend {
+            let mode = r.mode.name();
+            match &r.skipped_reason {
+                Some(why) => missing.push(format!("{name} {mode} (skipped: {why})")),
+                None if r.failed > 0 || r.passed == 0 => missing.push(format!(
+                    "{name} {mode} ({} failed, {} passed)",
+                    r.failed, r.passed
+                )),
+                None => {}
             }
-            Some(_) => {}
         }
     }
     if missing.is_empty() {

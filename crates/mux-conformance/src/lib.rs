@@ -24,6 +24,7 @@
 
 pub mod cases;
 mod context;
+pub mod faults;
 pub mod feed;
 mod report;
 
@@ -34,6 +35,7 @@ use std::time::Instant;
 use mux_core::{Backend, Result};
 
 pub use context::Ctx;
+pub use faults::{Fault, Faults, run_under_faults};
 pub use report::{CaseOutcome, CaseReport, Report};
 
 /// Why a case did not pass.

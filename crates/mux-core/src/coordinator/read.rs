@@ -217,17 +217,22 @@ impl Inner {
             }
         }
         if answers.len() < required {
-            let mut e = no_answer(route, key, errors);
-            e = Error::new(
+            let cause = no_answer(route, key, errors);
+            let e = Error::new(
                 ErrorKind::ConsistencyNotMet,
                 format!(
                     "read of {key} needed {required} answers, got {}: {}",
                     answers.len(),
-                    e.message()
+                    cause.message()
                 ),
             )
             .with_operation(Operation::Get);
-            return Err(e);
+            // Worth retrying when a cause is (an outage, an open circuit), as for writes.
+            return Err(if cause.is_temporary() {
+                e.temporary()
+            } else {
+                e.permanent()
+            });
         }
         let best = answers
             .iter()
