@@ -438,7 +438,49 @@ fn tools_up(install: bool) -> Result<(), String> {
     if which("redis-server").is_none() && install {
         apt_install(&["redis-server"])?;
     }
+    // Headless Chromium drives the status page's browser test (crates/muxd/tests/ui.rs).
+    if which("chromium").is_none() && install {
+        apt_install(&["chromium"])?;
+    }
+    deploy_tools_up(install)?;
     Ok(())
+}
+
+/// The validators of `deploy/` (crates/muxd/tests/deploy.rs): `promtool` (Debian's
+/// `prometheus`) for the alerting rules, `kubernetes-validate` in the venv for the
+/// manifests. Checked here on their own: `s3_up` returns early when moto already runs.
+fn deploy_tools_up(install: bool) -> Result<(), String> {
+    if which("promtool").is_none() && install {
+        apt_install(&["prometheus"])?;
+    }
+    if !venv_has("kubernetes_validate") && install {
+        if !venv_python().exists() {
+            let python = which("python3").ok_or("python3 is needed for kubernetes-validate")?;
+            run(Command::new(python)
+                .args(["-m", "venv"])
+                .arg(scratch().join("venv")))?;
+        }
+        run(Command::new(venv_python())
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .arg("kubernetes-validate"))?;
+    }
+    Ok(())
+}
+
+/// Whether the venv's Python can import `module`.
+fn venv_has(module: &str) -> bool {
+    Command::new(venv_python())
+        .args(["-c", &format!("import {module}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 pub fn up(install: bool) -> Result<(), String> {

@@ -56,6 +56,16 @@ impl From<mux_core::Error> for Failure {
 /// The result of one case.
 pub type CaseResult = std::result::Result<(), Failure>;
 
+/// A case's outcome from its result and its cleanup's.
+pub(crate) fn outcome(result: CaseResult, cleanup: Result<()>) -> CaseOutcome {
+    match (result, cleanup) {
+        (Ok(()), Ok(())) => CaseOutcome::Passed,
+        (Ok(()), Err(e)) => CaseOutcome::Failed(format!("cleanup failed: {e}")),
+        (Err(Failure::Failed(why)), _) => CaseOutcome::Failed(why),
+        (Err(Failure::Skipped(why)), _) => CaseOutcome::Skipped(why),
+    }
+}
+
 /// Runs every case against one backend instance.
 pub async fn run(backend: Arc<dyn Backend>) -> Report {
     run_with(move || {
@@ -84,13 +94,7 @@ where
                 }
                 let ctx = Ctx::new(backend);
                 let result = (case.run)(&ctx).await;
-                let cleanup = ctx.cleanup().await;
-                match (result, cleanup) {
-                    (Ok(()), Ok(())) => CaseOutcome::Passed,
-                    (Ok(()), Err(e)) => CaseOutcome::Failed(format!("cleanup failed: {e}")),
-                    (Err(Failure::Failed(why)), _) => CaseOutcome::Failed(why),
-                    (Err(Failure::Skipped(why)), _) => CaseOutcome::Skipped(why),
-                }
+                outcome(result, ctx.cleanup().await)
             }
         };
         report.cases.push(CaseReport {

@@ -23,7 +23,11 @@ pub(crate) const PREFIX: &str = "/v1/admin/";
 type Who = axum::Extension<Principal>;
 
 /// Refuses everyone but an operator, saying what to use or configure instead.
-fn operator_only(state: &AppState, who: &Principal, what: &str) -> Result<(), ServiceError> {
+pub(crate) fn operator_only(
+    state: &AppState,
+    who: &Principal,
+    what: &str,
+) -> Result<(), ServiceError> {
     let Principal::Tenant(id) = who else {
         return Ok(());
     };
@@ -205,14 +209,17 @@ pub(crate) async fn reload(
     let text = std::str::from_utf8(&body).map_err(|_| {
         ServiceError::from(mux::Error::invalid_input("the configuration is not UTF-8"))
     })?;
-    let config = crate::ServerConfig::from_toml(text)?;
-    state.reload(config).await?;
-    if let Principal::Operator { subject } = &*who {
-        tracing::info!(
-            operator = subject.as_deref().unwrap_or("-"),
-            "configuration reloaded over REST"
-        );
-    }
+    let by = match &*who {
+        Principal::Operator { subject } => format!(
+            "operator {} over REST",
+            subject.as_deref().unwrap_or("(no subject)")
+        ),
+        _ => "POST /v1/admin/reload (auth off, loopback)".to_owned(),
+    };
+    let config = crate::ServerConfig::from_toml(text).inspect_err(|e| {
+        tracing::warn!(by, error = %e, "reload refused; the old configuration keeps serving");
+    })?;
+    state.reload_by(config, &by).await?;
     Ok(axum::Json(json!({"reloaded": true})).into_response())
 }
 

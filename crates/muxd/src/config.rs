@@ -94,6 +94,9 @@ pub struct ServerConfig {
     pub auth: crate::auth::AuthConfig,
     /// Routes, node id and resilience.
     pub mux: MuxConfig,
+    /// Logs and traces: `[telemetry]` with `log_format`, `log_level`, `otlp_endpoint`.
+    #[serde(default)]
+    pub telemetry: crate::telemetry::TelemetryConfig,
 }
 
 impl ServerConfig {
@@ -115,5 +118,180 @@ impl ServerConfig {
             )));
         }
         Ok(config)
+    }
+}
+
+/// Whether a backend field holds a secret (its value is never logged).
+fn is_secret(field: &str) -> bool {
+    let field = field.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "token",
+        "connection_string",
+        "account_key",
+        "credential",
+    ]
+    .iter()
+    .any(|s| field.contains(s))
+}
+
+/// A URL with the password of its user info replaced by `***`.
+fn redact_url(value: &str) -> String {
+    let Some(scheme_end) = value.find("://") else {
+        return value.to_owned();
+    };
+    let rest = &value[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &value[..scheme_end + 3], &rest[at..])
+        }
+        None => value.to_owned(),
+    }
+}
+
+fn field_value(field: &str, value: &toml::Value) -> String {
+    match value {
+        _ if is_secret(field) => "***".into(),
+        toml::Value::String(s) => format!("{:?}", redact_url(s)),
+        other => other.to_string(),
+    }
+}
+
+impl ServerConfig {
+    /// The configuration as one log line, secrets redacted: passwords in URLs, and
+    /// every field named like a password, secret, token, key or connection string.
+    pub fn redacted(&self) -> String {
+        let backends: Vec<String> = self
+            .backends
+            .iter()
+            .map(|b| {
+                let fields: Vec<String> = b
+                    .fields
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", field_value(k, v)))
+                    .collect();
+                format!("{} ({}: {})", b.name, b.kind, fields.join(", "))
+            })
+            .collect();
+        let intent_log = match &self.intent_log {
+            None => "none".to_owned(),
+            Some(IntentLogSpec::File(path)) => path.display().to_string(),
+            Some(IntentLogSpec::Postgres(log)) => {
+                format!("postgres {} (prefix {})", redact_url(&log.url), log.prefix)
+            }
+        };
+        format!(
+            "listen={} grpc_listen={} auth={:?} intent_log={intent_log} feed={} routes={} \
+             backends=[{}] telemetry={{format={:?}, otlp={}}}",
+            self.listen,
+            self.grpc_listen,
+            self.auth.mode,
+            self.feed
+                .as_ref()
+                .map_or("memory".to_owned(), |f| format!("{f:?}")
+                    .chars()
+                    .take(40)
+                    .collect()),
+            self.mux.routes.len() + 1,
+            backends.join("; "),
+            self.telemetry.log_format,
+            self.telemetry.otlp_endpoint.as_deref().unwrap_or("off"),
+        )
+    }
+
+    /// What changes from `self` to `new`, for the reload log: backends added, removed
+    /// or changed (by name), and whether routes, auth or the rest changed.
+    pub fn changes_to(&self, new: &ServerConfig) -> Vec<String> {
+        let mut changes = Vec::new();
+        for b in &new.backends {
+            match self.backends.iter().find(|o| o.name == b.name) {
+                None => changes.push(format!("backend {} added", b.name)),
+                Some(old) if old != b => changes.push(format!("backend {} changed", b.name)),
+                Some(_) => {}
+            }
+        }
+        for b in &self.backends {
+            if !new.backends.iter().any(|n| n.name == b.name) {
+                changes.push(format!("backend {} removed", b.name));
+            }
+        }
+        if self.mux != new.mux {
+            changes.push("[mux] (routes, resilience, cache) changed".into());
+        }
+        if format!("{:?}", self.auth) != format!("{:?}", new.auth) {
+            changes.push("[auth] changed".into());
+        }
+        if changes.is_empty() {
+            changes.push("nothing".into());
+        }
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_reach_the_log_line() {
+        let config = ServerConfig::from_toml(
+            r#"
+            [[backends]]
+            name = "pg"
+            kind = "postgres"
+            url = "postgres://app:hunter2@db.internal:5432/app"
+            [[backends]]
+            name = "s3"
+            kind = "s3"
+            bucket = "b"
+            secret_access_key = "wJalrXUtnFEMI"
+            access_key_id = "AKIA"
+            [auth]
+            mode = "off"
+            [mux]
+            node_id = 1
+            [mux.default]
+            backends = [{ backend = "pg", role = "primary" }, { backend = "s3", role = "replica" }]
+            "#,
+        )
+        .unwrap();
+        let line = config.redacted();
+        assert!(!line.contains("hunter2"), "{line}");
+        assert!(!line.contains("wJalrXUtnFEMI"), "{line}");
+        assert!(
+            line.contains("postgres://app:***@db.internal:5432/app"),
+            "{line}"
+        );
+        assert!(line.contains("access_key_id=\"AKIA\""), "{line}");
+    }
+
+    #[test]
+    fn reload_changes_name_the_backends() {
+        let base = |extra: &str| {
+            ServerConfig::from_toml(&format!(
+                r#"
+                [[backends]]
+                name = "a"
+                kind = "memory"
+                {extra}
+                [auth]
+                mode = "off"
+                [mux]
+                node_id = 1
+                [mux.default]
+                backends = [{{ backend = "a", role = "primary" }}]
+                "#
+            ))
+            .unwrap()
+        };
+        let old = base("");
+        assert_eq!(old.changes_to(&old), ["nothing"]);
+        let mut new = base("");
+        new.backends.push(BackendSpec::new("b", "memory"));
+        assert_eq!(old.changes_to(&new), ["backend b added"]);
+        assert_eq!(new.changes_to(&old), ["backend b removed"]);
     }
 }

@@ -6,7 +6,8 @@
 //! Endpoints: `PUT/GET/HEAD/DELETE /v1/kv/{key}`, `GET /v1/kv?prefix=&cursor=&limit=`,
 //! `/healthz`, `/readyz`, `/metrics` (Prometheus), `GET /v1/admin/health`,
 //! `GET /v1/admin/dead-letters`, `POST /v1/admin/dead-letters/{id}/replay`,
-//! `DELETE /v1/admin/dead-letters/{id}`.
+//! `DELETE /v1/admin/dead-letters/{id}`, `GET /v1/admin/status`, and `GET /ui`, a live
+//! status page (backends, latency, routes, dead letters) that polls the latter.
 #![deny(missing_docs)]
 
 mod admin;
@@ -18,7 +19,9 @@ pub mod readiness;
 mod rest;
 mod service;
 mod sse;
+pub mod telemetry;
 pub mod token;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -118,6 +121,26 @@ impl AppState {
     /// old one, new requests see the new one. An invalid config changes nothing and its
     /// errors are returned. `listen`, `grpc_listen`, `max_body_bytes` and `intent_log` need a restart.
     pub async fn reload(&self, config: ServerConfig) -> Result<()> {
+        self.reload_by(config, "the embedding program").await
+    }
+
+    /// [`AppState::reload`], logged with who asked (`by`) and what changed; a refused
+    /// reload is logged with its errors.
+    pub async fn reload_by(&self, config: ServerConfig, by: &str) -> Result<()> {
+        let changes = self.live().config.changes_to(&config).join(", ");
+        match self.swap(config).await {
+            Ok(()) => {
+                tracing::info!(by, changes = %changes, "configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(by, error = %e, "reload refused; the old configuration keeps serving");
+                Err(e)
+            }
+        }
+    }
+
+    async fn swap(&self, config: ServerConfig) -> Result<()> {
         let current = self.live();
         for (what, same) in [
             ("listen", config.listen == current.config.listen),
@@ -131,6 +154,7 @@ impl AppState {
             ),
             ("intent_log", config.intent_log == current.config.intent_log),
             ("feed", config.feed == current.config.feed),
+            ("telemetry", config.telemetry == current.config.telemetry),
         ] {
             if !same {
                 return Err(Error::invalid_input(format!(
@@ -142,7 +166,6 @@ impl AppState {
             make_live(&self.backends, self.intent_log.as_ref(), &self.feed, config).await?,
         );
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = live;
-        tracing::info!("configuration reloaded");
         let _ = self.events.send(Event::Config {
             reason: "configuration reloaded".into(),
         });
@@ -305,7 +328,9 @@ pub async fn serve(config: &ServerConfig, state: AppState) -> Result<Server> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let grpc = grpc::service(state.clone());
-    let app = rest::router(state).merge(openapi::router());
+    let app = rest::router(state)
+        .merge(openapi::router())
+        .route_layer(axum::middleware::from_fn(telemetry::trace_request));
     let rest_stop = stopped(rx.clone());
     let task = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -316,6 +341,7 @@ pub async fn serve(config: &ServerConfig, state: AppState) -> Result<Server> {
     let grpc_task = tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
         if let Err(e) = tonic::transport::Server::builder()
+            .layer(telemetry::grpc_layer())
             .add_service(grpc)
             .serve_with_incoming_shutdown(incoming, grpc_stop)
             .await
@@ -323,7 +349,7 @@ pub async fn serve(config: &ServerConfig, state: AppState) -> Result<Server> {
             tracing::error!(error = %e, "gRPC server failed");
         }
     });
-    tracing::info!(%addr, %grpc_addr, "muxd listening");
+    tracing::info!(rest = %addr, grpc = %grpc_addr, "muxd listening on http://{addr} (gRPC http://{grpc_addr})");
     Ok(Server {
         addr,
         grpc_addr,

@@ -35,6 +35,7 @@ pub use crate::service::{
         crate::admin::replay_dead_letter,
         crate::admin::discard_dead_letter,
         crate::admin::reload,
+        crate::ui::status,
     ),
     components(schemas(
         ErrorBody,

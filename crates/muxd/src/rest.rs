@@ -104,6 +104,7 @@ pub(crate) fn router(state: AppState) -> Router {
             delete(admin::discard_dead_letter),
         )
         .route("/v1/admin/reload", post(admin::reload))
+        .route("/v1/admin/status", get(crate::ui::status))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
@@ -113,6 +114,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(crate::readiness::readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::ui::pages())
         .fallback(http::no_route)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

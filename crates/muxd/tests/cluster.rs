@@ -119,9 +119,12 @@ impl Drop for Node {
 
 /// `muxd listening on http://A (gRPC http://B)` → (A, B).
 fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
-    let rest = line.strip_prefix("muxd listening on http://")?;
+    // A log line: the message follows the timestamp, level and target.
+    let at = line.find("muxd listening on http://")?;
+    let rest = &line[at + "muxd listening on http://".len()..];
     let (rest, grpc) = rest.split_once(" (gRPC http://")?;
-    Some((rest.parse().ok()?, grpc.strip_suffix(')')?.parse().ok()?))
+    let grpc = &grpc[..grpc.find(')')?];
+    Some((rest.parse().ok()?, grpc.parse().ok()?))
 }
 
 /// Removes what a run left in the shared servers: its Redis keys and its tables.

@@ -36,7 +36,7 @@ pub use cases::FAULT_CASES;
 pub use layer::FaultLayer;
 
 use crate::context::splitmix;
-use crate::{CaseOutcome, CaseReport, Ctx, Failure, Report};
+use crate::{CaseOutcome, CaseReport, Ctx, Report};
 
 /// A fault armed before one operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -221,13 +221,7 @@ where
                 let ctx = Ctx::new(backend);
                 let result = (case.run)(&ctx, &faults).await;
                 faults.disarm();
-                let cleanup = ctx.cleanup().await;
-                match (result, cleanup) {
-                    (Ok(()), Ok(())) => CaseOutcome::Passed,
-                    (Ok(()), Err(e)) => CaseOutcome::Failed(format!("cleanup failed: {e}")),
-                    (Err(Failure::Failed(why)), _) => CaseOutcome::Failed(why),
-                    (Err(Failure::Skipped(why)), _) => CaseOutcome::Skipped(why),
-                }
+                crate::outcome(result, ctx.cleanup().await)
             }
         };
         report.cases.push(CaseReport {

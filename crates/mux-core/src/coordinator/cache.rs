@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use moka::notification::RemovalCause;
 use moka::ops::compute::Op;
@@ -178,12 +179,32 @@ impl RouteCache {
     where
         F: Future<Output = Result<Option<Record>>>,
     {
+        // A trace shows whether the cache answered (`hit`), filled from the backends
+        // (`miss`), waited for another caller's fill (`joined`) or was bypassed.
+        let span = tracing::debug_span!("mux.cache", outcome = tracing::field::Empty);
+        self.read_traced(feed, key, read, &span)
+            .instrument(span.clone())
+            .await
+    }
+
+    async fn read_traced<F>(
+        &self,
+        feed: &FeedState,
+        key: &Key,
+        read: impl FnOnce() -> F,
+        span: &tracing::Span,
+    ) -> Result<Option<Record>>
+    where
+        F: Future<Output = Result<Option<Record>>>,
+    {
         if !feed.fresh(self.config.max_staleness) {
             self.counters.bypassed.fetch_add(1, Ordering::Relaxed);
             self.metrics.bypassed.increment(1);
+            span.record("outcome", "bypassed");
             return read().await;
         }
         if let Some(found) = self.hit(key, feed.generation()) {
+            span.record("outcome", "hit");
             return Ok(found);
         }
         let flight = self
@@ -196,8 +217,12 @@ impl RouteCache {
         let turn = flight.lock().await;
         let generation = feed.generation();
         let result = match self.hit(key, generation) {
-            Some(found) => Ok(found),
+            Some(found) => {
+                span.record("outcome", "joined");
+                Ok(found)
+            }
             None => {
+                span.record("outcome", "miss");
                 self.counters.misses.fetch_add(1, Ordering::Relaxed);
                 self.metrics.misses.increment(1);
                 let found = read().await;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tracing::Instrument;
 
 use tokio::time::Instant;
 
@@ -163,8 +164,10 @@ impl Inner {
                 tokio::time::sleep(wait).await;
             }
             attempts += 1;
+            let span = tracing::debug_span!("mux.handoff", backend = %s.name, key = %record.key(), attempt = attempts);
             match s
                 .guard(op_of(&record), apply_raw(&*s.backend, &record))
+                .instrument(span)
                 .await
             {
                 Ok(_) => {

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::backend::{Backend, BackendInfo, ListPage, ListRequest};
 use crate::error::{Error, Operation, Result};
@@ -120,12 +121,34 @@ impl Slot {
 
     /// Runs one call of the backend (`call`, made on `self.backend`) through the
     /// resilience stack: bulkhead, circuit breaker, instrumentation, timeout.
+    ///
+    /// Each call is a `mux.backend` span (level DEBUG: free unless a tracing layer
+    /// asks for it) naming the backend and operation, with the outcome recorded.
     pub(crate) fn guard<'a, T: Send + 'a>(
         &'a self,
         op: Operation,
         call: impl Future<Output = Result<T>> + Send + 'a,
     ) -> impl Future<Output = Result<T>> + Send + 'a {
-        self.stack.guarded(op, call)
+        let span = tracing::debug_span!(
+            "mux.backend",
+            backend = %self.name,
+            operation = op.as_str(),
+            outcome = tracing::field::Empty,
+        );
+        let guarded = self.stack.guarded(op, call);
+        let traced = span.clone();
+        async move {
+            let result = guarded.await;
+            if !traced.is_disabled() {
+                let outcome = match &result {
+                    Ok(_) => "ok",
+                    Err(e) => e.kind().as_str(),
+                };
+                traced.record("outcome", outcome);
+            }
+            result
+        }
+        .instrument(span)
     }
 }
 
@@ -549,10 +572,17 @@ impl Inner {
         tenant: Option<&Tenant>,
     ) -> &Route {
         let tenant = tenant.map(Tenant::as_str);
-        self.routes
+        let route = self
+            .routes
             .iter()
             .find(|r| r.matches(key, tags, tenant))
-            .unwrap_or(&self.default)
+            .unwrap_or(&self.default);
+        // A trace shows which route (and so which backends) a key went to.
+        let span = tracing::debug_span!("mux.route", key, tenant, route = tracing::field::Empty);
+        if !span.is_disabled() {
+            span.record("route", route.config.describe());
+        }
+        route
     }
 }
 

@@ -47,7 +47,8 @@ impl Inner {
         self.ensure_started();
         let route = self.route_for(key.as_str(), &options.tags, options.tenant.as_ref());
         let policy = options.policy.unwrap_or(route.config.read);
-        let span = tracing::debug_span!("mux.read", %key, %policy);
+        let span =
+            tracing::debug_span!("mux.read", %key, %policy, route = %route.config.describe());
         // A cached route serves reads with its own policy; an explicit policy asks
         // the backends.
         if let (Some(cache), None) = (&route.cache, options.policy) {
@@ -188,7 +189,9 @@ impl Inner {
             };
             if launch_next {
                 let p = order[next];
-                calls.push(call(self.slot(route, p).clone(), p, key.clone()));
+                let slot = self.slot(route, p).clone();
+                let hedge = tracing::debug_span!("mux.hedge", backend = %slot.name, after = ?delay);
+                calls.push(Box::pin(call(slot, p, key.clone()).instrument(hedge)));
                 next += 1;
             }
         }
@@ -259,14 +262,18 @@ impl Inner {
             self.counters.read_repairs.fetch_add(1, Ordering::Relaxed);
             slot.stats().read_repaired();
             tracing::debug!(backend = %slot.name, key = %record.key(), version = %record.version(), "read repair");
-            self.background.spawn(async move {
-                let result = slot
-                    .guard(op_of(&record), apply_raw(&*slot.backend, &record))
-                    .await;
-                if let Err(e) = result {
-                    tracing::warn!(backend = %slot.name, key = %record.key(), error = %e, "read repair failed");
+            let span = tracing::debug_span!("mux.read_repair", backend = %slot.name, key = %record.key(), version = %record.version());
+            self.background.spawn(
+                async move {
+                    let result = slot
+                        .guard(op_of(&record), apply_raw(&*slot.backend, &record))
+                        .await;
+                    if let Err(e) = result {
+                        tracing::warn!(backend = %slot.name, key = %record.key(), error = %e, "read repair failed");
+                    }
                 }
-            });
+                .instrument(span),
+            );
         }
     }
 }

@@ -209,7 +209,7 @@ impl Inner {
             ))
             .with_operation(op_of(&record)));
         }
-        let span = tracing::debug_span!("mux.write", key = %record.key(), version = %record.version(), %level);
+        let span = tracing::debug_span!("mux.write", key = %record.key(), version = %record.version(), %level, route = %route.config.describe());
         let logical = record.key().clone();
         let record = match tenant {
             Some(t) => {
@@ -255,7 +255,14 @@ impl Inner {
         // With a durable log, what every backend owes is on disk before any of them
         // is asked: a crash from here on is repaired by replay.
         let intent = if self.log.is_durable() {
-            Some(self.log.append(&record, &route.owed).await.map_err(|e| {
+            let append = self
+                .log
+                .append(&record, &route.owed)
+                .instrument(tracing::debug_span!(
+                    "mux.intent_log.append",
+                    owed = route.owed.len()
+                ));
+            Some(append.await.map_err(|e| {
                 e.context(format!(
                     "the write of {} was not attempted: the intent log refused it",
                     record.key()

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use muxd::ServerConfig;
+use muxd::telemetry::LogFormat;
 
 /// The mux storage proxy.
 #[derive(Parser, Debug)]
@@ -18,6 +19,9 @@ struct Args {
     /// The TOML configuration (default: the embedded config, fs + redb under ./data).
     #[arg(long, short, global = true)]
     config: Option<PathBuf>,
+    /// Log lines as `text` or `json` (default: `[telemetry] log_format`, else text).
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -90,27 +94,47 @@ async fn main() -> ExitCode {
             }
         };
     }
+    let config = match ServerConfig::from_toml(&text) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("muxd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // From here on every message is a log line (text or JSON, on stdout).
+    let telemetry = match muxd::telemetry::init(&config.telemetry, args.log_format) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("muxd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let source = args
+        .config
+        .as_deref()
+        .map_or("the embedded default".to_owned(), |p| {
+            p.display().to_string()
+        });
+    tracing::info!(config = %source, effective = %config.redacted(), "muxd starting");
     let result = async {
-        let config = ServerConfig::from_toml(&text)?;
         let state = muxd::build(&config).await?;
+        // serve logs `muxd listening on http://A (gRPC http://B)`.
         let server = muxd::serve(&config, state.clone()).await?;
-        println!(
-            "muxd listening on http://{} (gRPC http://{})",
-            server.addr, server.grpc_addr
-        );
         run_until_shutdown(&state, args.config.as_deref()).await;
-        println!("muxd: shutting down (draining requests and background writes)");
+        tracing::info!("muxd shutting down (draining requests and background writes)");
         server.shutdown(&state.mux()).await;
         Ok::<_, mux::Error>(())
     }
     .await;
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("muxd: {e}");
+            tracing::error!(error = %e, "muxd stopped");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 /// Serves until SIGTERM or SIGINT; on SIGHUP re-reads the config file and swaps it in
@@ -125,19 +149,17 @@ async fn run_until_shutdown(state: &muxd::AppState, config_path: Option<&std::pa
             _ = term.recv() => return,
             _ = hup.recv() => {
                 let Some(path) = config_path else {
-                    eprintln!("muxd: SIGHUP ignored: running on the embedded default config (use --config FILE)");
+                    tracing::warn!("SIGHUP ignored: running on the embedded default config (use --config FILE)");
                     continue;
                 };
-                let result = match std::fs::read_to_string(path) {
-                    Ok(text) => match ServerConfig::from_toml(&text) {
-                        Ok(config) => state.reload(config).await,
-                        Err(e) => Err(e),
-                    },
-                    Err(e) => Err(mux::Error::from(e).context(format!("cannot read {}", path.display()))),
-                };
-                match result {
-                    Ok(()) => println!("muxd: configuration reloaded from {}", path.display()),
-                    Err(e) => eprintln!("muxd: reload refused, the old configuration keeps serving: {e}"),
+                let by = format!("SIGHUP (re-reading {})", path.display());
+                let parsed = std::fs::read_to_string(path)
+                    .map_err(|e| mux::Error::from(e).context(format!("cannot read {}", path.display())))
+                    .and_then(|text| ServerConfig::from_toml(&text));
+                match parsed {
+                    // reload_by logs the outcome, who asked and what changed.
+                    Ok(config) => { let _ = state.reload_by(config, &by).await; }
+                    Err(e) => tracing::warn!(by, error = %e, "reload refused; the old configuration keeps serving"),
                 }
             }
         }
