@@ -342,23 +342,7 @@ fn s3_up(install: bool) -> Result<(), String> {
                 root.join("venv").display()
             ));
         }
-        let python = which("python3").ok_or("python3 is needed for the moto S3 server")?;
-        std::fs::create_dir_all(&root)
-            .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
-        if !venv_python().exists() {
-            run(Command::new(python)
-                .args(["-m", "venv"])
-                .arg(root.join("venv")))?;
-        }
-        run(Command::new(venv_python())
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(PYTHON_PACKAGES))?;
+        venv_install(PYTHON_PACKAGES)?;
     }
     let dir = root.join("s3");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -454,23 +438,32 @@ fn deploy_tools_up(install: bool) -> Result<(), String> {
         apt_install(&["prometheus"])?;
     }
     if !venv_has("kubernetes_validate") && install {
-        if !venv_python().exists() {
-            let python = which("python3").ok_or("python3 is needed for kubernetes-validate")?;
-            run(Command::new(python)
-                .args(["-m", "venv"])
-                .arg(scratch().join("venv")))?;
-        }
-        run(Command::new(venv_python())
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .arg("kubernetes-validate"))?;
+        venv_install(&["kubernetes-validate"])?;
     }
     Ok(())
+}
+
+/// Makes the services venv (under the scratch directory) if it is missing and
+/// pip-installs `packages` into it.
+fn venv_install(packages: &[&str]) -> Result<(), String> {
+    let root = scratch();
+    if !venv_python().exists() {
+        let python = which("python3").ok_or("python3 is needed for the services venv")?;
+        std::fs::create_dir_all(&root)
+            .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        run(Command::new(python)
+            .args(["-m", "venv"])
+            .arg(root.join("venv")))?;
+    }
+    run(Command::new(venv_python())
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .args(packages))
 }
 
 /// Whether the venv's Python can import `module`.

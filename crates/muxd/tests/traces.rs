@@ -247,6 +247,7 @@ async fn a_request_is_one_trace_continuing_the_callers_with_the_coordinators_spa
                 b.parent_span_id, write[0].span_id,
                 "a backend call is the write's child"
             );
+            assert_eq!(attribute(b, "attempt").as_deref(), Some("1"));
             (
                 attribute(b, "backend").unwrap_or_default(),
                 attribute(b, "operation").unwrap_or_default(),

@@ -166,7 +166,7 @@ impl Inner {
             attempts += 1;
             let span = tracing::debug_span!("mux.handoff", backend = %s.name, key = %record.key(), attempt = attempts);
             match s
-                .guard(op_of(&record), apply_raw(&*s.backend, &record))
+                .guard_attempt(op_of(&record), attempts, apply_raw(&*s.backend, &record))
                 .instrument(span)
                 .await
             {

@@ -129,10 +129,22 @@ impl Slot {
         op: Operation,
         call: impl Future<Output = Result<T>> + Send + 'a,
     ) -> impl Future<Output = Result<T>> + Send + 'a {
+        self.guard_attempt(op, 1, call)
+    }
+
+    /// [`Slot::guard`] for the `attempt`-th try of the same call (hinted handoff
+    /// retries; a request's own calls are each a first attempt).
+    pub(crate) fn guard_attempt<'a, T: Send + 'a>(
+        &'a self,
+        op: Operation,
+        attempt: u32,
+        call: impl Future<Output = Result<T>> + Send + 'a,
+    ) -> impl Future<Output = Result<T>> + Send + 'a {
         let span = tracing::debug_span!(
             "mux.backend",
             backend = %self.name,
             operation = op.as_str(),
+            attempt,
             outcome = tracing::field::Empty,
         );
         let guarded = self.stack.guarded(op, call);
