@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod container;
+pub mod denied;
 pub mod faults;
 
 use std::sync::Arc;

@@ -58,3 +58,17 @@ fn the_fault_mode_prints_its_seed_and_passes_for_memory() {
     assert!(stdout.contains("--seed 5"), "{stdout}");
     assert!(stdout.contains("7 passed, 0 failed, 0 skipped"), "{stdout}");
 }
+
+/// The denied mode: PostgreSQL refuses an unknown role as a permanent
+/// `PermissionDenied`; a store that checks no credentials here is skipped, saying so.
+#[test]
+fn the_denied_mode_runs_where_credentials_are_checked() {
+    let out = runner().args(["postgres", "--denied"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("1 passed, 0 failed"), "{stdout}");
+    let out = runner().args(["redis", "--denied"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("checks no credentials"), "{stdout}");
+}

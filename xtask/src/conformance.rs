@@ -11,6 +11,8 @@ pub enum Mode {
     Faults,
     /// The store started from its image by testcontainers.
     Container,
+    /// The store opened with credentials it refuses (where it checks any).
+    Denied,
 }
 
 impl Mode {
@@ -20,6 +22,7 @@ impl Mode {
             Mode::Plain => "plain",
             Mode::Faults => "faults",
             Mode::Container => "container",
+            Mode::Denied => "denied",
         }
     }
 
@@ -34,8 +37,9 @@ impl Mode {
             [] => Ok(Mode::Plain),
             ["--faults"] => Ok(Mode::Faults),
             ["--container"] => Ok(Mode::Container),
+            ["--denied"] => Ok(Mode::Denied),
             other => Err(format!(
-                "unknown options {other:?}: use --faults or --container (or neither)"
+                "unknown options {other:?}: use --faults, --container or --denied (or none)"
             )),
         }
     }
@@ -99,6 +103,7 @@ pub fn run_one(backend: &str, mode: Mode) -> Result<Row, String> {
             }
         }
         Mode::Container => args.push("--container"),
+        Mode::Denied => args.push("--denied"),
     }
     let output = runner(&args)?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -156,11 +161,12 @@ pub fn backends() -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// Runs the suite for every backend, plain and under faults.
+/// Runs the suite for every backend: plain, under faults, and with refused credentials
+/// (a store that checks none is reported skipped in that mode).
 pub fn run_all() -> Result<Vec<Row>, String> {
     let mut rows = Vec::new();
     for backend in backends()? {
-        for mode in [Mode::Plain, Mode::Faults] {
+        for mode in [Mode::Plain, Mode::Faults, Mode::Denied] {
             rows.push(run_one(&backend, mode)?);
         }
     }

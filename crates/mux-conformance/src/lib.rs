@@ -24,6 +24,7 @@
 
 pub mod cases;
 mod context;
+mod denied;
 pub mod faults;
 pub mod feed;
 mod report;
@@ -35,6 +36,7 @@ use std::time::Instant;
 use mux_core::{Backend, Result};
 
 pub use context::Ctx;
+pub use denied::run_denied;
 pub use faults::{Fault, Faults, run_under_faults};
 pub use report::{CaseOutcome, CaseReport, Report};
 

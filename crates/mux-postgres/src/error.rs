@@ -13,7 +13,9 @@ pub(crate) fn map_err(e: tokio_postgres::Error) -> Error {
         {
             ErrorKind::Conflict
         }
-        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE || *c == SqlState::INVALID_PASSWORD => {
+        // Class 28 is a refused login (28P01 a wrong password, 28000 an unknown role or
+        // no pg_hba.conf entry); 42501 a missing grant.
+        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE || c.code().starts_with("28") => {
             ErrorKind::PermissionDenied
         }
         Some(c) if *c == SqlState::PROGRAM_LIMIT_EXCEEDED => ErrorKind::TooLarge,

@@ -5,7 +5,9 @@
 //! - no flag: the store mux's tests use (`MUX_*` settings, local servers);
 //! - `--faults`: the fault mode (`mux_conformance::run_under_faults`), networked stores
 //!   reached through a fault proxy; the seed is printed (and taken from `--seed`);
-//! - `--container`: the store started from its image by testcontainers.
+//! - `--container`: the store started from its image by testcontainers;
+//! - `--denied`: the store opened with credentials it refuses (postgres, mysql, azure):
+//!   every operation must fail with a permanent `PermissionDenied`.
 //!
 //! Exit codes: 0 all passed, 1 a case failed, 2 usage or setup error, 3 the backend is
 //! unreachable here (skipped, reason printed), 4 the container mode cannot run here
@@ -19,13 +21,15 @@ use mux_tests::container::backend_in_container;
 use mux_tests::faults::backend_under_faults;
 use mux_tests::{BACKENDS, TestBackend, Unavailable, backend};
 
-const USAGE: &str = "usage: mux-conformance <backend> [--faults [--seed N] | --container]";
+const USAGE: &str =
+    "usage: mux-conformance <backend> [--faults [--seed N] | --container | --denied]";
 
 /// How the suite is run.
 enum Mode {
     Plain,
     Faults(u64),
     Container,
+    Denied,
 }
 
 fn parse(args: &[String]) -> Result<(String, Mode), String> {
@@ -37,6 +41,7 @@ fn parse(args: &[String]) -> Result<(String, Mode), String> {
         match arg.as_str() {
             "--faults" => mode = Mode::Faults(0),
             "--container" => mode = Mode::Container,
+            "--denied" => mode = Mode::Denied,
             "--seed" => {
                 let value = args.next().ok_or("--seed needs a number")?;
                 seed = Some(
@@ -124,6 +129,16 @@ async fn main() -> ExitCode {
             println!("{}", report.backend);
             finish(&report)
         }
+        Mode::Denied => match mux_tests::denied::denied_spec(&name) {
+            Err(why) => {
+                println!("backend {name} skipped: {why}");
+                ExitCode::from(3)
+            }
+            Ok(spec) => {
+                println!("conformance with refused credentials: {name}");
+                finish(&mux_conformance::run_denied(|| mux::open(&spec)).await)
+            }
+        },
         Mode::Container => match backend_in_container(&name).await {
             Ok(contained) => {
                 println!("conformance in a container: {name}");
