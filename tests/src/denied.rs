@@ -10,9 +10,14 @@ use crate::spec;
 /// `name`'s spec with credentials its store refuses, or why there is none here.
 pub fn denied_spec(name: &str) -> Result<BackendSpec, String> {
     let none = || {
+        let why = match name {
+            "memory" | "fs" | "redb" | "mux" => {
+                format!("{name} runs in process, without credentials")
+            }
+            _ => format!("the local {name} server checks no credentials"),
+        };
         format!(
-            "the local {name} server checks no credentials, so none can be refused (the \
-             denied mode runs for postgres, mysql and azure)"
+            "{why}, so none can be refused (the denied mode runs for postgres, mysql and azure)"
         )
     };
     let spec = spec(name, std::path::Path::new(".")).ok_or_else(none)?;
