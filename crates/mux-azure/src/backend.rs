@@ -48,6 +48,7 @@ impl AzureBackend {
         content_type: true,
         purge: true,
         durable: true,
+        digest: false,
         max_value_size: Some(DEFAULT_MAX_VALUE_SIZE),
     };
 

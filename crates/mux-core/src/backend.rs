@@ -7,6 +7,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::capability::Capability;
+use crate::digest::{ChunkBuilder, DIGEST_LIST_LIMIT, DigestChunk, DigestRequest};
 use crate::error::{Error, Operation, Result};
 use crate::history::{AsOf, HistoryPage, HistoryRequest};
 use crate::key::{Key, Prefix};
@@ -258,6 +259,43 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
             }
         }
     }
+
+    /// The digests of consecutive chunks of a key range (see [`crate::digest`] for the
+    /// hash, which must be byte-for-byte the documented one). The default lists the
+    /// range ([`digest_by_listing`]); a store that can aggregate in place (an SQL
+    /// aggregate, sums it maintains) overrides it and sets `Capability::digest`.
+    async fn digest(&self, request: &DigestRequest) -> Result<Vec<DigestChunk>> {
+        digest_by_listing(self, request).await
+    }
+}
+
+/// The digests of consecutive chunks of a range, computed by listing it (what
+/// [`Backend::digest`] does unless a store overrides it).
+pub async fn digest_by_listing<B: Backend + ?Sized>(
+    backend: &B,
+    request: &DigestRequest,
+) -> Result<Vec<DigestChunk>> {
+    let mut chunks = ChunkBuilder::new(request).map_err(|e| {
+        e.with_backend(&backend.info().name)
+            .with_operation(Operation::Digest)
+    })?;
+    let mut list = request.range.list_request(DIGEST_LIST_LIMIT);
+    'pages: loop {
+        let page = backend.list(&list).await?;
+        for entry in &page.entries {
+            if request.range.is_past(entry.key.as_str()) {
+                break 'pages;
+            }
+            if request.range.contains(entry.key.as_str()) {
+                chunks.push(&entry.key, entry.meta.version, entry.meta.tombstone);
+            }
+        }
+        match page.next_cursor {
+            Some(cursor) => list.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    Ok(chunks.finish())
 }
 
 /// The history page size of the default [`Backend::get_as_of`].
@@ -294,6 +332,9 @@ impl<T: Backend + ?Sized> Backend for Arc<T> {
     }
     async fn get_as_of(&self, key: &Key, at: AsOf) -> Result<Option<Record>> {
         (**self).get_as_of(key, at).await
+    }
+    async fn digest(&self, request: &DigestRequest) -> Result<Vec<DigestChunk>> {
+        (**self).digest(request).await
     }
 }
 

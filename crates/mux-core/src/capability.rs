@@ -30,6 +30,9 @@ pub struct Capability {
     pub purge: bool,
     /// Data survives a restart of the process (and of the store).
     pub durable: bool,
+    /// `digest` is computed by the store itself (an aggregate or maintained sums), not
+    /// by listing through mux; verifiers then descend by digests instead of listing.
+    pub digest: bool,
     /// The largest value accepted, in bytes; `None` means no limit mux knows of.
     pub max_value_size: Option<usize>,
 }

@@ -275,6 +275,13 @@ impl Backend for Deferred {
     async fn get_as_of(&self, key: &Key, at: AsOf) -> Result<Option<Record>> {
         self.backend(Operation::GetAsOf)?.get_as_of(key, at).await
     }
+
+    async fn digest(
+        &self,
+        request: &crate::digest::DigestRequest,
+    ) -> Result<Vec<crate::digest::DigestChunk>> {
+        self.backend(Operation::Digest)?.digest(request).await
+    }
 }
 
 #[cfg(test)]

@@ -96,6 +96,8 @@ pub enum Operation {
     History,
     /// `Backend::get_as_of`.
     GetAsOf,
+    /// `Backend::digest`.
+    Digest,
     /// Opening or configuring a backend.
     Open,
 }
@@ -113,6 +115,7 @@ impl Operation {
             Operation::Health => "health",
             Operation::History => "history",
             Operation::GetAsOf => "get_as_of",
+            Operation::Digest => "digest",
             Operation::Open => "open",
         }
     }

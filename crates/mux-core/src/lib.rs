@@ -35,6 +35,7 @@ mod capability;
 pub mod codec;
 mod coordinator;
 pub mod deferred;
+pub mod digest;
 mod error;
 pub mod feed;
 mod history;
@@ -50,7 +51,7 @@ mod version;
 
 pub use backend::{
     Backend, BackendExt, BackendInfo, DEFAULT_LIST_LIMIT, ListEntry, ListPage, ListRequest,
-    MAX_LIST_LIMIT, PutOutcome,
+    MAX_LIST_LIMIT, PutOutcome, digest_by_listing,
 };
 pub use capability::Capability;
 pub use coordinator::{

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use crate::backend::{Backend, BackendInfo, ListEntry, ListPage, ListRequest, PutOutcome};
 use crate::capability::Capability;
+use crate::digest::{ChunkBuilder, DigestChunk, DigestRequest};
 use crate::error::{Operation, Result};
 use crate::history::{HistoryPage, HistoryRequest};
 use crate::key::Key;
@@ -39,6 +40,7 @@ impl MemoryBackend {
         content_type: true,
         purge: true,
         durable: false,
+        digest: true,
         max_value_size: Some(Self::DEFAULT_MAX_VALUE_SIZE),
     };
 
@@ -153,6 +155,29 @@ impl Backend for MemoryBackend {
             });
         }
         Ok(page)
+    }
+
+    /// Native: scans the map in place, without copying metadata.
+    async fn digest(&self, request: &DigestRequest) -> Result<Vec<DigestChunk>> {
+        let mut chunks = ChunkBuilder::new(request).map_err(|e| {
+            e.with_backend(&self.info.name)
+                .with_operation(Operation::Digest)
+        })?;
+        let range = &request.range;
+        let map = self.read();
+        let start: &str = match &range.after {
+            Some(c) if c.as_str() >= range.prefix.scan_start() => c.as_str(),
+            _ => range.prefix.scan_start(),
+        };
+        for (key, record) in map.range::<str, _>((Bound::Included(start), Bound::Unbounded)) {
+            if range.is_past(key.as_str()) {
+                break;
+            }
+            if range.contains(key.as_str()) {
+                chunks.push(key, record.version(), record.is_tombstone());
+            }
+        }
+        Ok(chunks.finish())
     }
 
     async fn delete(&self, key: &Key, version: Version) -> Result<PutOutcome> {

@@ -45,6 +45,7 @@ impl DynamoDbBackend {
             content_type: true,
             purge: true,
             durable: true,
+            digest: false,
             max_value_size: Some(config.max_value_size),
         }
     }

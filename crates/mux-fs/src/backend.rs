@@ -57,6 +57,7 @@ impl FsBackend {
         content_type: true,
         purge: true,
         durable: true,
+        digest: false,
         max_value_size: Some(DEFAULT_MAX_VALUE_SIZE),
     };
 

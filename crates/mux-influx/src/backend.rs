@@ -146,6 +146,7 @@ impl InfluxBackend {
             content_type: true,
             purge: true,
             durable: true,
+            digest: false,
             max_value_size: Some(MAX_VALUE_SIZE),
         }
     }

@@ -107,6 +107,7 @@ impl MysqlBackend {
             content_type: true,
             purge: true,
             durable: true,
+            digest: false,
             max_value_size: Some(max_value_size),
         }
     }

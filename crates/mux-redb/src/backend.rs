@@ -47,6 +47,7 @@ impl RedbBackend {
         content_type: true,
         purge: true,
         durable: true,
+        digest: false,
         max_value_size: Some(DEFAULT_MAX_VALUE_SIZE),
     };
 

@@ -90,6 +90,7 @@ impl RedisBackend {
         content_type: true,
         purge: true,
         durable: false,
+        digest: false,
         max_value_size: Some(DEFAULT_MAX_VALUE_SIZE),
     };
 

@@ -48,6 +48,7 @@ impl S3Backend {
             content_type: true,
             purge: true,
             durable: true,
+            digest: false,
             max_value_size: Some(config.max_value_size),
         }
     }

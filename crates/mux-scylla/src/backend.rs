@@ -53,6 +53,7 @@ impl ScyllaBackend {
             content_type: true,
             purge: true,
             durable: true,
+            digest: false,
             max_value_size: Some(max_value_size),
         }
     }

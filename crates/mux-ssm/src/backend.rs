@@ -46,6 +46,7 @@ impl SsmBackend {
             content_type: true,
             purge: true,
             durable: true,
+            digest: false,
             max_value_size: Some(config.tier.max_value_size()),
         }
     }

@@ -91,4 +91,12 @@ impl Backend for FaultLayer {
         self.call(Operation::GetAsOf, self.inner.get_as_of(key, at))
             .await
     }
+
+    async fn digest(
+        &self,
+        request: &mux_core::digest::DigestRequest,
+    ) -> Result<Vec<mux_core::digest::DigestChunk>> {
+        self.call(Operation::Digest, self.inner.digest(request))
+            .await
+    }
 }

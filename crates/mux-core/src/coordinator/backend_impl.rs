@@ -93,6 +93,14 @@ impl Backend for MuxBackend {
             .await
     }
 
+    /// Digests the coordinator's merged listing (the highest version of each key).
+    async fn digest(
+        &self,
+        request: &crate::digest::DigestRequest,
+    ) -> Result<Vec<crate::digest::DigestChunk>> {
+        crate::backend::digest_by_listing(self, request).await
+    }
+
     /// Healthy when every backend is.
     async fn health(&self) -> Result<()> {
         let results = join_all(self.0.inner.slots.iter().map(|s| async move {

@@ -354,6 +354,8 @@ fn combined_capability(slots: &[Arc<Slot>], routes: &[Route], default: &Route) -
         content_type: all(|c| c.content_type),
         purge: all(|c| c.purge),
         durable: all(|c| c.durable),
+        // The coordinator digests its merged listing.
+        digest: false,
         max_value_size: used.iter().filter_map(|c| c.max_value_size).min(),
     }
 }

@@ -106,7 +106,7 @@ fn op_index(op: Operation) -> usize {
         Operation::Put | Operation::PutBatch => 0,
         Operation::Get => 1,
         Operation::Delete => 2,
-        Operation::List => 3,
+        Operation::List | Operation::Digest => 3,
         Operation::Purge => 4,
         Operation::History | Operation::GetAsOf => 6,
         _ => 5,

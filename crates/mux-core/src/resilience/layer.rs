@@ -229,6 +229,13 @@ macro_rules! layer_impls {
                 )
                 .await
             }
+            async fn digest(
+                &self,
+                request: &$crate::digest::DigestRequest,
+            ) -> $crate::error::Result<Vec<$crate::digest::DigestChunk>> {
+                self.around($crate::error::Operation::Digest, self.inner.digest(request))
+                    .await
+            }
         }
     };
 }

@@ -217,6 +217,14 @@ impl<B: Backend> Backend for FaultyBackend<B> {
         self.before(Operation::GetAsOf).await?;
         self.inner.get_as_of(key, at).await
     }
+
+    async fn digest(
+        &self,
+        request: &crate::digest::DigestRequest,
+    ) -> Result<Vec<crate::digest::DigestChunk>> {
+        self.before(Operation::Digest).await?;
+        self.inner.digest(request).await
+    }
 }
 
 #[cfg(test)]
