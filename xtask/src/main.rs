@@ -17,7 +17,7 @@ Tasks:
   ci                      what .ci/run calls: `test`, then fails if a backend named in
                           MUX_REQUIRE (comma-separated) was skipped or failed
   bench <name>            a benchmark (coordinator, intent-log, postgres-redis,
-                          object-stores, aws, stores, cache); prints a
+                          object-stores, aws, stores, cache, anti-entropy); prints a
                           table and writes
                           $CARGO_TARGET_DIR/bench/<name>.json (target/bench/ by default)
   services up|down|status [--install]
@@ -123,6 +123,7 @@ const BENCHES: &[&str] = &[
     "aws",
     "stores",
     "cache",
+    "anti-entropy",
 ];
 
 fn bench(name: &str) -> Result<(), String> {

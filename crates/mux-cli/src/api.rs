@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use reqwest::{Client, Method, StatusCode, Url};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -92,10 +92,64 @@ pub struct HistoryReply {
     pub next_cursor: Option<String>,
 }
 
+/// The live counters of an admin job.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct JobProgress {
+    /// Keys compared or considered.
+    pub checked: u64,
+    /// Keys found to differ between the stores.
+    pub divergent: u64,
+    /// Keys written (repaired, copied, purged).
+    pub written: u64,
+    /// Keys that failed.
+    pub failed: u64,
+}
+
+/// An admin job (`GET /v1/admin/jobs/{id}`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Job {
+    /// Its id.
+    pub id: String,
+    /// `verify`, `repair`, `backfill` or `gc`.
+    pub kind: String,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// The prefix.
+    pub prefix: String,
+    /// The stores compared (backfill: the sources).
+    pub backends: Vec<String>,
+    /// Backfill: the store filled.
+    pub target: Option<String>,
+    /// The live counters.
+    pub progress: JobProgress,
+    /// The report, once done.
+    pub report: Option<serde_json::Value>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// What an import did (`POST /v1/admin/import`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct ImportReply {
+    /// Records read.
+    pub records: u64,
+    /// Writes applied.
+    pub applied: u64,
+    /// Writes refused as already current.
+    pub superseded: u64,
+    /// The prefix the export was taken of.
+    pub prefix: Option<String>,
+    /// Where the records went.
+    pub targets: Vec<String>,
+}
+
 /// A muxd REST endpoint.
 #[derive(Debug, Clone)]
 pub struct Api {
     client: Client,
+    /// Without a read timeout: an import's answer comes only once the whole upload is
+    /// written, however long that takes.
+    upload: Client,
     base: Url,
 }
 
@@ -123,15 +177,24 @@ impl Api {
         // The workspace's one TLS provider; another part of the process may have
         // installed it already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = Client::builder()
-            .default_headers(headers)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            .build()
-            .map_err(|e| {
+        let built = |read_timeout: Option<Duration>| {
+            let mut builder = Client::builder()
+                .default_headers(headers.clone())
+                .connect_timeout(CONNECT_TIMEOUT);
+            if let Some(t) = read_timeout {
+                builder = builder.read_timeout(t);
+            }
+            builder.build().map_err(|e| {
                 CliError::Failed(format!("cannot build the HTTP client: {}", chain(&e)))
-            })?;
-        Ok(Api { client, base })
+            })
+        };
+        let client = built(Some(READ_TIMEOUT))?;
+        let upload = built(None)?;
+        Ok(Api {
+            client,
+            upload,
+            base,
+        })
     }
 
     /// The URL of `path` (segments, each percent-encoded) below the base URL.
@@ -251,6 +314,106 @@ impl Api {
         parse("a health report", StatusCode::OK, &body)
     }
 
+    /// `POST /v1/admin/jobs`: starts a job; the answer as JSON.
+    pub async fn start_job(&self, job: &serde_json::Value) -> Result<serde_json::Value, CliError> {
+        let url = self.url(["v1", "admin", "jobs"]);
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let body = serde_json::to_vec(job)
+            .map_err(|e| CliError::Failed(format!("cannot encode the job: {e}")))?;
+        let body = self.send(Method::POST, url, headers, body, None).await?;
+        parse("a job", StatusCode::ACCEPTED, &body)
+    }
+
+    /// `GET /v1/admin/jobs/{id}`, as JSON.
+    pub async fn job(&self, id: &str) -> Result<serde_json::Value, CliError> {
+        let url = self.url(["v1", "admin", "jobs", id]);
+        let body = self
+            .send(Method::GET, url, HeaderMap::new(), Vec::new(), None)
+            .await?;
+        parse("a job", StatusCode::OK, &body)
+    }
+
+    /// `GET /v1/admin/export?prefix=&as_of=&backends=`: the answer, to be read as it
+    /// comes.
+    pub async fn export(
+        &self,
+        prefix: &str,
+        as_of: Option<&str>,
+        backends: &[String],
+    ) -> Result<reqwest::Response, CliError> {
+        let mut url = self.url(["v1", "admin", "export"]);
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("prefix", prefix);
+            if let Some(at) = as_of {
+                query.append_pair("as_of", at);
+            }
+            if !backends.is_empty() {
+                query.append_pair("backends", &backends.join(","));
+            }
+        }
+        self.open(&self.client, Method::GET, url, HeaderMap::new(), Vec::new())
+            .await
+    }
+
+    /// `POST /v1/admin/import?backends=` with `body` (an export, streamed).
+    pub async fn import(
+        &self,
+        body: reqwest::Body,
+        backends: &[String],
+    ) -> Result<ImportReply, CliError> {
+        let mut url = self.url(["v1", "admin", "import"]);
+        if !backends.is_empty() {
+            url.query_pairs_mut()
+                .append_pair("backends", &backends.join(","));
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
+        let what = format!("POST {url}");
+        let response = self
+            .open(&self.upload, Method::POST, url, headers, body)
+            .await?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(&what, &e))?;
+        parse("an import report", status, &body)
+    }
+
+    /// Sends one request and returns the answer unread when it is a success (else the
+    /// [`CliError`] it says).
+    async fn open(
+        &self,
+        client: &Client,
+        method: Method,
+        url: Url,
+        headers: HeaderMap,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<reqwest::Response, CliError> {
+        let what = format!("{method} {url}");
+        let response = client
+            .request(method, url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| transport_error(&what, &e))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(&what, &e))?;
+        Err(error_answer(&what, status, &body, None))
+    }
+
     /// Sends one request; a success gives the body, anything else a [`CliError`].
     /// `key`: the key the request is about, so a 404 reads "not found: <key>".
     async fn send(
@@ -283,7 +446,7 @@ impl Api {
 }
 
 /// A request that got no (complete, well-formed) HTTP answer.
-fn transport_error(what: &str, e: &reqwest::Error) -> CliError {
+pub fn transport_error(what: &str, e: &reqwest::Error) -> CliError {
     // reqwest's own message repeats the URL, which `what` already names.
     let cause = match std::error::Error::source(e) {
         Some(source) => chain(source),

@@ -58,7 +58,7 @@ fn concerns_one_file(e: &CliError) -> bool {
     match e {
         CliError::Refused(m) => !m.starts_with("not authorised"),
         CliError::NotFound { .. } | CliError::Usage(_) => true,
-        CliError::Failed(_) | CliError::OutputClosed => false,
+        CliError::Failed(_) | CliError::OutputClosed | CliError::Check(_) => false,
     }
 }
 

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 pub const EXIT_HELP: &str = "\
 Exit status:
   0  success
-  1  not found: the key has no live record (get, rm)
+  1  not found: the key has no live record (get, rm); or verify found keys on which
+     the stores disagree, or a job (verify, repair, backfill, gc) failed or left
+     keys it could not repair or copy
   2  bad command line (unknown option, missing argument)
   3  refused: the server (or mux itself) rejected the request as invalid, too large
      or not authorised; repeating it unchanged fails again
@@ -24,6 +26,10 @@ pub enum CliError {
         /// Anything to add (e.g. " (nothing to delete)").
         note: &'static str,
     },
+    /// A job ran and found a problem: verify found divergent keys, a repair or backfill
+    /// left keys behind, or the job failed.
+    #[error("{0}")]
+    Check(String),
     /// The command line is wrong in a way clap cannot see.
     #[error("{0}")]
     Usage(String),
@@ -43,7 +49,7 @@ impl CliError {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             CliError::OutputClosed => 0,
-            CliError::NotFound { .. } => 1,
+            CliError::NotFound { .. } | CliError::Check(_) => 1,
             CliError::Usage(_) => 2,
             CliError::Refused(_) => 3,
             CliError::Failed(_) => 4,

@@ -8,6 +8,7 @@ mod api;
 mod bulk;
 mod error;
 mod output;
+mod sync;
 mod watch;
 
 use std::io::IsTerminal;
@@ -37,9 +38,16 @@ Examples:
   mux rm tenantconfig/acme/limits
   mux watch tenantconfig
   MUX_URL=http://muxd.internal:8080 mux health
+  mux verify --prefix tenantconfig
+  mux repair --prefix tenantconfig --rate 500
+  mux backfill --target redb --prefix tenantconfig
+  mux gc --prefix tenantconfig --grace 10d
+  mux export --prefix tenantconfig > tenantconfig.jsonl
+  mux import tenantconfig.jsonl
 ";
 
-/// The command line for a muxd server: reads, writes, lists, deletes and watches keys.
+/// The command line for a muxd server: reads, writes, lists, deletes and watches keys;
+/// verifies, repairs, backfills, garbage-collects, exports and imports them.
 ///
 /// mux talks to a running muxd over its REST API (--url) and, for `watch`, its gRPC API
 /// (--grpc). It opens no store itself: where a key lands is muxd's routing.
@@ -138,6 +146,111 @@ enum Command {
     },
     /// Prints the backends' health report.
     Health,
+    /// Compares the stores of a prefix's route (or --backends) and lists the keys on
+    /// which they disagree (exit status 1 if any).
+    Verify {
+        #[command(flatten)]
+        scope: JobScope,
+        /// Keep a checkpoint on the server: the same job started again resumes.
+        #[arg(long)]
+        checkpoint: bool,
+    },
+    /// Verifies, and writes the highest version of each divergent key (tombstones
+    /// included) to the stale stores.
+    Repair {
+        #[command(flatten)]
+        scope: JobScope,
+        /// Keep a checkpoint on the server: the same job started again resumes.
+        #[arg(long)]
+        checkpoint: bool,
+    },
+    /// Fills a store (a new one, or one restored from an old backup) from the other
+    /// stores of the route, while writes go on.
+    Backfill {
+        /// The store to fill; the other stores (of the route or --backends) are read.
+        #[arg(long)]
+        target: String,
+        #[command(flatten)]
+        scope: JobScope,
+        /// Keep a checkpoint on the server: the same job started again resumes.
+        #[arg(long)]
+        checkpoint: bool,
+    },
+    /// Purges the tombstones older than --grace that every store holds.
+    Gc {
+        #[command(flatten)]
+        scope: JobScope,
+        /// Keep tombstones younger than this (10d, 36h); it must exceed the longest a
+        /// write can stay in flight (hints, dead letters awaiting replay).
+        #[arg(long, default_value = "10d")]
+        grace: String,
+    },
+    /// Writes every record under a prefix to stdout as JSON lines (tombstones and
+    /// metadata included, values in base64), for `mux import`.
+    Export {
+        /// The prefix (whole segments), as stored: a tenant's keys are under
+        /// tenants/<tenant>/. Default: every key.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Export each key as it stood then: a version, an RFC 3339 time or Unix
+        /// milliseconds.
+        #[arg(long)]
+        as_of: Option<String>,
+        /// Read these stores (a,b) instead of through muxd's routing.
+        #[arg(long, value_delimiter = ',')]
+        backends: Vec<String>,
+    },
+    /// Imports an export (FILE, or - for stdin), each record at its own version:
+    /// importing twice changes nothing.
+    Import {
+        /// The export file, or - for stdin.
+        file: PathBuf,
+        /// Write into these stores (a,b) instead of through muxd's routing.
+        #[arg(long, value_delimiter = ',')]
+        backends: Vec<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// What a verify, repair, backfill or gc job covers.
+#[derive(clap::Args, Debug)]
+struct JobScope {
+    /// The keys under this prefix (whole segments), as stored: a tenant's keys are
+    /// under tenants/<tenant>/.
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// The stores, by name (a,b). Default: the backends of the prefix's route.
+    #[arg(long, value_delimiter = ',')]
+    backends: Vec<String>,
+    /// At most this many store operations per second (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    rate: u32,
+    /// Print the job, with its whole report, as JSON instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+impl JobScope {
+    fn job(
+        self,
+        kind: &'static str,
+        target: Option<String>,
+        grace: Option<String>,
+        checkpoint: bool,
+    ) -> sync::JobSpec {
+        sync::JobSpec {
+            kind,
+            prefix: self.prefix,
+            backends: self.backends,
+            target,
+            rate: self.rate,
+            grace,
+            checkpoint,
+            json: self.json,
+        }
+    }
 }
 
 /// The headers of a write.
@@ -278,6 +391,36 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let text = serde_json::to_string_pretty(&report)
                 .map_err(|e| CliError::Failed(format!("cannot print the report: {e}")))?;
             output::line(text)?;
+        }
+        Command::Verify { scope, checkpoint } => {
+            sync::run_job(&api, scope.job("verify", None, None, checkpoint)).await?;
+        }
+        Command::Repair { scope, checkpoint } => {
+            sync::run_job(&api, scope.job("repair", None, None, checkpoint)).await?;
+        }
+        Command::Backfill {
+            target,
+            scope,
+            checkpoint,
+        } => {
+            sync::run_job(&api, scope.job("backfill", Some(target), None, checkpoint)).await?;
+        }
+        Command::Gc { scope, grace } => {
+            sync::run_job(&api, scope.job("gc", None, Some(grace), false)).await?;
+        }
+        Command::Export {
+            prefix,
+            as_of,
+            backends,
+        } => {
+            sync::export(&api, &prefix, as_of.as_deref(), &backends).await?;
+        }
+        Command::Import {
+            file,
+            backends,
+            json,
+        } => {
+            sync::import(&api, &file, &backends, json).await?;
         }
     }
     Ok(())

@@ -436,6 +436,12 @@ mod tests {
             range,
             splits: Splits::At(vec![key("k/2"), key("k/1")]),
         };
-        assert!(unordered.check().unwrap_err().to_string().contains("ascending"));
+        assert!(
+            unordered
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("ascending")
+        );
     }
 }

@@ -5,14 +5,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use mux_core::digest::{DigestChunk, DigestRequest};
 use mux_core::{
     Backend, BackendInfo, Capability, Error, ErrorKind, Key, ListEntry, ListPage, ListRequest,
-    Metadata, Operation, PutOutcome, Record, Result, Version,
+    Metadata, Operation, PutOutcome, Record, Result, Version, digest_by_listing,
 };
 
 use crate::batcher;
 use crate::config::{DEFAULT_MAX_VALUE_SIZE, PostgresConfig, redact};
 use crate::connect::Target;
+use crate::digest;
 use crate::error::{map_err, pool_err};
 use crate::schema;
 use crate::sql::{Inner, Sql};
@@ -24,6 +26,8 @@ pub struct PostgresBackend {
     config: PostgresConfig,
     inner: Arc<Inner>,
     batcher: PutBatcher,
+    /// The server aggregates digests itself (PostgreSQL 14 or later: `bit_xor`).
+    native_digest: bool,
 }
 
 impl fmt::Debug for PostgresBackend {
@@ -52,6 +56,7 @@ impl PostgresBackend {
         content_type: true,
         purge: true,
         durable: true,
+        digest: true,
         max_value_size: Some(DEFAULT_MAX_VALUE_SIZE),
     };
 
@@ -67,7 +72,17 @@ impl PostgresBackend {
             tag(pool_err(e).context(format!("cannot connect to {}", redact(&config.url))))
         })?;
         schema::migrate(&client, &config.table).await.map_err(tag)?;
+        let server_version: i32 = client
+            .query_one("SELECT current_setting('server_version_num')::int4", &[])
+            .await
+            .map_err(|e| tag(map_err(e)))?
+            .get(0);
         drop(client);
+        let native_digest = server_version >= digest::MIN_SERVER_VERSION;
+        let capability = Capability {
+            digest: native_digest,
+            ..Self::CAPABILITY
+        };
         let inner = Arc::new(Inner {
             pool,
             sql: Sql::new(&config.table),
@@ -85,10 +100,11 @@ impl PostgresBackend {
             )
         };
         Ok(PostgresBackend {
-            info: BackendInfo::new(name, "postgres", Self::CAPABILITY),
+            info: BackendInfo::new(name, "postgres", capability),
             config,
             inner,
             batcher,
+            native_digest,
         })
     }
 
@@ -287,6 +303,19 @@ impl Backend for PostgresBackend {
             .await
             .map_err(|e| tag(map_err(e)))?;
         Ok(())
+    }
+
+    /// Native on PostgreSQL 14 or later: one aggregate statement, one row per chunk
+    /// (see the `digest` module); the listing-based default on older servers.
+    async fn digest(&self, request: &DigestRequest) -> Result<Vec<DigestChunk>> {
+        if !self.native_digest {
+            return digest_by_listing(self, request).await;
+        }
+        let tag = self.tag(Operation::Digest);
+        request.check().map_err(&tag)?;
+        digest::digest(&self.inner, &self.config.table, request)
+            .await
+            .map_err(tag)
     }
 }
 

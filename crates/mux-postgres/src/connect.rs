@@ -46,3 +46,38 @@ impl Target {
             .map_err(|e| Error::invalid_input(format!("cannot build the pool: {e}")))
     }
 }
+
+/// One connection of its own, outside any pool (for a session-scoped lock, say), with
+/// the same URL and TLS rules as the stores; a spawned task drives it until the client
+/// is dropped. `application_name` names it in `pg_stat_activity`.
+pub async fn dedicated_connection(
+    url: &str,
+    tls: &TlsMode,
+    application_name: &str,
+) -> Result<tokio_postgres::Client> {
+    let mut target = Target::new(url, tls)?;
+    target.pg.application_name(application_name);
+    target
+        .pg
+        .connect_timeout(std::time::Duration::from_secs(10));
+    let failed = |e: tokio_postgres::Error| {
+        Error::new(
+            mux_core::ErrorKind::Unavailable,
+            format!("cannot connect to PostgreSQL at {}: {e}", redact(url)),
+        )
+    };
+    let name = application_name.to_owned();
+    let drive = move |e: tokio_postgres::Error| tracing::debug!(error = %e, connection = %name, "PostgreSQL connection closed");
+    match target.tls {
+        None => {
+            let (client, connection) = target.pg.connect(NoTls).await.map_err(failed)?;
+            tokio::spawn(async move { connection.await.unwrap_or_else(drive) });
+            Ok(client)
+        }
+        Some(tls) => {
+            let (client, connection) = target.pg.connect(tls).await.map_err(failed)?;
+            tokio::spawn(async move { connection.await.unwrap_or_else(drive) });
+            Ok(client)
+        }
+    }
+}

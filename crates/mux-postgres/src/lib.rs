@@ -21,6 +21,12 @@
 //! Concurrent single `put`s are batched transparently: whatever is queued while the pool
 //! is busy goes out together, so many callers share round trips.
 //!
+//! Range digests (`Backend::digest`, for `mux-sync`'s verify) are computed by the server:
+//! one aggregate statement hashes each row's key, version and tombstone flag with
+//! `sha256` and XORs the hashes with `bit_xor`, so one row per chunk leaves PostgreSQL
+//! (PostgreSQL 14 or later; older servers fall back to listing, and the backend then
+//! does not declare `Capability::digest`).
+//!
 //! [`PostgresFeed`] is a durable change feed (`mux_core::ChangeFeed`) in a table of its
 //! own; see its module docs for the ordering guarantee.
 #![deny(missing_docs)]
@@ -29,6 +35,7 @@ mod backend;
 mod batcher;
 mod config;
 mod connect;
+mod digest;
 mod error;
 mod feed;
 mod intent_log;
@@ -41,6 +48,7 @@ use std::sync::Arc;
 
 pub use backend::PostgresBackend;
 pub use config::{DEFAULT_MAX_VALUE_SIZE, PostgresConfig, PostgresFeedConfig, TlsMode};
+pub use connect::dedicated_connection;
 pub use feed::PostgresFeed;
 pub use intent_log::PostgresIntentLog;
 pub use schema::SCHEMA_VERSION;

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use mux_core::digest::{ChunkBuilder, DigestChunk, DigestRequest};
 use mux_core::{
-    Backend, BackendInfo, Capability, Error, Key, ListEntry, ListPage, ListRequest, Operation,
-    PutOutcome, Record, Result, Version, codec,
+    Backend, BackendInfo, Capability, Error, ErrorKind, Key, ListEntry, ListPage, ListRequest,
+    Operation, PutOutcome, Record, Result, Version, codec,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -47,7 +48,7 @@ impl RedbBackend {
         content_type: true,
         purge: true,
         durable: true,
-        digest: false,
+        digest: true,
         max_value_size: Some(DEFAULT_MAX_VALUE_SIZE),
     };
 
@@ -136,6 +137,27 @@ impl RedbBackend {
     }
 }
 
+/// The part of a stored record's header line a digest needs (serde skips the rest).
+#[derive(serde::Deserialize)]
+struct DigestHeader {
+    version: Version,
+    #[serde(default)]
+    tombstone: bool,
+}
+
+/// Reads the version and tombstone flag from a stored record's header line (the
+/// [`codec`] envelope), without decoding its tags or touching its value.
+fn digest_header(key: &str, bytes: &[u8]) -> Result<DigestHeader> {
+    let corrupt = || {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("record {key}: stored header is not valid"),
+        )
+    };
+    let newline = bytes.iter().position(|b| *b == b'\n').ok_or_else(corrupt)?;
+    serde_json::from_slice(&bytes[..newline]).map_err(|e| corrupt().with_source(e))
+}
+
 #[async_trait]
 impl Backend for RedbBackend {
     fn info(&self) -> &BackendInfo {
@@ -207,6 +229,48 @@ impl Backend for RedbBackend {
                 });
             }
             Ok(page)
+        })
+        .await
+    }
+
+    /// Native: scans the range in one read transaction, reading only each record's
+    /// version and tombstone flag.
+    async fn digest(&self, request: &DigestRequest) -> Result<Vec<DigestChunk>> {
+        let name = self.info.name.clone();
+        let tag = move |e: Error| e.with_backend(&name).with_operation(Operation::Digest);
+        let mut chunks = ChunkBuilder::new(request).map_err(&tag)?;
+        let range = request.range.clone();
+        self.blocking(Operation::Digest, move |db, err| {
+            let txn = db.begin_read().map_err(|e| err(e.into()))?;
+            let table = txn.open_table(TABLE).map_err(|e| err(e.into()))?;
+            let start: &str = match &range.after {
+                Some(a) if a.as_str() >= range.prefix.scan_start() => a.as_str(),
+                _ => range.prefix.scan_start(),
+            };
+            let end = match &range.until {
+                // An empty range (a scan may not start after its end).
+                Some(u) if u.as_str() < start => return Ok(chunks.finish()),
+                Some(u) => Bound::Included(u.as_str()),
+                None => Bound::Unbounded,
+            };
+            let entries = table
+                .range::<&str>((Bound::Included(start), end))
+                .map_err(|e| err(e.into()))?;
+            for item in entries {
+                let (k, v) = item.map_err(|e| err(e.into()))?;
+                let key = k.value();
+                if range.is_past(key) {
+                    break;
+                }
+                if !range.contains(key) {
+                    continue;
+                }
+                let header = digest_header(key, v.value()).map_err(&tag)?;
+                let key = Key::new(key)
+                    .map_err(|e| tag(Error::new(ErrorKind::Corrupt, e.message().to_owned())))?;
+                chunks.push(&key, header.version, header.tombstone);
+            }
+            Ok(chunks.finish())
         })
         .await
     }

@@ -145,7 +145,8 @@ impl Checkpoint {
             last_key: last_key.map(|k| k.as_str().to_owned()),
             progress: progress.snapshot(),
         };
-        let text = serde_json::to_string_pretty(&saved).map_err(|e| Error::internal(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&saved).map_err(|e| Error::internal(e.to_string()))?;
         let tmp = self.path.with_extension("tmp");
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, &self.path))

@@ -83,6 +83,17 @@ impl Divergence {
     pub fn highest(&self) -> Option<Version> {
         self.replicas.iter().filter_map(|r| r.version).max()
     }
+
+    /// How far behind the most stale store that holds the key is: the highest version's
+    /// physical time minus the oldest held version's, in milliseconds (a store without
+    /// the key has no version to measure, so it counts for nothing).
+    pub fn lag_ms(&self) -> u64 {
+        let held = || self.replicas.iter().filter_map(|r| r.version);
+        match (held().max(), held().min()) {
+            (Some(high), Some(low)) => high.physical_ms().saturating_sub(low.physical_ms()),
+            _ => 0,
+        }
+    }
 }
 
 /// Converges `d` by writing the highest version (a tombstone included) to every store

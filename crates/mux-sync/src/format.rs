@@ -110,7 +110,8 @@ pub fn parse_line(text: &str, number: u64) -> Result<Line> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(line.value.as_bytes())
         .map_err(|e| bad(format!("the value of {key} is not base64 ({e})")))?;
-    let record = Record::from_parts(key, bytes.into(), line.meta).map_err(|e| bad(e.to_string()))?;
+    let record =
+        Record::from_parts(key, bytes.into(), line.meta).map_err(|e| bad(e.to_string()))?;
     Ok(Line::Record(record))
 }
 
@@ -120,9 +121,13 @@ mod tests {
 
     #[test]
     fn a_record_line_round_trips_exactly() {
-        let r = Record::new(Key::new("a/b").unwrap(), vec![0u8, 255, 10], Version::new(7, 1, 2))
-            .with_tag("class", "pii")
-            .with_content_type("application/octet-stream");
+        let r = Record::new(
+            Key::new("a/b").unwrap(),
+            vec![0u8, 255, 10],
+            Version::new(7, 1, 2),
+        )
+        .with_tag("class", "pii")
+        .with_content_type("application/octet-stream");
         let line = record_line(&r);
         assert!(!line.contains('\n'));
         assert_eq!(parse_line(&line, 2).unwrap(), Line::Record(r));

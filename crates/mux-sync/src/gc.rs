@@ -65,7 +65,9 @@ pub async fn collect_garbage(
     options: &GcOptions,
 ) -> Result<GcReport> {
     if backends.is_empty() {
-        return Err(Error::invalid_input("tombstone GC needs the route's stores"));
+        return Err(Error::invalid_input(
+            "tombstone GC needs the route's stores",
+        ));
     }
     if let Some(b) = backends.iter().find(|b| !b.info().capability.purge) {
         return Err(Error::unsupported(format!(
@@ -101,10 +103,10 @@ pub async fn collect_garbage(
                 report.young += 1;
                 continue;
             }
-            let everywhere = row
-                .entries
-                .iter()
-                .all(|e| e.as_ref().is_some_and(|e| e.meta.tombstone && e.meta.version == version));
+            let everywhere = row.entries.iter().all(|e| {
+                e.as_ref()
+                    .is_some_and(|e| e.meta.tombstone && e.meta.version == version)
+            });
             if !everywhere {
                 report.held_back += 1;
                 options.progress.skipped(1);

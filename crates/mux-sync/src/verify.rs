@@ -76,6 +76,11 @@ pub struct VerifyReport {
     pub repaired: u64,
     /// Keys whose repair failed.
     pub repair_failed: u64,
+    /// The replica lag seen, over every divergent key (not only the sample): the largest
+    /// gap, in milliseconds of the versions' physical time, between a key's highest
+    /// version and an older version a store still held (0 when no store held an older
+    /// version: consistent, or only missing keys).
+    pub max_lag_ms: u64,
     /// The first divergent keys, in full.
     pub sample: Vec<Divergence>,
     /// The first repair errors.
@@ -102,6 +107,7 @@ impl VerifyReport {
             DivergenceKind::TombstoneOneSide => self.tombstone_one_side += 1,
             DivergenceKind::VersionDiffers => self.version_differs += 1,
         }
+        self.max_lag_ms = self.max_lag_ms.max(d.lag_ms());
         if self.sample.len() < sample {
             self.sample.push(d);
         }
@@ -187,10 +193,24 @@ struct Pending {
 const MAX_DEPTH: usize = 48;
 
 impl Run<'_> {
-    async fn digest_all(&mut self, request: &DigestRequest) -> Result<Vec<Vec<DigestChunk>>> {
-        self.options.throttle.acquire(self.backends.len()).await;
-        let chunks = try_join_all(self.backends.iter().map(|b| b.digest(request))).await?;
-        self.report.digest_requests += self.backends.len() as u64;
+    /// Asks every store but `skip` for the digests of `request` (`skip`'s entry is
+    /// left empty).
+    async fn digest_all(
+        &mut self,
+        request: &DigestRequest,
+        skip: Option<usize>,
+    ) -> Result<Vec<Vec<DigestChunk>>> {
+        let asked = self.backends.len() - usize::from(skip.is_some());
+        self.options.throttle.acquire(asked).await;
+        let chunks = try_join_all(self.backends.iter().enumerate().map(|(i, b)| async move {
+            if Some(i) == skip {
+                Ok(Vec::new())
+            } else {
+                b.digest(request).await
+            }
+        }))
+        .await?;
+        self.report.digest_requests += asked as u64;
         self.report.bytes_read += chunks.iter().flatten().map(chunk_bytes).sum::<u64>();
         Ok(chunks)
     }
@@ -207,7 +227,7 @@ impl Run<'_> {
                 Some(d) => d,
                 None => {
                     let whole = DigestRequest::whole(p.range.clone());
-                    let chunks = self.digest_all(&whole).await?;
+                    let chunks = self.digest_all(&whole, None).await?;
                     chunks.iter().map(|c| c[0].digest).collect()
                 }
             };
@@ -248,9 +268,8 @@ impl Run<'_> {
                 range: p.range.clone(),
                 splits: Splits::At(splits.clone()),
             };
-            let mut per_backend = self.digest_all(&at).await?;
-            // The reference's own chunks are already known; its second answer is the
-            // same, so keep the first.
+            // The reference's own chunks are already known.
+            let mut per_backend = self.digest_all(&at, Some(reference)).await?;
             per_backend[reference] = ref_chunks;
             let mut after = p.range.after.clone();
             let mut children = Vec::with_capacity(splits.len() + 1);

@@ -33,14 +33,20 @@ fn listing_mem(name: &str) -> Arc<MemoryBackend> {
         digest: false,
         ..MemoryBackend::CAPABILITY
     };
-    Arc::new(MemoryBackend::with_info(BackendInfo::new(name, "memory", cap)))
+    Arc::new(MemoryBackend::with_info(BackendInfo::new(
+        name, "memory", cap,
+    )))
 }
 
 async fn fill(stores: &[&Arc<MemoryBackend>], n: u64) {
     let records: Vec<Record> = (0..n)
         .map(|i| {
-            Record::new(key(&format!("app/{i:06}")), format!("value {i}"), v(1000 + i))
-                .with_tag("n", i.to_string())
+            Record::new(
+                key(&format!("app/{i:06}")),
+                format!("value {i}"),
+                v(1000 + i),
+            )
+            .with_tag("n", i.to_string())
         })
         .collect();
     for s in stores {
@@ -96,6 +102,9 @@ async fn verify_by_digests_finds_exactly_the_drift_and_repair_converges() {
     assert_eq!(report.missing, 4, "{report:?}");
     assert_eq!(report.tombstone_one_side, 1);
     assert_eq!(report.version_differs, 2);
+    // The lag seen: the newer tombstone (999 999 ms) over the live app/000500 (1500 ms);
+    // the older versions (5 ms against 1077 and 4001) lag less.
+    assert_eq!(report.max_lag_ms, 999_999 - 1500);
     // Digests read far less than listing everything would.
     assert!(report.listed < 5000, "listed {}", report.listed);
 
@@ -111,7 +120,13 @@ async fn verify_by_digests_finds_exactly_the_drift_and_repair_converges() {
         .unwrap();
     assert!(after.is_consistent(), "{after:?}");
     // The newer tombstone won everywhere; the missing keys are back at their version.
-    assert!(a.get(&key("app/000500")).await.unwrap().unwrap().is_tombstone());
+    assert!(
+        a.get(&key("app/000500"))
+            .await
+            .unwrap()
+            .unwrap()
+            .is_tombstone()
+    );
     assert_eq!(
         b.get(&key("app/000077")).await.unwrap().unwrap().version(),
         v(1077)
@@ -169,13 +184,15 @@ async fn the_native_digest_matches_the_listing_digest() {
     let a = mem("a");
     fill(&[&a], 700).await;
     a.delete(&key("app/000003"), v(5000)).await.unwrap();
-    let range = KeyRange::prefix(Prefix::new("app").unwrap()).between(
-        Some(key("app/000010")),
-        Some(key("app/000650")),
-    );
+    let range = KeyRange::prefix(Prefix::new("app").unwrap())
+        .between(Some(key("app/000010")), Some(key("app/000650")));
     for splits in [
         Splits::At(vec![]),
-        Splits::At(vec![key("app/000100"), key("app/000101"), key("app/000600")]),
+        Splits::At(vec![
+            key("app/000100"),
+            key("app/000101"),
+            key("app/000600"),
+        ]),
         Splits::Every(1),
         Splits::Every(64),
         Splits::Every(641),
@@ -213,13 +230,17 @@ async fn verify_resumes_after_its_checkpoint() {
     assert_eq!(report.divergent, 1, "only the key after the checkpoint");
     assert_eq!(report.sample[0].key, key("app/002900"));
     assert_eq!(report.sample[0].kind, DivergenceKind::Missing);
-    assert_eq!(cp.load().unwrap(), None, "a finished run clears its checkpoint");
+    assert_eq!(
+        cp.load().unwrap(),
+        None,
+        "a finished run clears its checkpoint"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfill_interrupted_and_resumed_converges_under_live_writes() {
     let (a, b, new) = (mem("a"), mem("b"), mem("new"));
-    fill(&[&a, &b], 20_000).await;
+    fill(&[&a, &b], 100_000).await;
     let dir = tempfile::tempdir().unwrap();
     let cp = Checkpoint::new(dir.path().join("backfill.json"), "backfill app -> new");
     let sources = dyns(&[&a, &b]);
@@ -230,7 +251,7 @@ async fn backfill_interrupted_and_resumed_converges_under_live_writes() {
         let stores = dyns(&[&a, &b, &new]);
         tokio::spawn(async move {
             for i in 0..1000u64 {
-                let k = key(&format!("app/{:06}", i * 20));
+                let k = key(&format!("app/{:06}", i * 100));
                 let r = Record::new(k, "live", v(1_000_000 + i));
                 for s in &stores {
                     s.put(&r).await.unwrap();
@@ -246,8 +267,8 @@ async fn backfill_interrupted_and_resumed_converges_under_live_writes() {
         let options = BackfillOptions {
             checkpoint: Some(cp.clone()),
             batch: 500,
-            // Slow enough (about 5 s for 40,000 operations) to be stopped part-way.
-            throttle: Throttle::per_second(8_000),
+            // Slow enough (200,000 operations at 40,000/s) to be stopped part-way.
+            throttle: Throttle::per_second(40_000),
             ..BackfillOptions::default()
         };
         let (target, sources) = (target.clone(), sources.clone());
@@ -264,7 +285,10 @@ async fn backfill_interrupted_and_resumed_converges_under_live_writes() {
     }
     first.abort();
     let _ = first.await;
-    let resumed_after = cp.load().unwrap().expect("the first run saved a checkpoint");
+    let resumed_after = cp
+        .load()
+        .unwrap()
+        .expect("the first run saved a checkpoint");
     writer.await.unwrap();
 
     let options = BackfillOptions {
@@ -274,7 +298,10 @@ async fn backfill_interrupted_and_resumed_converges_under_live_writes() {
     let report = backfill(target, &sources, Prefix::new("app").unwrap(), &options)
         .await
         .unwrap();
-    assert_eq!(report.resumed_after.as_deref(), Some(resumed_after.as_str()));
+    assert_eq!(
+        report.resumed_after.as_deref(),
+        Some(resumed_after.as_str())
+    );
     assert_eq!(report.failed, 0);
     let check = verify(
         &dyns(&[&a, &b, &new]),
@@ -286,8 +313,11 @@ async fn backfill_interrupted_and_resumed_converges_under_live_writes() {
     assert!(check.is_consistent(), "{check:?}");
     // No updated key went back in version.
     for i in 0..1000u64 {
-        let k = key(&format!("app/{:06}", i * 20));
-        assert_eq!(new.get(&k).await.unwrap().unwrap().version(), v(1_000_000 + i));
+        let k = key(&format!("app/{:06}", i * 100));
+        assert_eq!(
+            new.get(&k).await.unwrap().unwrap().version(),
+            v(1_000_000 + i)
+        );
     }
 }
 
@@ -322,9 +352,17 @@ async fn gc_never_purges_a_tombstone_one_store_lacks() {
         ..VerifyOptions::default()
     };
     verify(&stores, Prefix::all(), &repair).await.unwrap();
-    let report = collect_garbage(&stores, Prefix::all(), &young).await.unwrap();
-    assert_eq!((report.purged, report.young), (0, 1), "inside the grace period");
-    let report = collect_garbage(&stores, Prefix::all(), &options).await.unwrap();
+    let report = collect_garbage(&stores, Prefix::all(), &young)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.purged, report.young),
+        (0, 1),
+        "inside the grace period"
+    );
+    let report = collect_garbage(&stores, Prefix::all(), &options)
+        .await
+        .unwrap();
     assert_eq!(report.purged, 1, "after repair it is collected");
     assert!(b.get(&half).await.unwrap().is_none());
 }
@@ -367,7 +405,10 @@ async fn export_wipe_import_round_trips_every_record() {
     }
     assert_eq!(fresh.list_all(&Prefix::all()).await.unwrap(), before);
     for e in &before {
-        assert_eq!(fresh.get(&e.key).await.unwrap(), a.get(&e.key).await.unwrap());
+        assert_eq!(
+            fresh.get(&e.key).await.unwrap(),
+            a.get(&e.key).await.unwrap()
+        );
     }
 
     // A file cut short is refused after importing what it holds.

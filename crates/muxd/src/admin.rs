@@ -3,17 +3,23 @@
 //! off on loopback). A tenant token with the `admin` scope reaches only its own
 //! namespace: its own dead letters, under its own key names; another tenant's dead
 //! letter answers 404, as if absent.
+//!
+//! Consistency checks and migration — verify, repair, backfill and tombstone GC jobs,
+//! export and import (`crate::jobs`, over `mux-sync`) — read and write every tenant's
+//! keys as stored, so they are the operator's too.
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mux::{DeadLetter, ErrorKind, Key, TENANTS_ROOT, Tenant};
 use serde_json::json;
 
 use crate::AppState;
 use crate::auth::{Denied, Principal, Scope};
+use crate::jobs::{self, ExportQuery, ImportQuery};
 use crate::service::ServiceError;
-use crate::service::http::Path;
+use crate::service::http::{Path, Query};
 
 /// The path prefix of the admin API: the only paths an operator token is accepted on
 /// (an operator names no tenant, so it has no keys to read or write).
@@ -221,6 +227,91 @@ pub(crate) async fn reload(
     })?;
     state.reload_by(config, &by).await?;
     Ok(axum::Json(json!({"reloaded": true})).into_response())
+}
+
+/// `POST /v1/admin/jobs` (operators only): starts a verify, repair, backfill or GC job
+/// in the background; poll `GET /v1/admin/jobs/{id}`.
+#[utoipa::path(post, path = "/v1/admin/jobs", request_body = crate::jobs::JobRequest,
+    responses((status = 202, body = crate::jobs::JobView, description = "Started (state `running`): poll `GET /v1/admin/jobs/{id}`"),
+              (status = 400, body = crate::service::ErrorBody, description = "Not a valid job: bad JSON, prefix, grace, an unknown store, too few stores, a backfill without a target"),
+              (status = 401, body = crate::service::ErrorBody), (status = 403, body = crate::service::ErrorBody),
+              (status = 409, body = crate::service::ErrorBody, description = "The same checkpointed job is running already"),
+              (status = 503, body = crate::service::ErrorBody, description = "100 jobs are running already")))]
+pub(crate) async fn start_job(
+    State(state): State<AppState>,
+    who: Who,
+    body: Bytes,
+) -> Result<Response, ServiceError> {
+    operator_only(&state, &who, "POST /v1/admin/jobs")?;
+    let view = state.jobs.start(&state, &body)?;
+    Ok((StatusCode::ACCEPTED, axum::Json(view)).into_response())
+}
+
+/// `GET /v1/admin/jobs` (operators only).
+#[utoipa::path(get, path = "/v1/admin/jobs",
+    responses((status = 200, body = crate::jobs::JobList, description = "The jobs this muxd keeps in memory (the last 100), oldest first"),
+              (status = 401, body = crate::service::ErrorBody), (status = 403, body = crate::service::ErrorBody)))]
+pub(crate) async fn list_jobs(
+    State(state): State<AppState>,
+    who: Who,
+) -> Result<Response, ServiceError> {
+    operator_only(&state, &who, "GET /v1/admin/jobs")?;
+    Ok(axum::Json(state.jobs.list()).into_response())
+}
+
+/// `GET /v1/admin/jobs/{id}` (operators only).
+#[utoipa::path(get, path = "/v1/admin/jobs/{id}", params(("id" = String, Path, description = "The id `POST /v1/admin/jobs` answered")),
+    responses((status = 200, body = crate::jobs::JobView, description = "The job: its state, live progress and, once done, its report"),
+              (status = 401, body = crate::service::ErrorBody), (status = 403, body = crate::service::ErrorBody),
+              (status = 404, body = crate::service::ErrorBody, description = "No such job (jobs are kept in memory: the last 100, none across a restart)")))]
+pub(crate) async fn get_job(
+    State(state): State<AppState>,
+    who: Who,
+    Path(id): Path<String>,
+) -> Result<Response, ServiceError> {
+    operator_only(&state, &who, "GET /v1/admin/jobs/{id}")?;
+    Ok(axum::Json(state.jobs.get(&id)?).into_response())
+}
+
+/// `GET /v1/admin/export` (operators only): the records under a prefix as JSON lines
+/// (`mux_sync::format`), streamed as they are read.
+#[utoipa::path(get, path = "/v1/admin/export",
+    params(("prefix" = Option<String>, Query, nullable = false, description = "The keys under this prefix (whole segments), as stored: a tenant's are under `tenants/<tenant>/`. Default: every key"),
+           ("as_of" = Option<String>, Query, nullable = false, description = "Export each key as it stood then: a version, an RFC 3339 time or Unix milliseconds (keys changed since need a store keeping history)"),
+           ("backends" = Option<String>, Query, nullable = false, description = "Read these stores (`a,b`; each key from the one holding its highest version) instead of muxd's routing")),
+    responses((status = 200, content_type = "application/x-ndjson", body = String,
+               description = "A header line, one line per record in key order (tombstones included; metadata exactly, the value in base64) and an end line counting the records. A stream that stops without its end line was cut short by an error (muxd logs it)"),
+              (status = 400, body = crate::service::ErrorBody, description = "A bad prefix, as_of or store name"),
+              (status = 401, body = crate::service::ErrorBody), (status = 403, body = crate::service::ErrorBody)))]
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    who: Who,
+    Query(query): Query<ExportQuery>,
+) -> Result<Response, ServiceError> {
+    operator_only(&state, &who, "GET /v1/admin/export")?;
+    let lines = jobs::export(&state, query)?;
+    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(lines));
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+/// `POST /v1/admin/import` (operators only): an export, read line by line and written
+/// at each record's own version.
+#[utoipa::path(post, path = "/v1/admin/import",
+    params(("backends" = Option<String>, Query, nullable = false, description = "Write into these stores (`a,b`) instead of through muxd's routing")),
+    request_body(content = String, content_type = "application/x-ndjson", description = "An export (`GET /v1/admin/export`), streamed; not bound by max_body_bytes"),
+    responses((status = 200, body = crate::jobs::ImportReply, description = "Imported: every record written at its own version (a second import changes nothing)"),
+              (status = 400, body = crate::service::ErrorBody, description = "Not a mux export, damaged, or cut short (its end line missing or miscounting); the records before the problem were imported, which is safe"),
+              (status = 401, body = crate::service::ErrorBody), (status = 403, body = crate::service::ErrorBody),
+              (status = 503, body = crate::service::ErrorBody, description = "A store could not take the writes")))]
+pub(crate) async fn import(
+    State(state): State<AppState>,
+    who: Who,
+    Query(query): Query<ImportQuery>,
+    body: Body,
+) -> Result<Response, ServiceError> {
+    operator_only(&state, &who, "POST /v1/admin/import")?;
+    let reply = jobs::import(&state, query, body).await?;
+    Ok(axum::Json(reply).into_response())
 }
 
 #[cfg(test)]

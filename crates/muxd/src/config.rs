@@ -97,6 +97,123 @@ pub struct ServerConfig {
     /// Logs and traces: `[telemetry]` with `log_format`, `log_level`, `otlp_endpoint`.
     #[serde(default)]
     pub telemetry: crate::telemetry::TelemetryConfig,
+    /// Background anti-entropy and tombstone GC: `[anti_entropy]` (off by default).
+    #[serde(default)]
+    pub anti_entropy: AntiEntropyConfig,
+}
+
+/// `[anti_entropy]`: every `interval`, compare the stores of each route that has two
+/// or more (and is listed) and repair what differs (`mux_sync::verify`), then, with
+/// `gc_grace`, purge the tombstones every store of the route holds
+/// (`mux_sync::collect_garbage`). Off by default.
+///
+/// ```toml
+/// [anti_entropy]
+/// enabled = true
+/// interval = "10m"          # between the starts of two passes
+/// ops_per_second = 1000     # store operations per second a pass may make (0: no limit)
+/// repair = true             # false: only count and report the divergent keys
+/// gc_grace = "10d"          # optional: tombstone GC after each pass, with this grace
+/// lease = "postgres"        # or "none"; default "postgres" with a PostgreSQL
+///                           # intent_log or [feed], else "none"
+/// exclude_prefixes = ["cache/"]   # routes (by prefix; "" is the default route) left alone
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AntiEntropyConfig {
+    /// Whether passes run at all.
+    #[serde(default)]
+    pub enabled: bool,
+    /// The time between the starts of two passes (`"10m"`); a pass that takes longer is
+    /// followed by the next one a whole interval after it ends.
+    #[serde(
+        default = "default_anti_entropy_interval",
+        deserialize_with = "anti_entropy_interval"
+    )]
+    pub interval: std::time::Duration,
+    /// The store operations per second a pass may make, over all its stores (each digest,
+    /// listing page, read or write counts once; 0: no limit).
+    #[serde(default = "default_anti_entropy_ops")]
+    pub ops_per_second: u32,
+    /// Write the highest version of each divergent key to the stores that hold less
+    /// (`false`: only count and report them).
+    #[serde(default = "default_true")]
+    pub repair: bool,
+    /// When set, tombstone GC runs after each pass: a tombstone older than this that
+    /// every store of the route holds is purged (`"10d"`). It must exceed the longest a
+    /// write can stay in flight (hinted handoff, dead letters awaiting replay).
+    #[serde(default, deserialize_with = "anti_entropy_gc_grace")]
+    pub gc_grace: Option<std::time::Duration>,
+    /// One node at a time: `"postgres"` takes a PostgreSQL advisory lock (in the
+    /// database of the intent log, else of the feed) for each pass, and a node that does
+    /// not get it skips the pass; `"none"` runs every node's passes. Default: `"postgres"`
+    /// when the intent log or the feed is on PostgreSQL, else `"none"`.
+    #[serde(default)]
+    pub lease: Option<LeaseKind>,
+    /// Routes left alone, by their `prefix` (`""` is the default route; every route with
+    /// that prefix, whatever its tenant or tags).
+    #[serde(default)]
+    pub exclude_prefixes: Vec<String>,
+}
+
+/// How anti-entropy passes are kept to one node at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseKind {
+    /// Every node runs its passes.
+    None,
+    /// A PostgreSQL session advisory lock per pass.
+    Postgres,
+}
+
+impl Default for AntiEntropyConfig {
+    fn default() -> AntiEntropyConfig {
+        AntiEntropyConfig {
+            enabled: false,
+            interval: default_anti_entropy_interval(),
+            ops_per_second: default_anti_entropy_ops(),
+            repair: true,
+            gc_grace: None,
+            lease: None,
+            exclude_prefixes: Vec::new(),
+        }
+    }
+}
+
+fn default_anti_entropy_interval() -> std::time::Duration {
+    std::time::Duration::from_secs(600)
+}
+
+fn default_anti_entropy_ops() -> u32 {
+    1000
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn duration_field<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    field: &str,
+) -> std::result::Result<std::time::Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "anti_entropy.{field}: bad duration {text:?}: {e} (write e.g. \"30s\", \"10m\", \"10d\")"
+        ))
+    })
+}
+
+fn anti_entropy_interval<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<std::time::Duration, D::Error> {
+    duration_field(d, "interval")
+}
+
+fn anti_entropy_gc_grace<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<std::time::Duration>, D::Error> {
+    duration_field(d, "gc_grace").map(Some)
 }
 
 impl ServerConfig {
@@ -117,6 +234,7 @@ impl ServerConfig {
                 log.kind
             )));
         }
+        crate::antientropy::check(&config)?;
         Ok(config)
     }
 }
@@ -185,7 +303,7 @@ impl ServerConfig {
         };
         format!(
             "listen={} grpc_listen={} auth={:?} intent_log={intent_log} feed={} routes={} \
-             backends=[{}] telemetry={{format={:?}, otlp={}}}",
+             backends=[{}] telemetry={{format={:?}, otlp={}}} anti_entropy={}",
             self.listen,
             self.grpc_listen,
             self.auth.mode,
@@ -199,6 +317,14 @@ impl ServerConfig {
             backends.join("; "),
             self.telemetry.log_format,
             self.telemetry.otlp_endpoint.as_deref().unwrap_or("off"),
+            if self.anti_entropy.enabled {
+                format!(
+                    "every {}",
+                    humantime::format_duration(self.anti_entropy.interval)
+                )
+            } else {
+                "off".to_owned()
+            },
         )
     }
 
@@ -223,6 +349,9 @@ impl ServerConfig {
         }
         if format!("{:?}", self.auth) != format!("{:?}", new.auth) {
             changes.push("[auth] changed".into());
+        }
+        if self.anti_entropy != new.anti_entropy {
+            changes.push("[anti_entropy] changed".into());
         }
         if changes.is_empty() {
             changes.push("nothing".into());

@@ -8,12 +8,17 @@
 //! `GET /v1/admin/dead-letters`, `POST /v1/admin/dead-letters/{id}/replay`,
 //! `DELETE /v1/admin/dead-letters/{id}`, `GET /v1/admin/status`, and `GET /ui`, a live
 //! status page (backends, latency, routes, dead letters) that polls the latter.
+//! Consistency checks and migration (`mux-sync`): `POST /v1/admin/jobs` (verify,
+//! repair, backfill, tombstone GC in the background), `GET /v1/admin/jobs[/{id}]`,
+//! `GET /v1/admin/export` (JSON lines, streamed) and `POST /v1/admin/import`.
 #![deny(missing_docs)]
 
 mod admin;
+pub mod antientropy;
 pub mod auth;
 pub mod config;
 pub mod grpc;
+mod jobs;
 pub mod openapi;
 pub mod readiness;
 mod rest;
@@ -95,6 +100,10 @@ pub struct AppState {
     pub events: tokio::sync::broadcast::Sender<Event>,
     /// The change feed every `Mux` of this server publishes to; watchers read it.
     pub feed: Arc<dyn mux::ChangeFeed>,
+    /// The admin jobs (verify, repair, backfill, GC) of this process.
+    jobs: Arc<jobs::Jobs>,
+    /// Background anti-entropy (`[anti_entropy]`): its last pass.
+    anti_entropy: Arc<antientropy::AntiEntropy>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -115,6 +124,11 @@ impl AppState {
     /// The `Mux` in force now.
     pub fn mux(&self) -> Mux {
         self.live().mux.clone()
+    }
+
+    /// Background anti-entropy (`[anti_entropy]`): the summary of its last pass.
+    pub fn anti_entropy(&self) -> &antientropy::AntiEntropy {
+        &self.anti_entropy
     }
 
     /// Validates `config` and swaps it in atomically: requests in flight finish on the
@@ -276,6 +290,8 @@ pub async fn build(config: &ServerConfig) -> Result<AppState> {
         max_body_bytes: config.max_body_bytes,
         events: tokio::sync::broadcast::channel(64).0,
         feed,
+        jobs: Arc::default(),
+        anti_entropy: Arc::default(),
     })
 }
 
@@ -288,6 +304,8 @@ pub struct Server {
     pub grpc_addr: SocketAddr,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     grpc_task: tokio::task::JoinHandle<()>,
+    /// Background anti-entropy passes (idle unless `[anti_entropy] enabled`).
+    anti_entropy_task: tokio::task::JoinHandle<()>,
     shutdown: Option<tokio::sync::watch::Sender<bool>>,
 }
 
@@ -309,6 +327,13 @@ impl Server {
         {
             self.grpc_task.abort();
         }
+        // A pass in progress stops at once (and releases its lease).
+        if tokio::time::timeout(drain, &mut self.anti_entropy_task)
+            .await
+            .is_err()
+        {
+            self.anti_entropy_task.abort();
+        }
         mux.settle().await;
     }
 }
@@ -328,6 +353,7 @@ pub async fn serve(config: &ServerConfig, state: AppState) -> Result<Server> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let grpc = grpc::service(state.clone());
+    let anti_entropy_task = antientropy::spawn(state.clone(), rx.clone());
     let app = rest::router(state)
         .merge(openapi::router())
         .route_layer(axum::middleware::from_fn(telemetry::trace_request));
@@ -355,6 +381,7 @@ pub async fn serve(config: &ServerConfig, state: AppState) -> Result<Server> {
         grpc_addr,
         task,
         grpc_task,
+        anti_entropy_task,
         shutdown: Some(tx),
     })
 }

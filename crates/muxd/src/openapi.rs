@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use utoipa::OpenApi;
 
+pub use crate::jobs::{ImportReply, JobKind, JobList, JobProgress, JobRequest, JobState, JobView};
 pub use crate::service::{
     BackendError, BackendOutcome, ErrorBody, ErrorDetail, HistoryEntry, HistoryReply, ListEntry,
     ListReply, WatchChange, WriteReply,
@@ -35,6 +36,11 @@ pub use crate::service::{
         crate::admin::replay_dead_letter,
         crate::admin::discard_dead_letter,
         crate::admin::reload,
+        crate::admin::start_job,
+        crate::admin::list_jobs,
+        crate::admin::get_job,
+        crate::admin::export,
+        crate::admin::import,
         crate::ui::status,
     ),
     components(schemas(
@@ -47,7 +53,14 @@ pub use crate::service::{
         ListReply,
         HistoryEntry,
         HistoryReply,
-        WatchChange
+        WatchChange,
+        JobRequest,
+        JobKind,
+        JobState,
+        JobProgress,
+        JobView,
+        JobList,
+        ImportReply
     ))
 )]
 pub struct ApiDoc;

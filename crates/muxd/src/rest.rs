@@ -105,6 +105,13 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/v1/admin/reload", post(admin::reload))
         .route("/v1/admin/status", get(crate::ui::status))
+        .route(
+            "/v1/admin/jobs",
+            get(admin::list_jobs).post(admin::start_job),
+        )
+        .route("/v1/admin/jobs/{id}", get(admin::get_job))
+        .route("/v1/admin/export", get(admin::export))
+        .route("/v1/admin/import", post(admin::import))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,

@@ -19,7 +19,9 @@
 //! - cache hit ratio and feed freshness: [`mux::Mux::stats`] and
 //!   [`mux::Mux::cache_is_fresh`]; feed lag: the `mux_feed_lag_seconds` gauge the
 //!   coordinator sets as it applies changes from the feed (how old the last applied
-//!   change was), read from this process's metrics.
+//!   change was), read from this process's metrics;
+//! - anti-entropy: `[anti_entropy]` and the summary of this node's last pass
+//!   ([`crate::antientropy::AntiEntropy::last_pass`]).
 
 use axum::Router;
 use axum::extract::State;
@@ -191,6 +193,11 @@ async fn gather(state: &AppState) -> Result<Value, mux::Error> {
         },
         "cache": cache,
         "feed": feed,
+        "anti_entropy": {
+            "enabled": live.config.anti_entropy.enabled,
+            "interval_ms": live.config.anti_entropy.interval.as_millis() as u64,
+            "last_pass": state.anti_entropy().last_pass(),
+        },
     }))
 }
 
