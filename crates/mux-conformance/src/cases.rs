@@ -14,10 +14,12 @@ use mux_core::{BackendExt, ErrorKind, Key, ListRequest, Prefix, PutOutcome, Reco
 
 use crate::{CaseResult, Ctx, Failure};
 
+mod digest;
 mod history;
 mod keys;
 mod listing;
 mod writes;
+pub use digest::digest_matches_listing;
 pub use history::{
     as_of_time, as_of_version, history_keeps_tombstones, history_matches_capability,
     history_newest_first, history_of_one_key, history_pages, history_skips_superseded,
@@ -73,6 +75,7 @@ cases!(
     list_entries_current,
     list_limit_obeyed,
     list_empty_prefix,
+    digest_matches_listing,
     concurrent_writers,
     many_writers_many_keys,
     batch_mixed,

@@ -50,6 +50,9 @@ enum Flaw {
     TruncatesBatches,
     /// A too-large value fails as a temporary error (a coordinator would retry forever).
     TemporaryTooLarge,
+    /// A native digest that leaves tombstones out (two stores that disagree on a
+    /// delete would look the same).
+    DigestSkipsTombstones,
 }
 
 #[derive(Debug)]
@@ -110,6 +113,28 @@ impl Backend for Broken {
     async fn get(&self, key: &Key) -> Result<Option<Record>> {
         let stored = self.inner.get(&self.stored_key(key)).await?;
         Ok(stored.map(|r| r.with_key(key.clone())))
+    }
+    async fn digest(
+        &self,
+        request: &mux_core::digest::DigestRequest,
+    ) -> Result<Vec<mux_core::digest::DigestChunk>> {
+        if self.flaw != Flaw::DigestSkipsTombstones {
+            return mux_core::digest_by_listing(self, request).await;
+        }
+        let mut chunks = mux_core::digest::ChunkBuilder::new(request)?;
+        let mut list = request.range.list_request(1000);
+        loop {
+            let page = self.list(&list).await?;
+            for e in page.entries.iter().filter(|e| !e.meta.tombstone) {
+                if request.range.contains(e.key.as_str()) {
+                    chunks.push(&e.key, e.meta.version, false);
+                }
+            }
+            match page.next_cursor {
+                Some(c) => list.cursor = Some(c),
+                None => return Ok(chunks.finish()),
+            }
+        }
     }
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {
         let mut request = request.clone();
@@ -463,6 +488,12 @@ async fn catches_batches_cut_short() {
 async fn catches_a_too_large_error_marked_temporary() {
     let report = report_for(Flaw::TemporaryTooLarge).await;
     assert_caught(&report, &["errors_are_classified"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catches_a_digest_that_leaves_tombstones_out() {
+    let report = report_for(Flaw::DigestSkipsTombstones).await;
+    assert_caught(&report, &["digest_matches_listing"]);
 }
 
 #[test]
