@@ -233,8 +233,23 @@ impl InfluxBackend {
         }
     }
 
-    /// Runs InfluxQL statements (POST `/query`, times as integer nanoseconds).
+    /// Runs InfluxQL statements (POST `/query`, times as integer nanoseconds). A
+    /// statement refused because a shard's engine was closing is sent again, up to
+    /// three times (every statement mux sends is idempotent: reads and deletes).
     pub(crate) async fn query(&self, q: &str) -> Result<Response> {
+        let mut attempt = 0u32;
+        loop {
+            match self.query_once(q).await {
+                Err(e) if attempt < 3 && e.message().contains(crate::error::ENGINE_CLOSED) => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn query_once(&self, q: &str) -> Result<Response> {
         let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
         let mut body = format!("db={}&epoch=ns&q={}", enc(&self.config.database), enc(q));
         if let Some(rp) = &self.config.retention_policy {

@@ -43,6 +43,11 @@ pub(crate) fn from_status(status: u16, body: &str) -> Error {
     }
 }
 
+/// What 1.x answers while a shard's storage engine is being closed and reopened (seen
+/// when another database is dropped at the same moment): the statement may pass when
+/// sent again.
+pub(crate) const ENGINE_CLOSED: &str = "engine is closed";
+
 /// An error inside a `/query` answer of status 200.
 pub(crate) fn from_statement(message: &str) -> Error {
     let kind = if message.starts_with("database not found") {
@@ -51,11 +56,13 @@ pub(crate) fn from_statement(message: &str) -> Error {
         ErrorKind::PermissionDenied
     } else if message.contains("timeout") || message.contains("max-") {
         ErrorKind::Overloaded
+    } else if message.contains(ENGINE_CLOSED) {
+        ErrorKind::Unavailable
     } else {
         ErrorKind::Internal
     };
     let err = Error::new(kind, format!("InfluxQL: {message}"));
-    if kind == ErrorKind::Overloaded {
+    if matches!(kind, ErrorKind::Overloaded | ErrorKind::Unavailable) {
         err.temporary()
     } else {
         err.permanent()
@@ -127,5 +134,7 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Corrupt);
         let e = from_statement("database not found: mux");
         assert_eq!((e.kind(), e.is_temporary()), (ErrorKind::NotFound, false));
+        let e = from_statement("engine is closed");
+        assert_eq!((e.kind(), e.is_temporary()), (ErrorKind::Unavailable, true));
     }
 }
