@@ -96,7 +96,10 @@ impl MergedListing {
                     _ => None,
                 })
                 .collect();
-            rows.push(Row { key, entries });
+            // mux's own records (the store markers) are no data to compare or copy.
+            if !mux_core::is_reserved(key.as_str()) {
+                rows.push(Row { key, entries });
+            }
         }
         Ok(Some(rows))
     }

@@ -143,6 +143,24 @@ pub(crate) async fn health_report(
     Ok(axum::Json(state.mux().health_report().await?).into_response())
 }
 
+#[utoipa::path(post, path = "/v1/admin/backends/{name}/restored", params(("name" = String, Path)),
+    responses((status = 200, description = "The store is marked afresh and reads use it again \
+               (after the operator refilled it; see [mux.resilience] markers)"),
+              (status = 401, body = crate::service::ErrorBody), (status = 403, body = crate::service::ErrorBody),
+              (status = 404, body = crate::service::ErrorBody, description = "No backend has that name")))]
+pub(crate) async fn mark_restored(
+    State(state): State<AppState>,
+    who: Who,
+    Path(name): Path<String>,
+) -> Result<Response, ServiceError> {
+    operator_only(&state, &who, "POST /v1/admin/backends/{name}/restored")?;
+    let mux = state.mux();
+    let was = crate::antientropy::staleness(&mux, &name);
+    mux.mark_restored(&name).await?;
+    tracing::info!(backend = %name, was = ?was, "store declared restored by an operator");
+    Ok(axum::Json(json!({ "backend": name, "was_stale": was })).into_response())
+}
+
 #[utoipa::path(get, path = "/v1/admin/dead-letters",
     responses((status = 200, description = "The dead-letter queue: every tenant's for an operator, \
                the caller's own (under its own key names) for a tenant with the admin scope"),

@@ -117,6 +117,7 @@ pub struct ServerConfig {
 /// lease = "postgres"        # or "none"; default "postgres" with a PostgreSQL
 ///                           # intent_log or [feed], else "none"
 /// exclude_prefixes = ["cache/"]   # routes (by prefix; "" is the default route) left alone
+/// restore_stale = true      # backfill a store its marker finds stale, then read it again
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,6 +155,12 @@ pub struct AntiEntropyConfig {
     /// that prefix, whatever its tenant or tags).
     #[serde(default)]
     pub exclude_prefixes: Vec<String>,
+    /// When `[mux.resilience] markers` finds a store stale (it came back empty or old),
+    /// backfill it from its routes' other stores and put it back into reads (whether
+    /// passes are `enabled` or not). `false`: it stays out of reads until an operator
+    /// refills it and calls `POST /v1/admin/backends/{name}/restored`.
+    #[serde(default = "default_true")]
+    pub restore_stale: bool,
 }
 
 /// How anti-entropy passes are kept to one node at a time.
@@ -176,6 +183,7 @@ impl Default for AntiEntropyConfig {
             gc_grace: None,
             lease: None,
             exclude_prefixes: Vec::new(),
+            restore_stale: true,
         }
     }
 }

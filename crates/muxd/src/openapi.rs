@@ -32,6 +32,7 @@ pub use crate::service::{
         crate::readiness::readyz,
         crate::rest::metrics,
         crate::admin::health_report,
+        crate::admin::mark_restored,
         crate::admin::dead_letters,
         crate::admin::replay_dead_letter,
         crate::admin::discard_dead_letter,

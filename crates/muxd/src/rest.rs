@@ -96,6 +96,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/admin/health", get(admin::health_report))
         .route("/v1/admin/dead-letters", get(admin::dead_letters))
         .route(
+            "/v1/admin/backends/{name}/restored",
+            post(admin::mark_restored),
+        )
+        .route(
             "/v1/admin/dead-letters/{id}/replay",
             post(admin::replay_dead_letter),
         )

@@ -445,6 +445,11 @@ pub struct ResilienceConfig {
     /// How often each backend is probed with `health` (0 turns probing off).
     #[serde(with = "crate::resilience::millis")]
     pub health_interval: Duration,
+    /// Store markers: every `health_interval`, notice a store that came back empty or
+    /// old (restarted without persistence, restored from a backup) by the `_mux/markers/`
+    /// records mux keeps in every store, and leave it out of reads until it is restored
+    /// (see `Mux::mark_restored`). Needs `health_interval` above zero. Off by default.
+    pub markers: bool,
 }
 
 impl Default for ResilienceConfig {
@@ -457,6 +462,7 @@ impl Default for ResilienceConfig {
             bulkhead: BulkheadConfig::default(),
             handoff_concurrency: 32,
             health_interval: Duration::from_secs(5),
+            markers: false,
         }
     }
 }

@@ -71,6 +71,9 @@ impl Inner {
                     tick.tick().await;
                     let Some(inner) = weak.upgrade() else { return };
                     inner.probe().await;
+                    if inner.resilience.markers {
+                        inner.check_markers().await;
+                    }
                 }
             });
         }

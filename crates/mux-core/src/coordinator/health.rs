@@ -36,6 +36,9 @@ pub struct HealthReport {
     pub hints_pending: usize,
     /// Writes it could not apply, waiting in the dead-letter queue.
     pub dead_letters: usize,
+    /// Why its mux marker says it lost data (reads leave it out); `None` when it is
+    /// whole or markers are off.
+    pub stale: Option<super::Staleness>,
 }
 
 impl Inner {
@@ -77,6 +80,7 @@ impl Mux {
                     in_flight: s.gate().in_flight(),
                     hints_pending: s.hints_pending.load(Ordering::SeqCst),
                     dead_letters: dead.get(&*s.name).copied().unwrap_or(0),
+                    stale: s.marker.staleness(),
                 }
             })
             .collect())

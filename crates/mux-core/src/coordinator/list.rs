@@ -100,6 +100,25 @@ impl Inner {
             .collect();
         slots.sort_unstable();
         slots.dedup();
+        // Stores found stale by their markers are left out where a route has another.
+        let stale = |s: &usize| self.slots[*s].marker.is_stale();
+        if slots.iter().any(stale) {
+            let needed = |s: &usize| {
+                routes.iter().any(|r| {
+                    r.targets.iter().any(|(t, _)| t == s)
+                        && !r
+                            .targets
+                            .iter()
+                            .any(|(t, _)| slots.contains(t) && !stale(t))
+                })
+            };
+            let keep: Vec<usize> = slots
+                .iter()
+                .copied()
+                .filter(|s| !stale(s) || needed(s))
+                .collect();
+            slots = keep;
+        }
         let pages = join_all(slots.iter().map(|&s| async move {
             let slot = &self.slots[s];
             (
@@ -175,6 +194,8 @@ impl Inner {
         } else {
             horizon
         };
+        // mux's own records (`_mux/…`, the store markers) are not the application's.
+        entries.retain(|e| !super::is_reserved(e.key.as_str()));
         let Some(t) = &options.tenant else {
             return Ok(ListPage {
                 entries,

@@ -16,6 +16,7 @@ mod handoff;
 mod health;
 mod history;
 mod list;
+mod markers;
 mod read;
 mod stats;
 mod write;
@@ -45,6 +46,7 @@ pub use config::{
     RouteConfig, RouteTarget, WriteConsistency,
 };
 pub use health::HealthReport;
+pub use markers::{RESERVED_ROOT, Staleness, is_reserved};
 pub use stats::{CacheStats, MuxStats};
 pub use write::{BackendWrite, WriteOutcome, WriteReport};
 
@@ -90,6 +92,8 @@ pub(crate) struct Slot {
     /// Bounds the hints being delivered to this backend at once.
     pub(crate) handoff: tokio::sync::Semaphore,
     pub(crate) hints_pending: AtomicUsize,
+    /// Whether its mux marker says it lost data (`markers.rs`).
+    pub(crate) marker: markers::MarkerState,
 }
 
 impl Slot {
@@ -101,6 +105,7 @@ impl Slot {
             backend,
             handoff: tokio::sync::Semaphore::new(resilience.handoff_concurrency.max(1)),
             hints_pending: AtomicUsize::new(0),
+            marker: markers::MarkerState::default(),
         }
     }
 

@@ -86,7 +86,16 @@ impl Inner {
         policy: ReadPolicy,
     ) -> Result<Option<Record>> {
         match policy {
-            ReadPolicy::Primary => fetch(self.slot(route, route.primary), key).await,
+            ReadPolicy::Primary => {
+                // A primary found stale by its marker gives way to the next in order.
+                let primary = self.slot(route, route.primary);
+                let p = if primary.marker.is_stale() {
+                    self.read_order(route)[0]
+                } else {
+                    route.primary
+                };
+                fetch(self.slot(route, p), key).await
+            }
             ReadPolicy::FirstHealthy => self.first_healthy(route, key).await,
             ReadPolicy::Fastest => self.fastest(route, key).await,
             ReadPolicy::Hedged { delay } => self.hedged(route, key, delay).await,
@@ -102,16 +111,47 @@ impl Inner {
         &self.slots[route.targets[position].0]
     }
 
-    /// The route's read order, with backends whose circuit is open moved to the end.
+    /// The route's read order, with backends whose circuit is open moved to the end,
+    /// and without those found stale by their markers (unless all of them are).
     pub(super) fn read_order<'r>(&self, route: &'r Route) -> Cow<'r, [usize]> {
         let open = |p: &usize| self.slot(route, *p).circuit().state() == CircuitState::Open;
-        if !route.read_order.iter().any(open) {
+        let stale = |p: &usize| self.slot(route, *p).marker.is_stale();
+        let any_stale = route.read_order.iter().any(stale);
+        if !any_stale && !route.read_order.iter().any(open) {
             return Cow::Borrowed(&route.read_order);
         }
+        let whole: Vec<usize> = if any_stale && !route.read_order.iter().all(stale) {
+            route
+                .read_order
+                .iter()
+                .copied()
+                .filter(|p| !stale(p))
+                .collect()
+        } else {
+            route.read_order.clone()
+        };
         let (mut healthy, down): (Vec<usize>, Vec<usize>) =
-            route.read_order.iter().partition(|p| !open(p));
+            whole.into_iter().partition(|p| !open(p));
         healthy.extend(down);
         Cow::Owned(healthy)
+    }
+
+    /// The voters a gathering read asks, and how many answers it needs: voters found
+    /// stale by their markers are left out (their answer could be the stale one), and
+    /// it needs at most as many answers as the others can give.
+    fn gathering(&self, route: &Route, required: usize) -> (Vec<usize>, usize) {
+        let whole: Vec<usize> = route
+            .voters
+            .iter()
+            .copied()
+            .filter(|&p| !self.slot(route, p).marker.is_stale())
+            .collect();
+        if whole.is_empty() || whole.len() == route.voters.len() {
+            (route.voters.clone(), required)
+        } else {
+            let n = whole.len();
+            (whole, required.min(n))
+        }
     }
 
     async fn first_healthy(&self, route: &Route, key: &Key) -> Result<Option<Record>> {
@@ -200,8 +240,8 @@ impl Inner {
     /// Asks every voter, waits for `required` answers, returns the highest version and
     /// repairs the answers that were stale.
     async fn gather(&self, route: &Route, key: &Key, required: usize) -> Result<Option<Record>> {
-        let mut calls: FuturesUnordered<Call> = route
-            .voters
+        let (voters, required) = self.gathering(route, required);
+        let mut calls: FuturesUnordered<Call> = voters
             .iter()
             .map(|&p| call(self.slot(route, p).clone(), p, key.clone()))
             .collect();

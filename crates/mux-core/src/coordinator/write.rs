@@ -195,6 +195,14 @@ impl Inner {
             .meta()
             .check(record.key())
             .map_err(|e| e.with_operation(op_of(&record)))?;
+        if super::is_reserved(record.key().as_str()) {
+            return Err(Error::invalid_input(format!(
+                "{} is in mux's own namespace ({}/…, where it keeps store markers); choose a key outside it",
+                record.key(),
+                super::RESERVED_ROOT
+            ))
+            .with_operation(op_of(&record)));
+        }
         // Routes match the tenant's key; the record is stored under its namespace.
         let route = self.route_for(record.key().as_str(), &record.meta().tags, tenant);
         let level = consistency.unwrap_or(route.config.write);

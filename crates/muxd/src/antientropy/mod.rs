@@ -58,8 +58,10 @@ use crate::config::{AntiEntropyConfig, ServerConfig};
 use crate::{AppState, Live};
 
 mod lease;
+mod restore;
 pub use lease::PostgresLease;
 use lease::lease_target;
+pub(crate) use restore::staleness;
 
 /// The PostgreSQL advisory lock key every muxd takes for a pass: FNV-1a (64 bits) of
 /// `"mux-antientropy"`, as a signed 64-bit key.
@@ -205,7 +207,13 @@ pub(crate) fn spawn(
     state: AppState,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(state, shutdown))
+    tokio::spawn(async move {
+        // The restorer of stale stores runs beside the passes, on its own schedule.
+        tokio::join!(
+            run(state.clone(), shutdown.clone()),
+            restore::run(state, shutdown)
+        );
+    })
 }
 
 /// What a pass depends on: a reload that changes it restarts the schedule.
