@@ -431,6 +431,10 @@ fn anti_entropy_is_off_by_default() {
     assert!(cluster.anti_entropy.enabled);
     assert_eq!(cluster.anti_entropy.interval, Duration::from_secs(300));
     assert_eq!(cluster.anti_entropy.ops_per_second, 500);
+    // Store markers: off by default, on in the cluster example, restored automatically.
+    assert!(!embedded.mux.resilience.markers);
+    assert!(cluster.mux.resilience.markers);
+    assert!(cluster.anti_entropy.restore_stale);
 }
 
 #[test]

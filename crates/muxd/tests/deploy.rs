@@ -358,6 +358,9 @@ cache = {{ capacity = 1000, ttl = "10m", max_staleness = "2s" }}
 backends = [{{ backend = "fs", role = "primary" }}, {{ backend = "memory", role = "replica" }}]
 write = "all"
 read = "quorum"
+[mux.resilience]
+markers = true
+health_interval = 200
 "#,
         fs = dir.join("fs").display()
     )
@@ -388,13 +391,15 @@ async fn rules_and_dashboard_use_only_exported_metrics() {
     assert_eq!(request(addr, "GET", "/readyz", &[], b"").await.status, 200);
     assert_eq!(request(addr, "GET", "/healthz", &[], b"").await.status, 200);
 
-    // The feed lag gauge appears once the cache's feed tail has read a change.
+    // The feed lag gauge appears once the cache's feed tail has read a change, the
+    // store-marker gauge after the first marker check.
     let deadline = Instant::now() + Duration::from_secs(10);
     let exposition = loop {
         let metrics = request(addr, "GET", "/metrics", &[], b"").await;
         assert_eq!(metrics.status, 200);
         let text = metrics.text();
-        if text.contains("mux_feed_lag_seconds") || Instant::now() > deadline {
+        let all = text.contains("mux_feed_lag_seconds") && text.contains("mux_store_stale");
+        if all || Instant::now() > deadline {
             break text;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
