@@ -134,6 +134,15 @@ impl Digest {
         self.add(entry.key.as_str(), entry.meta.version, entry.meta.tombstone);
     }
 
+    /// The digest of `self` without `other`, a subset of it.
+    pub fn without(mut self, other: Digest) -> Digest {
+        self.count = self.count.saturating_sub(other.count);
+        for (h, o) in self.hash.iter_mut().zip(other.hash) {
+            *h ^= o;
+        }
+        self
+    }
+
     /// The digest of the union of two disjoint sets.
     pub fn combine(mut self, other: Digest) -> Digest {
         self.count += other.count;
@@ -290,6 +299,45 @@ impl ChunkBuilder {
             };
             self.chunks.push(chunk);
         }
+    }
+
+    /// Whether a run of `count` entries that all sort at or after `first` and before
+    /// `end` (`None`: no bound) can be added whole with [`ChunkBuilder::push_digest`]:
+    /// it crosses no split key ([`Splits::At`]) and does not fill the chunk
+    /// ([`Splits::Every`]). For stores that keep per-block sums.
+    pub fn takes_whole(&self, first: &str, end: Option<&str>, count: u64) -> bool {
+        match &self.splits {
+            Splits::At(splits) => {
+                let next = splits[self.next_split..]
+                    .iter()
+                    .find(|s| s.as_str() >= first);
+                match (next, end) {
+                    (None, _) => true,
+                    (Some(split), Some(end)) => end <= split.as_str(),
+                    (Some(_), None) => false,
+                }
+            }
+            Splits::Every(n) => self.current.count + count < *n,
+        }
+    }
+
+    /// Adds a run of entries by their digest; only where [`ChunkBuilder::takes_whole`]
+    /// said so, in key order with the entries pushed one by one.
+    pub fn push_digest(&mut self, first: &str, digest: Digest) {
+        if let Splits::At(splits) = &self.splits {
+            while let Some(split) = splits.get(self.next_split) {
+                if first <= split.as_str() {
+                    break;
+                }
+                let chunk = DigestChunk {
+                    last: Some(split.clone()),
+                    digest: std::mem::take(&mut self.current),
+                };
+                self.chunks.push(chunk);
+                self.next_split += 1;
+            }
+        }
+        self.current = self.current.combine(digest);
     }
 
     /// The chunks: for [`Splits::At`] exactly one per split plus the last; for

@@ -7,13 +7,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use mux_core::digest::{ChunkBuilder, DigestChunk, DigestRequest};
+use mux_core::digest::{DigestChunk, DigestRequest, entry_hash};
 use mux_core::{
-    Backend, BackendInfo, Capability, Error, ErrorKind, Key, ListEntry, ListPage, ListRequest,
-    Operation, PutOutcome, Record, Result, Version, codec,
+    Backend, BackendInfo, Capability, Error, Key, ListEntry, ListPage, ListRequest, Operation,
+    PutOutcome, Record, Result, Version, codec,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
+use crate::blocks::{self, BLOCKS};
 use crate::config::DEFAULT_MAX_VALUE_SIZE;
 use crate::error::map_err;
 
@@ -66,7 +67,12 @@ impl RedbBackend {
         }
         let db = Database::create(&path).map_err(|e| err(e.into()))?;
         let txn = db.begin_write().map_err(|e| err(e.into()))?;
-        txn.open_table(TABLE).map_err(|e| err(e.into()))?;
+        {
+            let records = txn.open_table(TABLE).map_err(|e| err(e.into()))?;
+            let mut blocks = txn.open_table(BLOCKS).map_err(|e| err(e.into()))?;
+            blocks::ensure_built(&records, &mut blocks)
+                .map_err(|e| e.with_backend(name).with_operation(Operation::Open))?;
+        }
         txn.commit().map_err(|e| err(e.into()))?;
         Ok(RedbBackend {
             info: BackendInfo::new(name, "redb", Self::CAPABILITY),
@@ -79,6 +85,12 @@ impl RedbBackend {
     pub fn with_max_value_size(mut self, max: usize) -> RedbBackend {
         self.info.capability.max_value_size = Some(max);
         self
+    }
+
+    /// The open database (for this crate's tests).
+    #[cfg(test)]
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
     }
 
     /// The database file.
@@ -115,47 +127,31 @@ impl RedbBackend {
         let mut outcomes = Vec::with_capacity(records.len());
         {
             let mut table = txn.open_table(TABLE).map_err(|e| err(e.into()))?;
+            let mut sums = txn.open_table(BLOCKS).map_err(|e| err(e.into()))?;
+            let mut cache = blocks::SumCache::default();
             for record in records {
-                let stored = match table
-                    .get(record.key().as_str())
-                    .map_err(|e| err(e.into()))?
-                {
-                    Some(bytes) => Some(codec::decode_header(bytes.value())?.1.version),
+                let key = record.key().as_str();
+                let stored = match table.get(key).map_err(|e| err(e.into()))? {
+                    Some(bytes) => Some(codec::decode_header(bytes.value())?.1),
                     None => None,
                 };
-                let outcome = PutOutcome::decide(stored, record.version());
+                let outcome =
+                    PutOutcome::decide(stored.as_ref().map(|m| m.version), record.version());
                 if outcome.is_applied() {
                     table
-                        .insert(record.key().as_str(), codec::encode(record).as_slice())
+                        .insert(key, codec::encode(record).as_slice())
                         .map_err(|e| err(e.into()))?;
+                    let old = stored.map(|m| entry_hash(key, m.version, m.tombstone));
+                    let new = entry_hash(key, record.version(), record.is_tombstone());
+                    cache.write(&table, &mut sums, key, old, new)?;
                 }
                 outcomes.push(outcome);
             }
+            cache.flush(&mut sums)?;
         }
         txn.commit().map_err(|e| err(e.into()))?;
         Ok(outcomes)
     }
-}
-
-/// The part of a stored record's header line a digest needs (serde skips the rest).
-#[derive(serde::Deserialize)]
-struct DigestHeader {
-    version: Version,
-    #[serde(default)]
-    tombstone: bool,
-}
-
-/// Reads the version and tombstone flag from a stored record's header line (the
-/// [`codec`] envelope), without decoding its tags or touching its value.
-fn digest_header(key: &str, bytes: &[u8]) -> Result<DigestHeader> {
-    let corrupt = || {
-        Error::new(
-            ErrorKind::Corrupt,
-            format!("record {key}: stored header is not valid"),
-        )
-    };
-    let newline = bytes.iter().position(|b| *b == b'\n').ok_or_else(corrupt)?;
-    serde_json::from_slice(&bytes[..newline]).map_err(|e| corrupt().with_source(e))
 }
 
 #[async_trait]
@@ -233,44 +229,19 @@ impl Backend for RedbBackend {
         .await
     }
 
-    /// Native: scans the range in one read transaction, reading only each record's
-    /// version and tombstone flag.
+    /// Native: from the per-block sums ([`crate::blocks`]) in one read transaction,
+    /// reading records only at the chunks' edges.
     async fn digest(&self, request: &DigestRequest) -> Result<Vec<DigestChunk>> {
         let name = self.info.name.clone();
         let tag = move |e: Error| e.with_backend(&name).with_operation(Operation::Digest);
-        let mut chunks = ChunkBuilder::new(request).map_err(&tag)?;
-        let range = request.range.clone();
+        // Refuse a malformed request before going to the blocking pool.
+        request.check().map_err(&tag)?;
+        let request = request.clone();
         self.blocking(Operation::Digest, move |db, err| {
             let txn = db.begin_read().map_err(|e| err(e.into()))?;
             let table = txn.open_table(TABLE).map_err(|e| err(e.into()))?;
-            let start: &str = match &range.after {
-                Some(a) if a.as_str() >= range.prefix.scan_start() => a.as_str(),
-                _ => range.prefix.scan_start(),
-            };
-            let end = match &range.until {
-                // An empty range (a scan may not start after its end).
-                Some(u) if u.as_str() < start => return Ok(chunks.finish()),
-                Some(u) => Bound::Included(u.as_str()),
-                None => Bound::Unbounded,
-            };
-            let entries = table
-                .range::<&str>((Bound::Included(start), end))
-                .map_err(|e| err(e.into()))?;
-            for item in entries {
-                let (k, v) = item.map_err(|e| err(e.into()))?;
-                let key = k.value();
-                if range.is_past(key) {
-                    break;
-                }
-                if !range.contains(key) {
-                    continue;
-                }
-                let header = digest_header(key, v.value()).map_err(&tag)?;
-                let key = Key::new(key)
-                    .map_err(|e| tag(Error::new(ErrorKind::Corrupt, e.message().to_owned())))?;
-                chunks.push(&key, header.version, header.tombstone);
-            }
-            Ok(chunks.finish())
+            let sums = txn.open_table(BLOCKS).map_err(|e| err(e.into()))?;
+            blocks::digest(&table, &sums, &request).map_err(tag)
         })
         .await
     }
@@ -300,13 +271,16 @@ impl Backend for RedbBackend {
             let txn = db.begin_write().map_err(|e| err(e.into()))?;
             let removed = {
                 let mut table = txn.open_table(TABLE).map_err(|e| err(e.into()))?;
+                let mut sums = txn.open_table(BLOCKS).map_err(|e| err(e.into()))?;
                 let stored = match table.get(key.as_str()).map_err(|e| err(e.into()))? {
-                    Some(bytes) => Some(codec::decode_header(bytes.value())?.1.version),
+                    Some(bytes) => Some(codec::decode_header(bytes.value())?.1),
                     None => None,
                 };
                 match stored {
-                    Some(v) if v <= up_to => {
+                    Some(m) if m.version <= up_to => {
                         table.remove(key.as_str()).map_err(|e| err(e.into()))?;
+                        let old = entry_hash(key.as_str(), m.version, m.tombstone);
+                        blocks::on_remove(&mut sums, key.as_str(), old)?;
                         true
                     }
                     _ => false,

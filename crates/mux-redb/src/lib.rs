@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 mod backend;
+mod blocks;
 mod config;
 mod error;
 mod intent_log;
