@@ -43,13 +43,11 @@
 //! `mux_antientropy_last_run_timestamp_seconds` and
 //! `mux_antientropy_skipped_total{reason}` (`lease`, `lease_error`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use mux::{
-    Backend, Error, ErrorKind, Key, ListRequest, Prefix, Result, RouteConfig, TENANTS_ROOT, Tenant,
-};
+use mux::{Backend, Error, ErrorKind, Result, RouteConfig, TENANTS_ROOT};
 use mux_sync::{GcOptions, Throttle, VerifyOptions};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -59,9 +57,11 @@ use crate::{AppState, Live};
 
 mod lease;
 mod restore;
+mod scope;
 pub use lease::PostgresLease;
 use lease::lease_target;
 pub(crate) use restore::staleness;
+use scope::{Scope, ownership, tenants};
 
 /// The PostgreSQL advisory lock key every muxd takes for a pass: FNV-1a (64 bits) of
 /// `"mux-antientropy"`, as a signed 64-bit key.
@@ -388,115 +388,15 @@ async fn guarded_pass(state: &AppState, live: &Live, lease: &mut Option<Postgres
     state.anti_entropy.record(summary);
 }
 
-/// Which stored keys a scope covers, for the ownership check.
-#[derive(Clone, Debug)]
-enum Scope {
-    /// Keys stored under the route's prefix as is (no tenant); with the empty prefix,
-    /// every key, every tenant's included.
-    Untenanted,
-    /// One tenant's keys under the route's prefix.
-    Tenant(String),
-}
-
-impl Scope {
-    fn prefix(&self, route: &RouteConfig) -> Result<Prefix> {
-        let prefix = Prefix::new(&route.prefix)?;
-        match self {
-            Scope::Untenanted => Ok(prefix),
-            Scope::Tenant(t) => Tenant::new(t)?.storage_prefix(&prefix),
-        }
-    }
-
-    /// Whether keys of a route for `tenant` can be stored in this scope of a route with
-    /// `prefix`.
-    fn admits(&self, prefix: &str, tenant: Option<&str>) -> bool {
-        match (self, tenant) {
-            // The empty prefix as stored spans every tenant's namespace too.
-            (Scope::Untenanted, Some(_)) => prefix.is_empty(),
-            (Scope::Untenanted, None) => true,
-            (Scope::Tenant(t), Some(other)) => t == other,
-            (Scope::Tenant(_), None) => true,
-        }
-    }
-}
-
-/// Whether compare and GC may run on a scope of `routes[i]`: every other route whose
-/// keys can lie there must hold them on all of this route's stores or on none (compare),
-/// and on exactly this route's stores (GC). `Err` names the route in the way.
-fn ownership(routes: &[RouteConfig], i: usize, scope: &Scope) -> std::result::Result<bool, String> {
-    let route = &routes[i];
-    let stores = |r: &RouteConfig| -> BTreeSet<String> {
-        r.backends.iter().map(|t| t.backend.clone()).collect()
-    };
-    let mine = stores(route);
-    let mut gc = true;
-    for (j, other) in routes.iter().enumerate() {
-        if j == i || !scope.admits(&route.prefix, other.tenant.as_deref()) {
-            continue;
-        }
-        // Longer prefixes (and the same one with more tags or a tenant) win keys here;
-        // shorter ones only when this route's tags leave keys to them.
-        let nested = other.prefix.starts_with(&route.prefix);
-        let wider = !route.tags.is_empty() && route.prefix.starts_with(&other.prefix);
-        if !(nested || wider) {
-            continue;
-        }
-        let theirs = stores(other);
-        if theirs.is_disjoint(&mine) || theirs == mine {
-            continue;
-        }
-        if mine.is_subset(&theirs) {
-            gc = false;
-            continue;
-        }
-        let list = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(", ");
-        return Err(format!(
-            "its keys may be those of {} on other stores ({} against {}): compare them with an admin job naming the stores",
-            other.describe(),
-            list(&theirs),
-            list(&mine)
-        ));
-    }
-    Ok(gc)
-}
-
-/// The tenants with keys stored on any of `stores`, found by seeking through
-/// `tenants/`: one listing call of one entry per tenant and store.
-async fn tenants(stores: &[Arc<dyn Backend>], throttle: &Throttle) -> Result<BTreeSet<String>> {
-    let root = Prefix::new(format!("{TENANTS_ROOT}/"))?;
-    let mut found = BTreeSet::new();
-    for store in stores {
-        let mut cursor: Option<Key> = None;
-        loop {
-            throttle.acquire(1).await;
-            let request = ListRequest::new(root.clone())
-                .with_limit(1)
-                .with_cursor(cursor.clone());
-            let page = store.list(&request).await?;
-            let Some(entry) = page.entries.first() else {
-                break;
-            };
-            let rest = &entry.key.as_str()[root.as_str().len()..];
-            cursor = Some(match rest.split_once('/') {
-                Some((tenant, _)) if Tenant::new(tenant).is_ok() => {
-                    found.insert(tenant.to_owned());
-                    // `0` is the byte after `/`: past every key of this tenant, before
-                    // the next tenant's.
-                    Key::new(format!("{}{tenant}0", root.as_str()))?
-                }
-                _ => entry.key.clone(),
-            });
-            if page.next_cursor.is_none() {
-                break;
-            }
-        }
-    }
-    Ok(found)
-}
-
 /// Compares (and repairs, and collects) every route of `live`.
 async fn pass(live: &Live) -> PassSummary {
     let config = &live.config.anti_entropy;
+    // Store markers are checked every health interval; a pass checks them too, so a
+    // store that came back empty is flagged (and left out of reads) before it is
+    // compared.
+    if live.config.mux.resilience.markers {
+        live.mux.check_markers().await;
+    }
     let throttle = Throttle::per_second(config.ops_per_second);
     let mut routes = live.config.mux.routes.clone();
     routes.push(live.config.mux.default.clone());

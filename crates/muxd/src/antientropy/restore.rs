@@ -27,7 +27,7 @@ use std::time::Duration;
 use mux::{Backend, Error, Result, Staleness};
 use mux_sync::{BackfillOptions, Throttle};
 
-use super::{Scope, ownership, tenants};
+use super::scope::{Scope, ownership, tenants};
 use crate::{AppState, Live};
 
 /// What restoring one store copied.

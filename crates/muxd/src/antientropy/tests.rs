@@ -1,5 +1,6 @@
 //! Unit tests of the pass scope and the lease key.
 use super::*;
+use mux::Key;
 
 fn routes(toml: &str) -> Vec<RouteConfig> {
     let config = mux::MuxConfig::from_toml(toml).unwrap();
