@@ -275,19 +275,7 @@ impl ChunkBuilder {
 
     /// Adds the next entry by its hash.
     pub fn push_hash(&mut self, key: &Key, hash: [u8; 16]) {
-        if let Splits::At(splits) = &self.splits {
-            while let Some(split) = splits.get(self.next_split) {
-                if key.as_str() <= split.as_str() {
-                    break;
-                }
-                let chunk = DigestChunk {
-                    last: Some(split.clone()),
-                    digest: std::mem::take(&mut self.current),
-                };
-                self.chunks.push(chunk);
-                self.next_split += 1;
-            }
-        }
+        self.close_splits_before(key.as_str());
         self.current.add_hash(hash);
         self.last_seen = Some(key.clone());
         if let Splits::Every(n) = self.splits
@@ -324,9 +312,15 @@ impl ChunkBuilder {
     /// Adds a run of entries by their digest; only where [`ChunkBuilder::takes_whole`]
     /// said so, in key order with the entries pushed one by one.
     pub fn push_digest(&mut self, first: &str, digest: Digest) {
+        self.close_splits_before(first);
+        self.current = self.current.combine(digest);
+    }
+
+    /// Ends the chunk of every split key before `key` ([`Splits::At`]).
+    fn close_splits_before(&mut self, key: &str) {
         if let Splits::At(splits) = &self.splits {
             while let Some(split) = splits.get(self.next_split) {
-                if first <= split.as_str() {
+                if key <= split.as_str() {
                     break;
                 }
                 let chunk = DigestChunk {
@@ -337,7 +331,6 @@ impl ChunkBuilder {
                 self.next_split += 1;
             }
         }
-        self.current = self.current.combine(digest);
     }
 
     /// The chunks: for [`Splits::At`] exactly one per split plus the last; for

@@ -119,6 +119,18 @@ fn block_of(blocks: &impl ReadableTable<&'static str, &'static [u8]>, key: &str)
     }
 }
 
+/// The first block start after `key` (`None`: its block is the last).
+fn next_start(blocks: &Blocks<'_>, key: &str) -> Result<Option<String>> {
+    match blocks
+        .range::<&str>((Bound::Excluded(key), Bound::Unbounded))
+        .map_err(db)?
+        .next()
+    {
+        Some(item) => Ok(Some(item.map_err(db)?.0.value().to_owned())),
+        None => Ok(None),
+    }
+}
+
 fn sum_of(blocks: &impl ReadableTable<&'static str, &'static [u8]>, start: &str) -> Result<Digest> {
     match blocks.get(start).map_err(db)? {
         Some(v) => decode(v.value()),
@@ -133,14 +145,7 @@ fn set(blocks: &mut Blocks<'_>, start: &str, d: Digest) -> Result<()> {
 
 /// The digest of the records from `from` (inclusive) to the next block start.
 fn sum_until_next_block(records: &Records<'_>, blocks: &Blocks<'_>, from: &str) -> Result<Digest> {
-    let next = match blocks
-        .range::<&str>((Bound::Excluded(from), Bound::Unbounded))
-        .map_err(db)?
-        .next()
-    {
-        Some(item) => Some(item.map_err(db)?.0.value().to_owned()),
-        None => None,
-    };
+    let next = next_start(blocks, from)?;
     let end = match &next {
         Some(n) => Bound::Excluded(n.as_str()),
         None => Bound::Unbounded,
@@ -212,14 +217,7 @@ impl SumCache {
         if !holds {
             self.flush(blocks)?;
             let start = block_of(blocks, key)?;
-            let end = match blocks
-                .range::<&str>((Bound::Excluded(start.as_str()), Bound::Unbounded))
-                .map_err(db)?
-                .next()
-            {
-                Some(item) => Some(item.map_err(db)?.0.value().to_owned()),
-                None => None,
-            };
+            let end = next_start(blocks, &start)?;
             let sum = sum_of(blocks, &start)?;
             self.block = Some((start, end, sum));
         }

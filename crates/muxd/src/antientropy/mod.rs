@@ -47,7 +47,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use mux::{Backend, Error, ErrorKind, Result, RouteConfig, TENANTS_ROOT};
+use mux::{Backend, Error, ErrorKind, Result, RouteConfig};
 use mux_sync::{GcOptions, Throttle, VerifyOptions};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -61,7 +61,7 @@ mod scope;
 pub use lease::PostgresLease;
 use lease::lease_target;
 pub(crate) use restore::staleness;
-use scope::{Scope, ownership, tenants};
+use scope::{ownership, scopes};
 
 /// The PostgreSQL advisory lock key every muxd takes for a pass: FNV-1a (64 bits) of
 /// `"mux-antientropy"`, as a signed 64-bit key.
@@ -481,21 +481,9 @@ async fn compare_route(
         rp.skipped = Some("fewer than two distinct stores".into());
         return;
     }
-    let mut scopes = Vec::new();
-    match &route.tenant {
-        Some(t) => scopes.push(Scope::Tenant(t.clone())),
-        None => {
-            scopes.push(Scope::Untenanted);
-            // The empty prefix as stored already spans every tenant's namespace.
-            if !route.prefix.is_empty() {
-                match tenants(&stores, throttle).await {
-                    Ok(found) => scopes.extend(found.into_iter().map(Scope::Tenant)),
-                    Err(e) => rp
-                        .errors
-                        .push(format!("finding the tenants under {TENANTS_ROOT}/: {e}")),
-                }
-            }
-        }
+    let (scopes, error) = scopes(route, &stores, throttle).await;
+    if let Some(e) = error {
+        rp.errors.push(e.to_string());
     }
     let mut gc_prefixes = Vec::new();
     for scope in &scopes {

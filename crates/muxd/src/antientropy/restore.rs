@@ -27,7 +27,7 @@ use std::time::Duration;
 use mux::{Backend, Error, Result, Staleness};
 use mux_sync::{BackfillOptions, Throttle};
 
-use super::scope::{Scope, ownership, tenants};
+use super::scope::{ownership, scopes};
 use crate::{AppState, Live};
 
 /// What restoring one store copied.
@@ -126,20 +126,9 @@ async fn restore(live: &Live, name: &str) -> Result<Restored> {
                 route.describe()
             )));
         }
-        let mut scopes = Vec::new();
-        match &route.tenant {
-            Some(t) => scopes.push(Scope::Tenant(t.clone())),
-            None => {
-                scopes.push(Scope::Untenanted);
-                if !route.prefix.is_empty() {
-                    scopes.extend(
-                        tenants(&sources, &throttle)
-                            .await?
-                            .into_iter()
-                            .map(Scope::Tenant),
-                    );
-                }
-            }
+        let (scopes, error) = scopes(route, &sources, &throttle).await;
+        if let Some(e) = error {
+            return Err(e);
         }
         for scope in &scopes {
             let prefix = scope.prefix(route)?;

@@ -120,3 +120,31 @@ pub(super) async fn tenants(
     }
     Ok(found)
 }
+
+/// The scopes of `route` on `stores`: its one tenant's, or its own keys and each
+/// tenant's found on the stores (the empty prefix as stored already spans every
+/// tenant's namespace). The error says why the tenants could not be found; the
+/// scopes then hold the route's own keys only.
+pub(super) async fn scopes(
+    route: &RouteConfig,
+    stores: &[Arc<dyn Backend>],
+    throttle: &Throttle,
+) -> (Vec<Scope>, Option<mux::Error>) {
+    if let Some(t) = &route.tenant {
+        return (vec![Scope::Tenant(t.clone())], None);
+    }
+    let mut scopes = vec![Scope::Untenanted];
+    if route.prefix.is_empty() {
+        return (scopes, None);
+    }
+    match tenants(stores, throttle).await {
+        Ok(found) => {
+            scopes.extend(found.into_iter().map(Scope::Tenant));
+            (scopes, None)
+        }
+        Err(e) => (
+            scopes,
+            Some(e.context(format!("finding the tenants under {TENANTS_ROOT}/"))),
+        ),
+    }
+}

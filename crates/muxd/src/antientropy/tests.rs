@@ -1,6 +1,7 @@
 //! Unit tests of the pass scope and the lease key.
 use super::*;
 use mux::Key;
+use scope::{Scope, tenants};
 
 fn routes(toml: &str) -> Vec<RouteConfig> {
     let config = mux::MuxConfig::from_toml(toml).unwrap();
