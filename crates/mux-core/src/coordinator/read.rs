@@ -139,19 +139,14 @@ impl Inner {
     /// The voters a gathering read asks, and how many answers it needs: voters found
     /// stale by their markers are left out (their answer could be the stale one), and
     /// it needs at most as many answers as the others can give.
-    fn gathering(&self, route: &Route, required: usize) -> (Vec<usize>, usize) {
-        let whole: Vec<usize> = route
-            .voters
-            .iter()
-            .copied()
-            .filter(|&p| !self.slot(route, p).marker.is_stale())
-            .collect();
-        if whole.is_empty() || whole.len() == route.voters.len() {
-            (route.voters.clone(), required)
-        } else {
-            let n = whole.len();
-            (whole, required.min(n))
+    fn gathering<'r>(&self, route: &'r Route, required: usize) -> (Cow<'r, [usize]>, usize) {
+        let stale = |p: &usize| self.slot(route, *p).marker.is_stale();
+        if !route.voters.iter().any(stale) || route.voters.iter().all(stale) {
+            return (Cow::Borrowed(&route.voters), required);
         }
+        let whole: Vec<usize> = route.voters.iter().copied().filter(|p| !stale(p)).collect();
+        let n = whole.len();
+        (Cow::Owned(whole), required.min(n))
     }
 
     async fn first_healthy(&self, route: &Route, key: &Key) -> Result<Option<Record>> {
