@@ -361,6 +361,9 @@ read = "quorum"
 [mux.resilience]
 markers = true
 health_interval = 200
+[anti_entropy]
+enabled = true
+interval = "200ms"
 "#,
         fs = dir.join("fs").display()
     )
@@ -392,13 +395,16 @@ async fn rules_and_dashboard_use_only_exported_metrics() {
     assert_eq!(request(addr, "GET", "/healthz", &[], b"").await.status, 200);
 
     // The feed lag gauge appears once the cache's feed tail has read a change, the
-    // store-marker gauge after the first marker check.
+    // store-marker gauge after the first marker check, the anti-entropy series after
+    // the first pass.
     let deadline = Instant::now() + Duration::from_secs(10);
     let exposition = loop {
         let metrics = request(addr, "GET", "/metrics", &[], b"").await;
         assert_eq!(metrics.status, 200);
         let text = metrics.text();
-        let all = text.contains("mux_feed_lag_seconds") && text.contains("mux_store_stale");
+        let all = ["mux_feed_lag_seconds", "mux_store_stale", "mux_antientropy_divergent_keys"]
+            .iter()
+            .all(|m| text.contains(m));
         if all || Instant::now() > deadline {
             break text;
         }
