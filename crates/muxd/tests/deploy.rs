@@ -402,9 +402,13 @@ async fn rules_and_dashboard_use_only_exported_metrics() {
         let metrics = request(addr, "GET", "/metrics", &[], b"").await;
         assert_eq!(metrics.status, 200);
         let text = metrics.text();
-        let all = ["mux_feed_lag_seconds", "mux_store_stale", "mux_antientropy_divergent_keys"]
-            .iter()
-            .all(|m| text.contains(m));
+        let all = [
+            "mux_feed_lag_seconds",
+            "mux_store_stale",
+            "mux_antientropy_divergent_keys",
+        ]
+        .iter()
+        .all(|m| text.contains(m));
         if all || Instant::now() > deadline {
             break text;
         }
