@@ -161,36 +161,33 @@ fn sum_until_next_block(records: &Records<'_>, blocks: &Blocks<'_>, from: &str) 
     Ok(d)
 }
 
-/// Accounts a write of `key` (already in `records`): `old` is the hash it replaced.
-fn on_write(
+/// The sum `d` after a record's hash changed from `old` (`None`: a new record) to `new`.
+fn replaced(d: Digest, old: Option<[u8; 16]>, new: [u8; 16]) -> Digest {
+    match old {
+        Some(old) => d.without(single(old)).combine(single(new)),
+        None => d.combine(single(new)),
+    }
+}
+
+/// Starts a block at the new boundary key `key` (already in `records`, its hash
+/// `new`): it takes the records from there to the next start, itself included, away
+/// from the block that held them.
+fn split_at(
     records: &Records<'_>,
     blocks: &mut Blocks<'_>,
     key: &str,
-    old: Option<[u8; 16]>,
     new: [u8; 16],
 ) -> Result<()> {
-    if old.is_none() && is_boundary(key) {
-        // A new block starts here: it takes the records from here to the next start
-        // (this one included) away from the block that held them.
-        let holder = block_of(blocks, key)?;
-        let moved = sum_until_next_block(records, blocks, key)?;
-        let before = sum_of(blocks, &holder)?;
-        let left = before.without(moved.without(single(new)));
-        set(blocks, &holder, left)?;
-        return set(blocks, key, moved);
-    }
     let holder = block_of(blocks, key)?;
-    let mut d = sum_of(blocks, &holder)?;
-    match old {
-        Some(old) => d = d.without(single(old)).combine(single(new)),
-        None => d = d.combine(single(new)),
-    }
-    set(blocks, &holder, d)
+    let moved = sum_until_next_block(records, blocks, key)?;
+    let left = sum_of(blocks, &holder)?.without(moved.without(single(new)));
+    set(blocks, &holder, left)?;
+    set(blocks, key, moved)
 }
 
-/// [`on_write`] for a batch: keeps the sum of the block the last write touched in
-/// memory while the next writes fall into it too (a sorted batch mostly does), and
-/// writes it back when they move on. [`SumCache::flush`] before committing.
+/// Keeps the block sums exact through a transaction's writes: holds the sum of the
+/// block the last write touched in memory while the next writes fall into it too (a
+/// sorted batch mostly does), and writes it back when they move on. [`SumCache::flush`] before committing.
 #[derive(Debug, Default)]
 pub(crate) struct SumCache {
     /// The block's start, the next block's start, and its sum.
@@ -209,7 +206,7 @@ impl SumCache {
     ) -> Result<()> {
         if old.is_none() && is_boundary(key) {
             self.flush(blocks)?;
-            return on_write(records, blocks, key, old, new);
+            return split_at(records, blocks, key, new);
         }
         let holds = self.block.as_ref().is_some_and(|(start, end, _)| {
             start.as_str() <= key && end.as_deref().is_none_or(|e| key < e)
@@ -222,10 +219,7 @@ impl SumCache {
             self.block = Some((start, end, sum));
         }
         if let Some((_, _, d)) = &mut self.block {
-            *d = match old {
-                Some(old) => d.without(single(old)).combine(single(new)),
-                None => d.combine(single(new)),
-            };
+            *d = replaced(*d, old, new);
         }
         Ok(())
     }
