@@ -35,6 +35,47 @@ const READ_BATCH: usize = 4;
 const META_FIELDS: &str =
     r#""version","tombstone","size","checksum","content_type","tags","encoding""#;
 
+/// The fields every point mux writes has.
+const REQUIRED: [&str; 6] = [
+    "version",
+    "tombstone",
+    "size",
+    "checksum",
+    "encoding",
+    "tags",
+];
+
+/// How often a read that returned a point with some of [`REQUIRED`] empty is made
+/// again before it fails: InfluxDB 1.x has been seen to answer, rarely and under load,
+/// with a row whose fields were not all there yet; read again, the point is whole.
+const PARTIAL_RETRIES: u64 = 4;
+
+/// The missing fields of the first row of `series` that lacks some of [`REQUIRED`].
+fn partial_row<'a>(
+    series: impl Iterator<Item = &'a crate::influxql::Series>,
+) -> Option<Vec<&'static str>> {
+    for s in series {
+        for row in s.rows() {
+            let missing = row.missing(&REQUIRED);
+            if !missing.is_empty() {
+                return Some(missing);
+            }
+        }
+    }
+    None
+}
+
+fn partial_error(key: &str, missing: &[&str]) -> Error {
+    Error::new(
+        ErrorKind::Corrupt,
+        format!(
+            "point of key {key}: the field(s) {} are empty, also when read again (was it \
+             written by mux?)",
+            missing.join(", ")
+        ),
+    )
+}
+
 /// How many keys one listing query asks about.
 const KEYS_PER_QUERY: usize = 64;
 
@@ -108,10 +149,10 @@ impl Point {
                 tombstone: row.bool("tombstone").unwrap_or(false),
                 content_type: row.str("content_type").map(str::to_owned),
                 tags,
-                checksum: row
-                    .i64("checksum")
-                    .and_then(|c| u32::try_from(c).ok())
-                    .unwrap_or(0),
+                checksum: match row.i64("checksum") {
+                    None => 0, // not selected (a read of versions only)
+                    Some(c) => u32::try_from(c).map_err(|_| corrupt("invalid checksum field"))?,
+                },
             },
             size: row
                 .i64("size")
@@ -345,16 +386,29 @@ impl InfluxBackend {
     }
 
     async fn points(&self, key: &Key, q: &str) -> Result<Vec<Point>> {
-        let response = self.query(q).await?;
-        let mut out = Vec::new();
-        for result in &response.results {
-            for series in &result.series {
-                for row in series.rows() {
-                    out.push(Point::parse(key.as_str(), &row)?);
+        let mut attempt = 0;
+        loop {
+            let response = self.query(q).await?;
+            let partial = partial_row(response.results.iter().flat_map(|r| &r.series));
+            match partial {
+                Some(_) if attempt < PARTIAL_RETRIES => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                    continue;
+                }
+                Some(missing) => return Err(partial_error(key.as_str(), &missing)),
+                None => {}
+            }
+            let mut out = Vec::new();
+            for result in &response.results {
+                for series in &result.series {
+                    for row in series.rows() {
+                        out.push(Point::parse(key.as_str(), &row)?);
+                    }
                 }
             }
+            return Ok(out);
         }
-        Ok(out)
     }
 
     /// The newest version of `key` and the times taken in its millisecond.
@@ -414,7 +468,18 @@ impl InfluxBackend {
                 self.from,
                 any.join(" OR ")
             );
-            let response = self.query(&q).await?;
+            let mut attempt = 0;
+            let response = loop {
+                let response = self.query(&q).await?;
+                match partial_row(response.results.iter().flat_map(|r| &r.series)) {
+                    Some(_) if attempt < PARTIAL_RETRIES => {
+                        attempt += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                    }
+                    Some(missing) => return Err(partial_error(&chunk.join(" or "), &missing)),
+                    None => break response,
+                }
+            };
             for series in response.results.iter().flat_map(|r| &r.series) {
                 let Some(name) = series.tags.get("key") else {
                     continue;

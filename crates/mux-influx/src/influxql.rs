@@ -105,6 +105,15 @@ impl<'a> Row<'a> {
         self.values.get(i).filter(|v| !v.is_null())
     }
 
+    /// Those of `names` that are columns of the series but empty in this row.
+    pub fn missing<'n>(&self, names: &[&'n str]) -> Vec<&'n str> {
+        names
+            .iter()
+            .copied()
+            .filter(|n| self.series.columns.iter().any(|c| c == n) && self.column(n).is_none())
+            .collect()
+    }
+
     /// A string column, or the series' tag of that name.
     pub fn str(&self, name: &str) -> Option<&'a str> {
         match self.column(name) {

@@ -17,6 +17,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use crate::blocks::{self, BLOCKS};
 use crate::config::DEFAULT_MAX_VALUE_SIZE;
 use crate::error::map_err;
+use crate::group::GroupCommit;
 
 /// The table that holds the records.
 pub const TABLE: TableDefinition<'static, &'static str, &'static [u8]> =
@@ -27,6 +28,8 @@ pub struct RedbBackend {
     info: BackendInfo,
     path: PathBuf,
     db: Arc<Database>,
+    /// Concurrent puts and deletes share transactions (and fsyncs).
+    group: Arc<GroupCommit>,
 }
 
 impl fmt::Debug for RedbBackend {
@@ -78,6 +81,7 @@ impl RedbBackend {
             info: BackendInfo::new(name, "redb", Self::CAPABILITY),
             path,
             db: Arc::new(db),
+            group: Arc::default(),
         })
     }
 
@@ -116,6 +120,18 @@ impl RedbBackend {
                 .with_backend(&self.info.name)
                 .with_operation(op)
         })?
+    }
+
+    /// Writes one record in the next group commit.
+    async fn grouped(&self, op: Operation, record: Record) -> Result<PutOutcome> {
+        let db = self.db.clone();
+        let name = self.info.name.clone();
+        self.group
+            .write(record, move |records| {
+                Self::write_records(&db, &map_err(&name, op), records)
+            })
+            .await
+            .map_err(|e| e.with_backend(&self.info.name).with_operation(op))
     }
 
     fn write_records(
@@ -162,11 +178,7 @@ impl Backend for RedbBackend {
 
     async fn put(&self, record: &Record) -> Result<PutOutcome> {
         self.info.check_value_size(record, Operation::Put)?;
-        let record = record.clone();
-        self.blocking(Operation::Put, move |db, err| {
-            Ok(Self::write_records(db, err, std::slice::from_ref(&record))?[0])
-        })
-        .await
+        self.grouped(Operation::Put, record.clone()).await
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Record>> {
@@ -247,11 +259,8 @@ impl Backend for RedbBackend {
     }
 
     async fn delete(&self, key: &Key, version: Version) -> Result<PutOutcome> {
-        let record = Record::tombstone(key.clone(), version);
-        self.blocking(Operation::Delete, move |db, err| {
-            Ok(Self::write_records(db, err, std::slice::from_ref(&record))?[0])
-        })
-        .await
+        self.grouped(Operation::Delete, Record::tombstone(key.clone(), version))
+            .await
     }
 
     async fn put_batch(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
@@ -305,6 +314,7 @@ impl Backend for RedbBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mux_core::BackendExt;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn passes_the_conformance_suite() {
@@ -334,5 +344,46 @@ mod tests {
         let r = store.get(&key).await.unwrap().unwrap();
         assert_eq!(r.version(), Version::new(5, 0, 1));
         assert_eq!(r.value(), "v".as_bytes());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_writes_share_commits_and_each_gets_its_own_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbBackend::open("redb", dir.path().join("mux.redb")).unwrap());
+        let hot = Key::new("hot").unwrap();
+        // 200 versions of one key in a scrambled order, and 200 keys of their own.
+        let tasks: Vec<_> = (0..200u64)
+            .map(|i| {
+                let (store, hot) = (store.clone(), hot.clone());
+                tokio::spawn(async move {
+                    let v = Version::new(1 + (i * 7919) % 200, 0, 1);
+                    let hot = store.put(&Record::new(hot, "x", v)).await.unwrap();
+                    let own = Key::new(format!("own/{i}")).unwrap();
+                    let mine = store.put(&Record::new(own, "y", v)).await.unwrap();
+                    (v, hot, mine)
+                })
+            })
+            .collect();
+        let mut applied_hot = Vec::new();
+        for t in tasks {
+            let (v, hot, mine) = t.await.unwrap();
+            assert_eq!(mine, PutOutcome::Applied);
+            if hot.is_applied() {
+                applied_hot.push(v);
+            } else {
+                assert!(matches!(hot, PutOutcome::Superseded { stored } if stored > v));
+            }
+        }
+        let top = store.get(&hot).await.unwrap().unwrap().version();
+        assert_eq!(top, Version::new(200, 0, 1));
+        assert_eq!(applied_hot.iter().max(), Some(&top));
+        assert_eq!(
+            store
+                .list_all(&mux_core::Prefix::new("own/").unwrap())
+                .await
+                .unwrap()
+                .len(),
+            200
+        );
     }
 }

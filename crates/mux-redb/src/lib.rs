@@ -8,6 +8,9 @@
 //! in the envelope format of [`mux_core::codec`] (a JSON metadata line, `\n`, then the
 //! raw value). Every conditional write runs in one write transaction, so the version
 //! check and the write are atomic; `put_batch` commits a whole batch in one transaction.
+//! Concurrent single puts and deletes are group-committed: those arriving while a
+//! commit is in flight share the next transaction and its one fsync (each still gets
+//! its own outcome), so the file's fsync rate no longer caps the write rate.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -29,6 +32,7 @@ mod backend;
 mod blocks;
 mod config;
 mod error;
+mod group;
 mod intent_log;
 
 use std::sync::Arc;

@@ -58,6 +58,10 @@ pub use mux_fs as fs;
 #[cfg(feature = "redb")]
 pub use mux_redb as redb;
 
+/// The durable intent log in segment files with group commit (feature `wal`).
+#[cfg(feature = "wal")]
+pub use mux_wal as wal;
+
 /// The PostgreSQL backend (feature `postgres`).
 #[cfg(feature = "postgres")]
 pub use mux_postgres as postgres;

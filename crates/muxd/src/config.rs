@@ -24,7 +24,8 @@ fn default_max_body() -> usize {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(untagged)]
 pub enum IntentLogSpec {
-    /// A redb file, this node's own.
+    /// This node's own log: a directory of segment files with group commit
+    /// (`mux_wal`), or a redb file when the path ends in `.redb` or is an existing file.
     File(PathBuf),
     /// A PostgreSQL log shared by several nodes (each claims what it owes; a dead
     /// node's entries are taken over after `lease_ms`).
@@ -77,7 +78,8 @@ pub struct ServerConfig {
     /// The largest request body; larger ones get 413.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
-    /// The durable intent log, for `durability = "log"`: a redb file path, or
+    /// The durable intent log, for `durability = "log"`: a directory for the segment
+    /// log (`mux_wal`), a redb file path (`*.redb`), or
     /// `{ kind = "postgres", url = "…" }` shared by several nodes.
     #[serde(default)]
     pub intent_log: Option<IntentLogSpec>,
@@ -238,7 +240,7 @@ impl ServerConfig {
             && log.kind != "postgres"
         {
             return Err(Error::invalid_input(format!(
-                "intent_log: kind \"{}\" is not known; give a redb file path or kind = \"postgres\"",
+                "intent_log: kind \"{}\" is not known; give a directory (segment log), a redb file path or kind = \"postgres\"",
                 log.kind
             )));
         }

@@ -258,14 +258,22 @@ fn verifier(config: &ServerConfig) -> Result<Option<Arc<auth::Verifier>>> {
     }
 }
 
+/// A node's own intent log: a redb file when the path ends in `.redb` or is an existing
+/// file, else a directory of segment files with group commit (`mux_wal`).
+fn open_file_log(path: &std::path::Path) -> Result<Arc<dyn mux::IntentLog>> {
+    if path.extension().is_some_and(|e| e == "redb") || path.is_file() {
+        Ok(Arc::new(mux::redb::RedbIntentLog::open(path)?))
+    } else {
+        Ok(Arc::new(mux::wal::SegmentIntentLog::open(path)?))
+    }
+}
+
 /// Opens every backend and builds the `Mux`.
 pub async fn build(config: &ServerConfig) -> Result<AppState> {
     verifier(config)?;
     let metrics = metrics_handle();
     let intent_log: Option<Arc<dyn mux::IntentLog>> = match &config.intent_log {
-        Some(config::IntentLogSpec::File(path)) => {
-            Some(Arc::new(mux::redb::RedbIntentLog::open(path)?))
-        }
+        Some(config::IntentLogSpec::File(path)) => Some(open_file_log(path)?),
         Some(config::IntentLogSpec::Postgres(log)) => Some(Arc::new(
             mux::postgres::PostgresIntentLog::connect(
                 &log.url,
@@ -384,4 +392,27 @@ pub async fn serve(config: &ServerConfig, state: AppState) -> Result<Server> {
         anti_entropy_task,
         shutdown: Some(tx),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::open_file_log;
+
+    #[test]
+    fn a_file_intent_log_is_redb_by_extension_else_a_segment_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let redb = open_file_log(&dir.path().join("intents.redb")).unwrap();
+        assert!(format!("{redb:?}").starts_with("RedbIntentLog"), "{redb:?}");
+        drop(redb);
+        // An existing redb file keeps opening as one, whatever its name.
+        std::fs::rename(dir.path().join("intents.redb"), dir.path().join("old-log")).unwrap();
+        let old = open_file_log(&dir.path().join("old-log")).unwrap();
+        assert!(format!("{old:?}").starts_with("RedbIntentLog"), "{old:?}");
+        let wal = open_file_log(&dir.path().join("intents")).unwrap();
+        assert!(
+            format!("{wal:?}").starts_with("SegmentIntentLog"),
+            "{wal:?}"
+        );
+        assert!(dir.path().join("intents").is_dir());
+    }
 }

@@ -7,6 +7,10 @@
 //!
 //! `crash-writer recover DIR`: opens the same stores and log, replays the log, waits
 //! until every hint has landed, prints `recovered HINTS`.
+//!
+//! `CRASH_LOG=wal` uses the segment log (`DIR/intents/`) instead of the redb one
+//! (`DIR/intents.redb`); `CRASH_PREFIX` names the keys (`PREFIX/k00042`, default
+//! `crash`), so several runs on one directory write keys of their own.
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,9 +19,10 @@ use std::time::Duration;
 use mux::fs::FsBackend;
 use mux::redb::{RedbBackend, RedbIntentLog};
 use mux::testing::{FaultConfig, FaultyBackend};
+use mux::wal::SegmentIntentLog;
 use mux::{
-    Backend, Durability, Key, Mux, ReadPolicy, ResilienceConfig, Result, Role, RouteConfig,
-    WriteConsistency,
+    Backend, Durability, IntentLog, Key, Mux, ReadPolicy, ResilienceConfig, Result, Role,
+    RouteConfig, WriteConsistency,
 };
 
 fn slowed(backend: Arc<dyn Backend>, slow: bool) -> Arc<dyn Backend> {
@@ -31,6 +36,14 @@ fn slowed(backend: Arc<dyn Backend>, slow: bool) -> Arc<dyn Backend> {
     Arc::new(faulty)
 }
 
+/// The log `CRASH_LOG` names.
+fn intent_log(dir: &Path) -> Result<Arc<dyn IntentLog>> {
+    Ok(match std::env::var("CRASH_LOG").as_deref() {
+        Ok("wal") => Arc::new(SegmentIntentLog::open(dir.join("intents"))?),
+        _ => Arc::new(RedbIntentLog::open(dir.join("intents.redb"))?),
+    })
+}
+
 /// The crash test's `Mux`: three persistent stores and a durable intent log under `dir`.
 fn open(dir: &Path, slow: bool) -> Result<Mux> {
     let a: Arc<dyn Backend> = Arc::new(RedbBackend::open("a", dir.join("a.redb"))?);
@@ -40,7 +53,7 @@ fn open(dir: &Path, slow: bool) -> Result<Mux> {
         .backend(a)
         .backend(b)
         .backend(c)
-        .intent_log(Arc::new(RedbIntentLog::open(dir.join("intents.redb"))?))
+        .intent_log(intent_log(dir)?)
         .resilience(ResilienceConfig {
             durability: Durability::Log,
             ..Default::default()
@@ -67,6 +80,7 @@ async fn main() -> Result<()> {
     {
         ["write", dir, n] => {
             let n: usize = n.parse().expect("N is a number");
+            let prefix = std::env::var("CRASH_PREFIX").unwrap_or_else(|_| "crash".into());
             let mux = open(Path::new(dir), true)?;
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
             let printer = std::thread::spawn(move || {
@@ -78,10 +92,10 @@ async fn main() -> Result<()> {
             });
             let tasks: Vec<_> = (0..32)
                 .map(|t| {
-                    let (mux, tx) = (mux.clone(), tx.clone());
+                    let (mux, tx, prefix) = (mux.clone(), tx.clone(), prefix.clone());
                     tokio::spawn(async move {
                         for i in (t..n).step_by(32) {
-                            let key = Key::new(format!("crash/k{i:05}")).expect("valid key");
+                            let key = Key::new(format!("{prefix}/k{i:05}")).expect("valid key");
                             let report = mux
                                 .put(key.clone(), format!("value {i}"))
                                 .await
