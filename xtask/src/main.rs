@@ -17,7 +17,7 @@ Tasks:
   ci                      what .ci/run calls: `test`, then fails if a backend named in
                           MUX_REQUIRE (comma-separated) was skipped or failed
   bench <name>            a benchmark (coordinator, intent-log, postgres-redis,
-                          object-stores, aws, stores, cache, anti-entropy); prints a
+                          object-stores, aws, stores, cache, anti-entropy, proxy); prints a
                           table and writes
                           $CARGO_TARGET_DIR/bench/<name>.json (target/bench/ by default)
   services up|down|status [--install]
@@ -124,6 +124,7 @@ const BENCHES: &[&str] = &[
     "stores",
     "cache",
     "anti-entropy",
+    "proxy",
 ];
 
 fn bench(name: &str) -> Result<(), String> {
@@ -134,7 +135,28 @@ fn bench(name: &str) -> Result<(), String> {
         ));
     }
     let out = target_dir().join("bench").join(format!("{name}.json"));
-    let status = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let cargo_bin = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut bench = Command::new(&cargo_bin);
+    if name == "proxy" {
+        // The proxy bench runs muxd as its own process, built as a user would run it.
+        let status = Command::new(&cargo_bin)
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "-p",
+                "muxd",
+                "--bin",
+                "muxd",
+            ])
+            .status()
+            .map_err(|e| format!("cannot run cargo: {e}"))?;
+        if !status.success() {
+            return Err(format!("building muxd failed ({status})"));
+        }
+        bench.env("MUX_MUXD_BIN", target_dir().join("release").join("muxd"));
+    }
+    let status = bench
         .args(["bench", "--quiet", "-p", "mux-tests", "--bench", name])
         .env("MUX_BENCH_OUT", &out)
         .status()

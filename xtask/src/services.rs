@@ -422,6 +422,10 @@ fn tools_up(install: bool) -> Result<(), String> {
     if which("redis-server").is_none() && install {
         apt_install(&["redis-server"])?;
     }
+    // webdis, the HTTP front of Redis, is what `cargo xtask bench proxy` compares muxd to.
+    if which("webdis").is_none() && install {
+        apt_install(&["webdis"])?;
+    }
     // Headless Chromium drives the status page's browser test (crates/muxd/tests/ui.rs).
     if which("chromium").is_none() && install {
         apt_install(&["chromium"])?;
