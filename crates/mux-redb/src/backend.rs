@@ -124,10 +124,18 @@ impl RedbBackend {
 
     /// Writes one record in the next group commit.
     async fn grouped(&self, op: Operation, record: Record) -> Result<PutOutcome> {
-        let db = self.db.clone();
+        // Weak: the committing thread holds the database only while it commits, so a
+        // store dropped right after its last write can be opened again at once.
+        let db = Arc::downgrade(&self.db);
         let name = self.info.name.clone();
         self.group
             .write(record, move |records| {
+                let db = db.upgrade().ok_or_else(|| {
+                    Error::new(
+                        mux_core::ErrorKind::Unavailable,
+                        "the redb store was closed",
+                    )
+                })?;
                 Self::write_records(&db, &map_err(&name, op), records)
             })
             .await
@@ -333,16 +341,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mux.redb");
         let key = Key::new("a/b").unwrap();
-        {
+        // Reopened right after the last write, again and again: the group commit's
+        // thread must not keep the file open past the write it answered.
+        for n in 1..=20 {
             let store = RedbBackend::open("redb", &path).unwrap();
             store
-                .put(&Record::new(key.clone(), "v", Version::new(5, 0, 1)))
+                .put(&Record::new(key.clone(), "v", Version::new(n, 0, 1)))
                 .await
                 .unwrap();
         }
         let store = RedbBackend::open("redb", &path).unwrap();
         let r = store.get(&key).await.unwrap().unwrap();
-        assert_eq!(r.version(), Version::new(5, 0, 1));
+        assert_eq!(r.version(), Version::new(20, 0, 1));
         assert_eq!(r.value(), "v".as_bytes());
     }
 
