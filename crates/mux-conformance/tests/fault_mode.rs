@@ -195,9 +195,12 @@ async fn catches_an_adapter_that_reports_applied_for_a_write_its_store_never_too
             "faults_deletes_tell_the_truth",
             "faults_batches_tell_the_truth",
             "faults_mux_all_keeps_its_promise",
-            "faults_mux_quorum_keeps_its_promise",
         ],
     );
+    // Not the Quorum case: with two honest memory replicas a lie of the adapter is
+    // within the promise (two of three hold the write), and whether the case sees it
+    // depends on whether the second replica's write landed before the check — a race,
+    // which made this test fail on a busy machine.
     let CaseOutcome::Failed(why) = report.outcome("faults_puts_tell_the_truth").unwrap() else {
         unreachable!()
     };
