@@ -11,12 +11,14 @@
 //!   every writer waiting, while the next batch forms behind it. Completions are
 //!   written with the next batch and never synced on their own: replaying a completed
 //!   write is harmless, because writes are versioned.
-//! - **Segments and checkpoints.** A segment (16 MiB by default, zero-filled ahead of
-//!   use so an append changes no file-system metadata) is closed when the next frame
-//!   would not fit. At each rotation, while the live entries are small, a checkpoint
+//! - **Segments and checkpoints.** A segment (16 MiB by default, written in full before
+//!   use — zero-filled, or a recycled older segment — so an append changes no
+//!   file-system metadata) is sealed when the next frame would not fit. At each
+//!   rotation, while the live entries are small, a checkpoint
 //!   (`ckpt-N.wal`: every live entry and dead letter as of the start of segment N) is
-//!   written, synced and renamed into place, and every older file is deleted; start-up
-//!   reads the newest checkpoint and the segments after it.
+//!   written, synced and renamed into place, and every older file is deleted (one
+//!   segment is kept as the next spare); start-up reads the newest checkpoint and the
+//!   segments after it.
 //! - **Recovery.** A torn end of the newest segment (a crash mid-append) is found by
 //!   the CRC, zeroed and appended over; it holds nothing acknowledged, because an
 //!   append is acknowledged only after a sync covering it and everything before it.
