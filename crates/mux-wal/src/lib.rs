@@ -40,6 +40,7 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use mux_core::Result;
+use mux_core::resilience::now_ms;
 use mux_core::{DeadLetter, Error, ErrorKind, IntentLog, IntentLogStats, PendingIntent, Record};
 use tokio::sync::oneshot;
 
@@ -169,7 +170,7 @@ impl SegmentIntentLog {
         &self.inner.dir
     }
 
-    /// Queues `body`; with `durable`, returns a receiver answered once it is synced.
+    /// Queues `frame`; with `durable`, returns a receiver answered once it is synced.
     fn queue(
         &self,
         frame: Vec<u8>,
@@ -245,14 +246,6 @@ impl SegmentIntentLog {
             )),
         }
     }
-}
-
-/// Milliseconds since the Unix epoch.
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Drop for SegmentIntentLog {
