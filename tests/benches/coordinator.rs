@@ -17,7 +17,11 @@ use mux::{
     RouteConfig, WriteConsistency, WriteOptions,
 };
 
-const WRITES: usize = 330_000;
+/// Writes per row in all (each round writes `WRITES / ROUNDS`, about 0.1 s: shorter
+/// rounds measured scheduler noise more than the code).
+const WRITES: usize = 2_200_000;
+/// Distinct keys written (round-robin).
+const KEYS: usize = 10_000;
 const ROUNDS: usize = 11;
 const WRITE_TASKS: usize = 8;
 const READS: usize = 4_000;
@@ -26,7 +30,7 @@ const READ_TASKS: usize = 16;
 fn keys(n: usize) -> Arc<Vec<Key>> {
     Arc::new(
         (0..n)
-            .map(|i| Key::new(format!("bench/k{:05}", i % 10_000)).unwrap())
+            .map(|i| Key::new(format!("bench/k{i:05}")).unwrap())
             .collect(),
     )
 }
@@ -42,7 +46,7 @@ fn single(name: &str, backends: &[&str], level: WriteConsistency, read: ReadPoli
 
 async fn run() -> (Vec<Row>, Vec<(&'static str, f64)>) {
     let value = Bytes::from(vec![7u8; 1024]);
-    let ks = keys(WRITES);
+    let ks = keys(KEYS);
     let clock = Arc::new(Clock::new(1));
     let mut rows = Vec::new();
     println!(
@@ -89,7 +93,9 @@ async fn run() -> (Vec<Row>, Vec<(&'static str, f64)>) {
             measure("direct_put", per_round, WRITE_TASKS, move |i| {
                 let (b, k, v, c) = (b.clone(), k.clone(), v.clone(), c.clone());
                 async move {
-                    b.put(&Record::new(k[i].clone(), v, c.now())).await.unwrap();
+                    b.put(&Record::new(k[i % KEYS].clone(), v, c.now()))
+                        .await
+                        .unwrap();
                 }
             })
             .await,
@@ -100,7 +106,7 @@ async fn run() -> (Vec<Row>, Vec<(&'static str, f64)>) {
             measure("mux1_put", per_round, WRITE_TASKS, move |i| {
                 let (m, k, v, o) = (m.clone(), k.clone(), v.clone(), opts.clone());
                 async move {
-                    m.write(k[i].clone(), v, &o).await.unwrap();
+                    m.write(k[i % KEYS].clone(), v, &o).await.unwrap();
                 }
             })
             .await,
@@ -110,7 +116,7 @@ async fn run() -> (Vec<Row>, Vec<(&'static str, f64)>) {
             measure("join3_put", per_round, WRITE_TASKS, move |i| {
                 let (t, k, v, c) = (t.clone(), k.clone(), v.clone(), c.clone());
                 async move {
-                    let r = Record::new(k[i].clone(), v, c.now());
+                    let r = Record::new(k[i % KEYS].clone(), v, c.now());
                     let (x, y, z) = tokio::join!(t[0].put(&r), t[1].put(&r), t[2].put(&r));
                     x.unwrap();
                     y.unwrap();
@@ -125,7 +131,7 @@ async fn run() -> (Vec<Row>, Vec<(&'static str, f64)>) {
             measure("mux3_all_put", per_round, WRITE_TASKS, move |i| {
                 let (m, k, v, o) = (m.clone(), k.clone(), v.clone(), opts.clone());
                 async move {
-                    m.write(k[i].clone(), v, &o).await.unwrap();
+                    m.write(k[i % KEYS].clone(), v, &o).await.unwrap();
                 }
             })
             .await,

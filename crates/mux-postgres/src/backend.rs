@@ -92,7 +92,7 @@ impl PostgresBackend {
             PutBatcher::start(
                 "postgres",
                 config.max_batch,
-                config.pool_size,
+                config.batch_concurrency,
                 move |records: Vec<Record>| {
                     let inner = inner.clone();
                     async move { batcher::upsert_batch(&inner, &records).await }

@@ -137,6 +137,12 @@ impl PostgresConfig {
         self.pool_size = size;
         self
     }
+
+    /// How many batches of single puts may be in flight at once (at least 1).
+    pub fn with_batch_concurrency(mut self, batches: usize) -> PostgresConfig {
+        self.batch_concurrency = batches.max(1);
+        self
+    }
 }
 
 /// Where a [`PostgresFeed`](crate::PostgresFeed) lives and what it keeps. In TOML (only `url` is required):

@@ -152,20 +152,9 @@ impl Slot {
             attempt,
             outcome = tracing::field::Empty,
         );
-        let guarded = self.stack.guarded(op, call);
-        let traced = span.clone();
-        async move {
-            let result = guarded.await;
-            if !traced.is_disabled() {
-                let outcome = match &result {
-                    Ok(_) => "ok",
-                    Err(e) => e.kind().as_str(),
-                };
-                traced.record("outcome", outcome);
-            }
-            result
-        }
-        .instrument(span)
+        // The span goes into the stack's own future to have the outcome recorded there:
+        // an async block awaiting that future here would hold it twice.
+        self.stack.guarded(op, call, span.clone()).instrument(span)
     }
 }
 

@@ -171,10 +171,13 @@ impl fmt::Display for WriteReport {
 
 type Call = Pin<Box<dyn Future<Output = (usize, Result<PutOutcome>)> + Send>>;
 
-/// One backend write behind the slot's guards.
-async fn apply(slot: &Slot, record: &Record) -> Result<PutOutcome> {
+/// One backend write behind the slot's guards. (A plain function returning the guard's
+/// future: an `async fn` around it would hold that future twice.)
+fn apply<'a>(
+    slot: &'a Slot,
+    record: &'a Record,
+) -> impl Future<Output = Result<PutOutcome>> + Send + 'a {
     slot.guard(op_of(record), apply_raw(&*slot.backend, record))
-        .await
 }
 
 fn call(slot: Arc<Slot>, position: usize, record: Arc<Record>) -> Call {
@@ -232,14 +235,16 @@ impl Inner {
             .fan_out(route, record, logical, level)
             .instrument(span)
             .await;
-        if super::changes::will_land(&result) {
-            self.announce(super::changes::Written {
+        // Boxed: most routes have no feed, and inline this future would grow every
+        // write's state machine.
+        if self.feed.is_some() && super::changes::will_land(&result) {
+            Box::pin(self.announce(super::changes::Written {
                 route,
                 tenant,
                 stored: &stored,
                 version,
                 tombstone,
-            })
+            }))
             .await;
         }
         result
@@ -280,13 +285,19 @@ impl Inner {
             None
         };
 
+        // The record moves into an `Arc` only when something outlives this call (a call
+        // finishing in the background, a hint); otherwise it is lent.
+        let version = record.version();
         let mut shared: Option<Arc<Record>> = None;
+        let mut owned: Option<Record> = None;
         if n == 1 {
             // One backend: no fan-out machinery.
             outcomes[0] = apply(&self.slots[route.targets[0].0], &record).await.into();
+            owned = Some(record);
         } else if required == n && (0..n).all(counted) {
             // Every backend must answer anyway: join borrowed futures, nothing to finish
-            // in the background.
+            // in the background. (join_all keeps them on the heap: joined in place they
+            // would make this future, moved on every call, several times larger.)
             let results = join_all(
                 route
                     .targets
@@ -297,8 +308,9 @@ impl Inner {
             for (outcome, result) in outcomes.iter_mut().zip(results) {
                 *outcome = result.into();
             }
+            owned = Some(record);
         } else {
-            let record = shared.insert(Arc::new(record.clone())).clone();
+            let record = shared.insert(Arc::new(record)).clone();
             let mut calls: FuturesUnordered<Call> = route
                 .targets
                 .iter()
@@ -334,9 +346,11 @@ impl Inner {
             match outcome {
                 WriteOutcome::Failed(e) if acknowledged || e.is_temporary() => {
                     let record = shared
-                        .get_or_insert_with(|| Arc::new(record.clone()))
+                        .get_or_insert_with(|| {
+                            Arc::new(owned.take().expect("the record is lent or shared"))
+                        })
                         .clone();
-                    self.handoff(slot, intent, record, Some(e.clone())).await;
+                    Box::pin(self.handoff(slot, intent, record, Some(e.clone()))).await;
                 }
                 WriteOutcome::Pending => {}
                 _ => {
@@ -349,7 +363,7 @@ impl Inner {
 
         let report = WriteReport {
             key: logical,
-            version: record.version(),
+            version,
             consistency: level,
             targets: route.names.clone(),
             outcomes,

@@ -237,6 +237,16 @@ impl Circuit {
 
     fn record_closed(&self, failed: bool, slow: bool) {
         let bits = u8::from(failed) | (u8::from(slow) << 1);
+        // A success in a full window that holds no failure and no slow call changes
+        // nothing the rules look at (any slot it would take holds a success too), so a
+        // healthy backend's calls only read these shared counters, never write them.
+        if bits == 0
+            && self.failures.load(Ordering::Relaxed) == 0
+            && self.slows.load(Ordering::Relaxed) == 0
+            && self.calls.load(Ordering::Relaxed) as usize >= self.ring.len()
+        {
+            return;
+        }
         let n = self.calls.fetch_add(1, Ordering::AcqRel);
         let evicted = self.ring[n as usize % self.ring.len()].swap(bits, Ordering::AcqRel);
         let delta = |counter: &AtomicU32, now: bool, before: bool| -> u32 {
@@ -454,5 +464,46 @@ mod tests {
             b.record(false, Duration::from_millis(1));
         }
         assert_eq!(b.state(), CircuitState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_healthy_run_still_counts_the_failures_after_it() {
+        // Successes in a clean, full window skip the ring; what follows is judged over
+        // the window as usual.
+        let b = breaker();
+        for _ in 0..1_000 {
+            b.record(false, Duration::ZERO);
+        }
+        for i in 0..8 {
+            b.record(i % 2 == 0, Duration::ZERO);
+            assert_eq!(
+                b.state(),
+                CircuitState::Closed,
+                "{} of 10 failed",
+                i / 2 + 1
+            );
+        }
+        b.record(true, Duration::ZERO);
+        assert_eq!(
+            b.state(),
+            CircuitState::Open,
+            "5 failures in the last 10 calls"
+        );
+        // And failures age out of the window again.
+        let b = breaker();
+        for failed in [
+            true, false, false, false, false, false, false, false, false, false,
+        ] {
+            b.record(failed, Duration::ZERO);
+        }
+        for _ in 0..10 {
+            b.record(false, Duration::ZERO);
+        }
+        assert_eq!(b.failures.load(Ordering::Relaxed), 0);
+        for _ in 0..4 {
+            b.record(true, Duration::ZERO);
+            b.record(false, Duration::ZERO);
+        }
+        assert_eq!(b.state(), CircuitState::Closed, "4 of 10");
     }
 }

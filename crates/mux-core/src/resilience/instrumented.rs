@@ -9,6 +9,7 @@ use metrics::{Counter, Histogram};
 use tokio::time::Instant;
 
 use super::layer::{Layer, layer_impls};
+use super::shard::{self, Padded};
 use crate::backend::Backend;
 use crate::error::{Operation, Result};
 
@@ -16,11 +17,22 @@ const WINDOW: usize = 128;
 const ERROR_BIT: u32 = 1 << 31;
 const LATENCY_MASK: u32 = ERROR_BIT - 1;
 
-/// The last [`WINDOW`] latencies of one operation on one backend, for percentiles.
+/// One thread-shard of a [`LatencyWindow`]: its last samples, round-robin.
 #[derive(Debug)]
-pub(crate) struct LatencyWindow {
+struct WindowShard {
     samples: [AtomicU32; WINDOW],
     next: AtomicUsize,
+}
+
+/// The last latencies of one operation on one backend, for percentiles: the last
+/// [`WINDOW`] of each thread-shard.
+///
+/// Each thread records into its own shard (on its own cache lines), so calls on
+/// different cores do not contend; readers merge the shards. One thread alone sees
+/// exactly its last [`WINDOW`] calls.
+#[derive(Debug)]
+pub(crate) struct LatencyWindow {
+    shards: [Padded<WindowShard>; shard::SHARDS],
     /// The cached p95 (µs) and the sample count it was computed at (+1; 0 = never).
     p95_us: AtomicU64,
     p95_at: AtomicUsize,
@@ -29,8 +41,12 @@ pub(crate) struct LatencyWindow {
 impl LatencyWindow {
     fn new() -> Self {
         LatencyWindow {
-            samples: std::array::from_fn(|_| AtomicU32::new(0)),
-            next: AtomicUsize::new(0),
+            shards: std::array::from_fn(|_| {
+                Padded(WindowShard {
+                    samples: std::array::from_fn(|_| AtomicU32::new(0)),
+                    next: AtomicUsize::new(0),
+                })
+            }),
             p95_us: AtomicU64::new(0),
             p95_at: AtomicUsize::new(0),
         }
@@ -39,29 +55,61 @@ impl LatencyWindow {
     /// Stores a sample (latency in µs, the top bit marking an error).
     fn record(&self, elapsed: Duration, error: bool) {
         let us = elapsed.as_micros().min(u128::from(LATENCY_MASK)) as u32;
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        self.samples[n % WINDOW].store(us | if error { ERROR_BIT } else { 0 }, Ordering::Relaxed);
+        let shard = &self.shards[shard::home()];
+        let n = shard.next.fetch_add(1, Ordering::Relaxed);
+        shard.samples[n % shard.samples.len()]
+            .store(us | if error { ERROR_BIT } else { 0 }, Ordering::Relaxed);
     }
 
-    /// The samples in the window, oldest first.
+    /// Samples recorded so far, in every shard.
+    fn count(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.next.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// The samples in the window, oldest first within each shard, the shards
+    /// interleaved.
     fn ordered(&self) -> Vec<u32> {
-        let n = self.next.load(Ordering::Relaxed);
-        let filled = n.min(WINDOW);
-        (n - filled..n)
-            .map(|i| self.samples[i % WINDOW].load(Ordering::Relaxed))
-            .collect()
+        let per_shard: Vec<Vec<u32>> = self
+            .shards
+            .iter()
+            .map(|s| {
+                let (n, len) = (s.next.load(Ordering::Relaxed), s.samples.len());
+                (n - n.min(len)..n)
+                    .map(|i| s.samples[i % len].load(Ordering::Relaxed))
+                    .collect()
+            })
+            .collect();
+        let longest = per_shard.iter().map(Vec::len).max().unwrap_or(0);
+        let mut out = Vec::with_capacity(longest * per_shard.len());
+        for i in 0..longest {
+            // Align the newest samples of every shard at the end.
+            for s in &per_shard {
+                if let Some(v) = (i + s.len()).checked_sub(longest).and_then(|j| s.get(j)) {
+                    out.push(*v);
+                }
+            }
+        }
+        out
     }
 
     /// The `q` quantile over the window (zero with no samples).
     pub(crate) fn percentile(&self, q: f64) -> Duration {
-        let filled = self.next.load(Ordering::Relaxed).min(WINDOW);
+        let mut v: Vec<u32> = Vec::with_capacity(WINDOW * shard::SHARDS);
+        for s in &self.shards {
+            let filled = s.next.load(Ordering::Relaxed).min(s.samples.len());
+            v.extend(
+                s.samples[..filled]
+                    .iter()
+                    .map(|x| x.load(Ordering::Relaxed) & LATENCY_MASK),
+            );
+        }
+        let filled = v.len();
         if filled == 0 {
             return Duration::ZERO;
         }
-        let mut v: Vec<u32> = self.samples[..filled]
-            .iter()
-            .map(|s| s.load(Ordering::Relaxed) & LATENCY_MASK)
-            .collect();
         let idx = ((filled as f64 * q).ceil() as usize).clamp(1, filled) - 1;
         let (_, nth, _) = v.select_nth_unstable(idx);
         Duration::from_micros(u64::from(*nth))
@@ -70,7 +118,7 @@ impl LatencyWindow {
     /// The p95, recomputed by the reader at most every 16 new samples (and while
     /// warming up); `None` before any sample. Writers only store samples.
     pub(crate) fn p95(&self) -> Option<Duration> {
-        let n = self.next.load(Ordering::Relaxed);
+        let n = self.count();
         if n == 0 {
             return None;
         }
@@ -194,7 +242,7 @@ impl CallStats {
 
     /// How many calls were recorded.
     pub fn calls(&self) -> u64 {
-        self.all_latency.next.load(Ordering::Relaxed) as u64
+        self.all_latency.count() as u64
     }
 
     pub(crate) fn read_repaired(&self) {

@@ -119,16 +119,24 @@ impl<B: Backend> ResilienceStack<B> {
     /// the stack's own parts — its bulkhead's gate, its breaker's circuit, its stats and
     /// its timeout — in the same order and under the same rules as the layers' `Backend`
     /// impls.
+    ///
+    /// The outcome (`ok` or the error kind) is recorded on `span` when it is enabled.
     pub(crate) async fn guarded<T>(
         &self,
         op: Operation,
         call: impl Future<Output = Result<T>>,
+        span: tracing::Span,
     ) -> Result<T> {
         let breaker = self.get_ref();
         let instrumented = breaker.get_ref();
         let name = instrumented.name();
         let tag = |e: Error| e.with_backend(name).with_operation(op);
-        let _permit = self.gate().acquire().await.map_err(tag)?;
+        // The uncontended slot is taken without a future; waiting for one is boxed, so
+        // this state machine (moved on every call) stays small.
+        let _permit = match self.gate().try_take() {
+            Some(permit) => permit,
+            None => Box::pin(self.gate().acquire()).await.map_err(tag)?,
+        };
         breaker.circuit().try_acquire().map_err(tag)?;
         let started = Instant::now();
         let result = instrumented.get_ref().around(op, call).await.map_err(tag);
@@ -137,6 +145,13 @@ impl<B: Backend> ResilienceStack<B> {
             .circuit()
             .record(result.as_ref().is_err_and(Error::is_temporary), elapsed);
         instrumented.stats().record(op, elapsed, result.is_ok());
+        if !span.is_disabled() {
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) => e.kind().as_str(),
+            };
+            span.record("outcome", outcome);
+        }
         result
     }
 }

@@ -7,6 +7,7 @@ mod instrumented;
 mod intent;
 pub(crate) mod layer;
 mod retry;
+mod shard;
 mod timeout;
 
 pub use breaker::{BreakerConfig, Circuit, CircuitBreaker, CircuitBreakerLayer, CircuitState};

@@ -68,7 +68,9 @@ impl<B> Timeout<B> {
         let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
         match first {
             Poll::Ready(r) => r,
-            Poll::Pending => match tokio::time::timeout(self.timeout, call).await {
+            // Only a call that did not finish at once needs the timer; boxing it keeps
+            // the timer out of this future for the calls that finish at once.
+            Poll::Pending => match Box::pin(tokio::time::timeout(self.timeout, call)).await {
                 Ok(r) => r,
                 Err(_) => Err(Error::new(
                     ErrorKind::Timeout,
