@@ -399,11 +399,15 @@ fn azurite_up(install: bool) -> Result<(), String> {
                 &AZURE_PORT.to_string(),
             ])
             // In memory (Azurite refuses --location with it); the SDK speaks a newer
-            // API version than Azurite may know.
+            // API version than Azurite may know. Node closes a connection idle for 5 s by
+            // default, which races a client's reuse of it on a busy machine (a CI run
+            // failed a cleanup with "connection reset by peer"); 60 s removes the race.
             .args([
                 "--inMemoryPersistence",
                 "--disableTelemetry",
                 "--skipApiVersionCheck",
+                "--blobKeepAliveTimeout",
+                "60",
             ]),
         &dir,
         "azurite",

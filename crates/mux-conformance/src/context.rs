@@ -115,26 +115,43 @@ impl Ctx {
         let cap = self.capability();
         if cap.list {
             let root = Prefix::new(&self.root)?;
-            keys.extend(
-                self.backend
-                    .list_all(&root)
-                    .await?
-                    .into_iter()
-                    .map(|e| e.key),
-            );
+            let listed = retried(|| self.backend.list_all(&root)).await?;
+            keys.extend(listed.into_iter().map(|e| e.key));
         }
         keys.sort();
         keys.dedup();
         let top = Version::new(u64::MAX >> 1, 0, 0);
+        let any = Version::new(u64::MAX, u32::MAX, u32::MAX);
         for key in keys {
             if cap.purge {
-                self.backend
-                    .purge(&key, Version::new(u64::MAX, u32::MAX, u32::MAX))
-                    .await?;
+                retried(|| self.backend.purge(&key, any)).await?;
             } else {
-                self.backend.delete(&key, top).await?;
+                retried(|| self.backend.delete(&key, top)).await?;
             }
         }
         Ok(())
     }
+}
+
+/// Runs one cleanup step, retrying a temporary error up to twice after a short pause.
+/// Cleanup is housekeeping, not the case under test: a networked store may answer any
+/// single call with a temporary error (a reset connection), as the coordinator's own
+/// retries expect. Purges and tombstones are idempotent, so a retry is safe. A step
+/// that still fails, or fails permanently, fails the case.
+async fn retried<T, F, Fut>(mut step: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut pause = std::time::Duration::from_millis(200);
+    for _ in 0..2 {
+        match step().await {
+            Err(e) if e.is_temporary() => {
+                tokio::time::sleep(pause).await;
+                pause *= 4;
+            }
+            done => return done,
+        }
+    }
+    step().await
 }

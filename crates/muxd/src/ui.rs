@@ -185,6 +185,7 @@ async fn gather(state: &AppState) -> Result<Value, mux::Error> {
         "dead_letters_total": dead.len(),
         "stats": {
             "read_repairs": stats.read_repairs,
+            "corrupt_reads": stats.corrupt_reads,
             "hedged_requests": stats.hedged_requests,
             "background_failures": stats.background_failures,
             "background_pending": stats.background_pending,

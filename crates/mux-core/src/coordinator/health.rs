@@ -36,6 +36,9 @@ pub struct HealthReport {
     pub hints_pending: usize,
     /// Writes it could not apply, waiting in the dead-letter queue.
     pub dead_letters: usize,
+    /// Reads that found its copy corrupt (each repaired from a good copy when one was
+    /// found).
+    pub corrupt_reads: u64,
     /// Why its mux marker says it lost data (reads leave it out); `None` when it is
     /// whole or markers are off.
     pub stale: Option<super::Staleness>,
@@ -80,6 +83,7 @@ impl Mux {
                     in_flight: s.gate().in_flight(),
                     hints_pending: s.hints_pending.load(Ordering::SeqCst),
                     dead_letters: dead.get(&*s.name).copied().unwrap_or(0),
+                    corrupt_reads: s.stats().corrupt_reads(),
                     stale: s.marker.staleness(),
                 }
             })

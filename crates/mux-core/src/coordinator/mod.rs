@@ -538,6 +538,12 @@ impl Mux {
         let c = &self.inner.counters;
         MuxStats {
             read_repairs: c.read_repairs.load(Ordering::Relaxed),
+            corrupt_reads: self
+                .inner
+                .slots
+                .iter()
+                .map(|s| s.stats().corrupt_reads())
+                .sum(),
             hedged_requests: c.hedged_requests.load(Ordering::Relaxed),
             background_failures: c.background_failures.load(Ordering::Relaxed),
             background_pending: self.inner.background.pending.load(Ordering::SeqCst),
@@ -594,6 +600,8 @@ impl Inner {
 
 #[cfg(test)]
 mod cache_tests;
+#[cfg(test)]
+mod corrupt_tests;
 #[cfg(test)]
 mod history_tests;
 #[cfg(test)]

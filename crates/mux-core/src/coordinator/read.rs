@@ -26,7 +26,33 @@ type Answer = (usize, Result<Option<Record>>);
 type Call = Pin<Box<dyn Future<Output = Answer> + Send>>;
 
 async fn fetch(slot: &Slot, key: &Key) -> Result<Option<Record>> {
-    slot.guard(Operation::Get, slot.backend.get(key)).await
+    let result = slot.guard(Operation::Get, slot.backend.get(key)).await;
+    if let Err(e) = &result
+        && e.kind() == ErrorKind::Corrupt
+    {
+        // A copy that fails its checksum or cannot be decoded: the read treats it as
+        // stale (another replica answers, and repairs it); operators see it counted.
+        slot.stats().corrupt_read();
+        tracing::warn!(backend = %slot.name, %key, error = %e, "corrupt copy read");
+    }
+    result
+}
+
+/// What a read could not use: the errors, and the positions whose copy was corrupt
+/// (they are repaired once a good copy is found).
+#[derive(Default)]
+struct Misses {
+    errors: Vec<Error>,
+    corrupt: Vec<usize>,
+}
+
+impl Misses {
+    fn push(&mut self, position: usize, e: Error) {
+        if e.kind() == ErrorKind::Corrupt {
+            self.corrupt.push(position);
+        }
+        self.errors.push(e);
+    }
 }
 
 fn call(slot: Arc<Slot>, position: usize, key: Key) -> Call {
@@ -94,9 +120,18 @@ impl Inner {
                 } else {
                     route.primary
                 };
-                fetch(self.slot(route, p), key).await
+                match fetch(self.slot(route, p), key).await {
+                    // A corrupt primary copy is a stale one: the next healthy replica
+                    // answers instead, and its copy repairs the primary.
+                    Err(e) if e.kind() == ErrorKind::Corrupt => {
+                        let mut misses = Misses::default();
+                        misses.push(p, e);
+                        self.first_healthy(route, key, misses).await
+                    }
+                    other => other,
+                }
             }
-            ReadPolicy::FirstHealthy => self.first_healthy(route, key).await,
+            ReadPolicy::FirstHealthy => self.first_healthy(route, key, Misses::default()).await,
             ReadPolicy::Fastest => self.fastest(route, key).await,
             ReadPolicy::Hedged { delay } => self.hedged(route, key, delay).await,
             ReadPolicy::Quorum => {
@@ -149,15 +184,31 @@ impl Inner {
         (Cow::Owned(whole), required.min(n))
     }
 
-    async fn first_healthy(&self, route: &Route, key: &Key) -> Result<Option<Record>> {
-        let mut errors = Vec::new();
-        for &p in self.read_order(route).iter() {
+    /// Asks the backends one at a time in read order, skipping those already in
+    /// `misses`, and returns the first answer.
+    async fn first_healthy(
+        &self,
+        route: &Route,
+        key: &Key,
+        mut misses: Misses,
+    ) -> Result<Option<Record>> {
+        let order = self.read_order(route);
+        let asked = misses.corrupt.clone();
+        for &p in order.iter().filter(|p| !asked.contains(p)) {
             match fetch(self.slot(route, p), key).await {
-                Ok(r) => return Ok(r),
-                Err(e) => errors.push(e),
+                Ok(r) => return Ok(self.mend(route, &misses, r)),
+                Err(e) => misses.push(p, e),
             }
         }
-        Err(no_answer(route, key, errors))
+        Err(no_answer(route, key, misses.errors))
+    }
+
+    /// The answer `r` of a read that also met corrupt copies: they are repaired with it.
+    fn mend(&self, route: &Route, misses: &Misses, r: Option<Record>) -> Option<Record> {
+        if !misses.corrupt.is_empty() {
+            self.repair_corrupt(route, &misses.corrupt, r.as_ref());
+        }
+        r
     }
 
     async fn fastest(&self, route: &Route, key: &Key) -> Result<Option<Record>> {
@@ -166,14 +217,14 @@ impl Inner {
             .iter()
             .map(|&p| call(self.slot(route, p).clone(), p, key.clone()))
             .collect();
-        let mut errors = Vec::new();
-        while let Some((_, result)) = calls.next().await {
+        let mut misses = Misses::default();
+        while let Some((p, result)) = calls.next().await {
             match result {
-                Ok(r) => return Ok(r),
-                Err(e) => errors.push(e),
+                Ok(r) => return Ok(self.mend(route, &misses, r)),
+                Err(e) => misses.push(p, e),
             }
         }
-        Err(no_answer(route, key, errors))
+        Err(no_answer(route, key, misses.errors))
     }
 
     async fn hedged(
@@ -196,14 +247,14 @@ impl Inner {
             key.clone(),
         ));
         let mut next = 1;
-        let mut errors = Vec::new();
+        let mut misses = Misses::default();
         loop {
             let launch_next = if next < order.len() {
                 tokio::select! {
                     biased;
                     answer = calls.next() => match answer {
-                        Some((_, Ok(r))) => return Ok(r),
-                        Some((_, Err(e))) => { errors.push(e); true }
+                        Some((_, Ok(r))) => return Ok(self.mend(route, &misses, r)),
+                        Some((p, Err(e))) => { misses.push(p, e); true }
                         None => true,
                     },
                     () = tokio::time::sleep(delay) => {
@@ -214,12 +265,12 @@ impl Inner {
                 }
             } else {
                 match calls.next().await {
-                    Some((_, Ok(r))) => return Ok(r),
-                    Some((_, Err(e))) => {
-                        errors.push(e);
+                    Some((_, Ok(r))) => return Ok(self.mend(route, &misses, r)),
+                    Some((p, Err(e))) => {
+                        misses.push(p, e);
                         false
                     }
-                    None => return Err(no_answer(route, key, errors)),
+                    None => return Err(no_answer(route, key, misses.errors)),
                 }
             };
             if launch_next {
@@ -234,43 +285,38 @@ impl Inner {
 
     /// Asks every voter, waits for `required` answers, returns the highest version and
     /// repairs the answers that were stale.
+    ///
+    /// A voter whose copy is corrupt answered, but with a copy of unknown version: it
+    /// counts toward `required` only once at least half the voters (rounded up) gave
+    /// good answers, since those meet every majority that acknowledged a write. So an
+    /// `All` read of three voters with one corrupt copy returns the other two's best
+    /// and repairs the corrupt one, while a `Quorum` read waits for a second good copy.
     async fn gather(&self, route: &Route, key: &Key, required: usize) -> Result<Option<Record>> {
         let (voters, required) = self.gathering(route, required);
+        let enough_good = (voters.len() - voters.len() / 2).clamp(1, required.max(1));
         let mut calls: FuturesUnordered<Call> = voters
             .iter()
             .map(|&p| call(self.slot(route, p).clone(), p, key.clone()))
             .collect();
         let mut answers: Vec<(usize, Option<Record>)> = Vec::new();
-        let mut errors = Vec::new();
-        while answers.len() < required {
+        let mut misses = Misses::default();
+        let met = |good: usize, corrupt: usize| {
+            good >= required || (good >= enough_good && good + corrupt >= required)
+        };
+        while !met(answers.len(), misses.corrupt.len()) {
             match calls.next().await {
                 Some((p, Ok(r))) => answers.push((p, r)),
-                Some((_, Err(e))) => {
-                    errors.push(e);
-                    if answers.len() + calls.len() < required {
+                Some((p, Err(e))) => {
+                    misses.push(p, e);
+                    if answers.len() + misses.corrupt.len() + calls.len() < required {
                         break;
                     }
                 }
                 None => break,
             }
         }
-        if answers.len() < required {
-            let cause = no_answer(route, key, errors);
-            let e = Error::new(
-                ErrorKind::ConsistencyNotMet,
-                format!(
-                    "read of {key} needed {required} answers, got {}: {}",
-                    answers.len(),
-                    cause.message()
-                ),
-            )
-            .with_operation(Operation::Get);
-            // Worth retrying when a cause is (an outage, an open circuit), as for writes.
-            return Err(if cause.is_temporary() {
-                e.temporary()
-            } else {
-                e.permanent()
-            });
+        if !met(answers.len(), misses.corrupt.len()) {
+            return Err(not_met(key, required, answers.len(), misses.errors));
         }
         let best = answers
             .iter()
@@ -286,7 +332,7 @@ impl Inner {
                 best,
             );
         }
-        Ok(best)
+        Ok(self.mend(route, &misses, best))
     }
 
     /// Writes `best` to the stale backends at `positions`, in the background.
@@ -311,22 +357,124 @@ impl Inner {
             );
         }
     }
+    /// Overwrites the corrupt copies at `positions` with `best`, in the background. A
+    /// corrupt copy may carry the very version of `best` (a damaged value), which a
+    /// conditional write would keep, so it is purged first (up to `best`'s version:
+    /// a newer write that lands meanwhile stays). With no good copy to write (the good
+    /// answers say the key is absent), the corrupt copies are left for anti-entropy.
+    fn repair_corrupt(&self, route: &Route, positions: &[usize], best: Option<&Record>) {
+        let Some(best) = best else {
+            for &p in positions {
+                let slot = self.slot(route, p);
+                tracing::warn!(backend = %slot.name, "corrupt copy of a key the other replicas do not hold: left for anti-entropy");
+            }
+            return;
+        };
+        for &p in positions {
+            let slot = self.slot(route, p).clone();
+            let record = best.clone();
+            self.counters.read_repairs.fetch_add(1, Ordering::Relaxed);
+            slot.stats().read_repaired();
+            let span = tracing::debug_span!("mux.read_repair", backend = %slot.name, key = %record.key(), version = %record.version(), corrupt = true);
+            self.background.spawn(
+                async move {
+                    if slot.backend.info().capability.purge {
+                        let purged = slot
+                            .guard(
+                                Operation::Purge,
+                                slot.backend.purge(record.key(), record.version()),
+                            )
+                            .await;
+                        if let Err(e) = purged {
+                            tracing::warn!(backend = %slot.name, key = %record.key(), error = %e, "purging a corrupt copy failed");
+                        }
+                    }
+                    let result = slot
+                        .guard(op_of(&record), apply_raw(&*slot.backend, &record))
+                        .await;
+                    if let Err(e) = result {
+                        tracing::warn!(backend = %slot.name, key = %record.key(), error = %e, "repairing a corrupt copy failed");
+                    }
+                }
+                .instrument(span),
+            );
+        }
+    }
 }
 
-/// The error when no backend of a route answered.
+/// How many of `errors` report a corrupt copy.
+fn corrupt_count(errors: &[Error]) -> usize {
+    errors
+        .iter()
+        .filter(|e| e.kind() == ErrorKind::Corrupt)
+        .count()
+}
+
+/// `errors` as one list for a message: "[get on backend 'a': …; get on backend 'b': …]".
+fn listed(errors: &[Error]) -> String {
+    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    format!("[{}]", list.join("; "))
+}
+
+/// The error when no backend of a route gave a usable answer. Backends that returned
+/// corrupt copies did answer, so the message says so (and names them, in the list);
+/// when every failure was a corrupt copy the error is `Corrupt`, not `Unavailable`.
 pub(super) fn no_answer(route: &Route, key: &Key, errors: Vec<Error>) -> Error {
     let temporary = errors.is_empty() || errors.iter().any(Error::is_temporary);
-    let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let corrupt = corrupt_count(&errors);
+    let route = route.config.describe();
+    let (kind, message) = match corrupt {
+        0 => (
+            ErrorKind::Unavailable,
+            format!(
+                "no backend of {route} answered for {key}: {}",
+                listed(&errors)
+            ),
+        ),
+        c if c == errors.len() => (
+            ErrorKind::Corrupt,
+            format!(
+                "every backend of {route} that answered for {key} returned a corrupt copy \
+                 (run mux-sync verify with repair, or rewrite the key): {}",
+                listed(&errors)
+            ),
+        ),
+        c => (
+            ErrorKind::Unavailable,
+            format!(
+                "no backend of {route} gave a usable copy of {key} ({c} returned corrupt \
+                 data, the others failed): {}",
+                listed(&errors)
+            ),
+        ),
+    };
+    let e = Error::new(kind, message).with_operation(Operation::Get);
+    if temporary {
+        e.temporary()
+    } else {
+        e.permanent()
+    }
+}
+
+/// The error of a gathering read that got `good` usable answers of the `required`.
+fn not_met(key: &Key, required: usize, good: usize, errors: Vec<Error>) -> Error {
+    let corrupt = corrupt_count(&errors);
+    let corrupt = if corrupt > 0 {
+        format!(" and {corrupt} corrupt copies")
+    } else {
+        String::new()
+    };
     let e = Error::new(
-        ErrorKind::Unavailable,
+        ErrorKind::ConsistencyNotMet,
         format!(
-            "no backend of {} answered for {key}: [{}]",
-            route.config.describe(),
-            list.join("; ")
+            "read of {key} needed {required} answers, got {good} usable{corrupt}; \
+             failures: {}",
+            listed(&errors)
         ),
     )
     .with_operation(Operation::Get);
-    if temporary {
+    // Worth retrying when a cause is (an outage, an open circuit), as for writes.
+    if errors.is_empty() || errors.iter().any(Error::is_temporary) {
         e.temporary()
     } else {
         e.permanent()

@@ -15,8 +15,13 @@ pub(crate) struct MuxCounters {
 /// A snapshot of a `Mux`'s counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MuxStats {
-    /// Stale backends repaired by reads (one per backend repaired).
+    /// Stale backends repaired by reads (one per backend repaired), corrupt copies
+    /// included.
     pub read_repairs: u64,
+    /// Reads that met a corrupt copy (a checksum that did not match, or a stored form
+    /// that could not be decoded), summed over backends; per backend it is the
+    /// `mux_corrupt_reads_total` metric.
+    pub corrupt_reads: u64,
     /// Extra requests sent by hedged reads.
     pub hedged_requests: u64,
     /// Background writes (after the acknowledgement) that failed.

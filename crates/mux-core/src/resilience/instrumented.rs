@@ -172,6 +172,8 @@ pub struct CallStats {
     get_latency: LatencyWindow,
     all_latency: LatencyWindow,
     read_repairs: Counter,
+    corrupt_reads: Counter,
+    corrupt_count: std::sync::atomic::AtomicU64,
 }
 
 impl CallStats {
@@ -190,7 +192,9 @@ impl CallStats {
             ops,
             get_latency: LatencyWindow::new(),
             all_latency: LatencyWindow::new(),
-            read_repairs: metrics::counter!("mux_read_repairs_total", "backend" => b),
+            read_repairs: metrics::counter!("mux_read_repairs_total", "backend" => b.clone()),
+            corrupt_reads: metrics::counter!("mux_corrupt_reads_total", "backend" => b),
+            corrupt_count: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -247,6 +251,19 @@ impl CallStats {
 
     pub(crate) fn read_repaired(&self) {
         self.read_repairs.increment(1);
+    }
+
+    /// How many reads of this backend returned a corrupt copy (a checksum that did not
+    /// match, or a stored form that could not be decoded).
+    pub fn corrupt_reads(&self) -> u64 {
+        self.corrupt_count
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn corrupt_read(&self) {
+        self.corrupt_reads.increment(1);
+        self.corrupt_count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

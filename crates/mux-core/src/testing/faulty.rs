@@ -1,5 +1,6 @@
 //! A wrapper that injects latency, errors, slow calls and outages deterministically.
 
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -73,6 +74,7 @@ pub struct FaultyBackend<B> {
     injected: AtomicU64,
     outage: AtomicBool,
     config: Mutex<FaultConfig>,
+    damaged: Mutex<HashSet<Key>>,
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -96,6 +98,7 @@ impl<B: Backend> FaultyBackend<B> {
             injected: AtomicU64::new(0),
             outage: AtomicBool::new(false),
             config: Mutex::new(FaultConfig::default()),
+            damaged: Mutex::new(HashSet::new()),
         }
     }
 
@@ -113,6 +116,30 @@ impl<B: Backend> FaultyBackend<B> {
     /// Starts (`true`) or ends (`false`) an outage: every call fails as unavailable.
     pub fn set_outage(&self, down: bool) {
         self.outage.store(down, Ordering::SeqCst);
+    }
+
+    /// Damages the stored copy of `key`, as bit rot or a store that kept an empty body
+    /// would: reads of it fail as [`ErrorKind::Corrupt`] until a purge removes it or a
+    /// write replaces it. A write at the stored version is refused as usual (the store
+    /// still holds that version), so it does not mend the copy.
+    pub fn corrupt(&self, key: &Key) {
+        self.damaged().insert(key.clone());
+    }
+
+    /// Whether the stored copy of `key` is damaged (see [`FaultyBackend::corrupt`]).
+    pub fn is_corrupt(&self, key: &Key) -> bool {
+        self.damaged().contains(key)
+    }
+
+    fn damaged(&self) -> std::sync::MutexGuard<'_, HashSet<Key>> {
+        self.damaged.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets the damage of `key` when `replaced`.
+    fn mended(&self, key: &Key, replaced: bool) {
+        if replaced {
+            self.damaged().remove(key);
+        }
     }
 
     /// How many calls reached this wrapper.
@@ -183,10 +210,20 @@ impl<B: Backend> Backend for FaultyBackend<B> {
     }
     async fn put(&self, record: &Record) -> Result<PutOutcome> {
         self.before(Operation::Put).await?;
-        self.inner.put(record).await
+        let outcome = self.inner.put(record).await?;
+        self.mended(record.key(), outcome.is_applied());
+        Ok(outcome)
     }
     async fn get(&self, key: &Key) -> Result<Option<Record>> {
         self.before(Operation::Get).await?;
+        if self.is_corrupt(key) {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("record {key}: the value's checksum does not match (injected damage)"),
+            )
+            .with_backend(&self.inner.info().name)
+            .with_operation(Operation::Get));
+        }
         self.inner.get(key).await
     }
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {
@@ -195,15 +232,23 @@ impl<B: Backend> Backend for FaultyBackend<B> {
     }
     async fn delete(&self, key: &Key, version: Version) -> Result<PutOutcome> {
         self.before(Operation::Delete).await?;
-        self.inner.delete(key, version).await
+        let outcome = self.inner.delete(key, version).await?;
+        self.mended(key, outcome.is_applied());
+        Ok(outcome)
     }
     async fn put_batch(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
         self.before(Operation::PutBatch).await?;
-        self.inner.put_batch(records).await
+        let outcomes = self.inner.put_batch(records).await?;
+        for (record, outcome) in records.iter().zip(&outcomes) {
+            self.mended(record.key(), outcome.is_applied());
+        }
+        Ok(outcomes)
     }
     async fn purge(&self, key: &Key, up_to: Version) -> Result<bool> {
         self.before(Operation::Purge).await?;
-        self.inner.purge(key, up_to).await
+        let purged = self.inner.purge(key, up_to).await?;
+        self.mended(key, purged);
+        Ok(purged)
     }
     async fn health(&self) -> Result<()> {
         self.before(Operation::Health).await?;
