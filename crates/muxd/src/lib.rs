@@ -177,7 +177,14 @@ impl AppState {
             }
         }
         let live = Arc::new(
-            make_live(&self.backends, self.intent_log.as_ref(), &self.feed, config).await?,
+            make_live(
+                &self.backends,
+                self.intent_log.as_ref(),
+                &self.feed,
+                config,
+                Some(&current.mux),
+            )
+            .await?,
         );
         *self.live.write().unwrap_or_else(|p| p.into_inner()) = live;
         let _ = self.events.send(Event::Config {
@@ -188,12 +195,15 @@ impl AppState {
 }
 
 /// Builds what `config` produces, opening the stores it adds to `backends` (and
-/// forgetting those it no longer names).
+/// forgetting those it no longer names). On a reload, the new `Mux` takes over from
+/// `previous` (`MuxBuilder::succeeding`): hints already being delivered stay with
+/// their one task, and circuits keep their state.
 async fn make_live(
     backends: &tokio::sync::Mutex<OpenBackends>,
     intent_log: Option<&Arc<dyn mux::IntentLog>>,
     feed: &Arc<dyn mux::ChangeFeed>,
     config: ServerConfig,
+    previous: Option<&Mux>,
 ) -> Result<Live> {
     let auth = verifier(&config)?;
     // Every kind and field checked first, all problems at once; then the stores this
@@ -230,6 +240,9 @@ async fn make_live(
     }
     if let Some(log) = intent_log {
         builder = builder.intent_log(log.clone());
+    }
+    if let Some(previous) = previous {
+        builder = builder.succeeding(previous);
     }
     let mux = builder.config(config.mux.clone()).build()?;
     mux.recover().await?;
@@ -289,7 +302,7 @@ pub async fn build(config: &ServerConfig) -> Result<AppState> {
     // The first `Mux` is the real one: no throwaway store is built before it (its
     // metrics series would show in /metrics).
     let backends = Arc::new(tokio::sync::Mutex::new(Vec::new()));
-    let live = make_live(&backends, intent_log.as_ref(), &feed, config.clone()).await?;
+    let live = make_live(&backends, intent_log.as_ref(), &feed, config.clone(), None).await?;
     Ok(AppState {
         live: Arc::new(RwLock::new(Arc::new(live))),
         backends,

@@ -28,6 +28,7 @@ pub struct MuxBuilder {
     log: Option<Arc<dyn IntentLog>>,
     resilience: ResilienceConfig,
     feed: Option<Arc<dyn ChangeFeed>>,
+    predecessor: Option<Mux>,
 }
 
 impl MuxBuilder {
@@ -89,6 +90,24 @@ impl MuxBuilder {
     /// `mux_redb::RedbIntentLog`). Unfinished entries in it are replayed on start.
     pub fn intent_log(mut self, log: Arc<dyn IntentLog>) -> Self {
         self.log = Some(log);
+        self
+    }
+
+    /// Builds the `Mux` that takes over from `old`, as a configuration reload does.
+    ///
+    /// When both use the same intent log, each write `old` still owes a backend stays
+    /// with the one task already delivering it: the new `Mux` does not replay the log
+    /// again (it shares `old`'s replay, waiting for it if it is running) and its hint
+    /// counts include `old`'s deliveries. The circuits of backends with the same name
+    /// carry their state over, so a store that is down is not hammered by a fresh
+    /// closed circuit. Once the new `Mux` is built, `old` stops its periodic work
+    /// (health probes, marker checks, shared-log rescans); requests and deliveries
+    /// already running on it finish there.
+    ///
+    /// A replay of `old` that failed is retried by the new `Mux`, and may then repeat
+    /// a delivery `old` is still making (harmless: writes are versioned).
+    pub fn succeeding(mut self, old: &Mux) -> Self {
+        self.predecessor = Some(old.clone());
         self
     }
 
@@ -183,13 +202,32 @@ impl MuxBuilder {
             None if cached => Some(Arc::new(MemoryFeed::new("memory")) as Arc<dyn ChangeFeed>),
             None => None,
         };
+        let old = self.predecessor.as_ref().map(|m| &m.inner);
+        // The successor of a `Mux` on the same log shares its replay and hint counts.
+        let same_log =
+            old.is_some_and(|o| std::ptr::addr_eq(Arc::as_ptr(&o.log), Arc::as_ptr(&log)));
         let slots: Vec<Arc<Slot>> = self
             .backends
             .iter()
-            .map(|b| Arc::new(Slot::new(b.clone(), &self.resilience)))
+            .map(|b| {
+                let before = old.and_then(|o| o.slots.iter().find(|s| s.name == b.info().name));
+                let hints = match before {
+                    Some(s) if same_log => s.hints_pending.clone(),
+                    _ => Default::default(),
+                };
+                let slot = Slot::new(b.clone(), &self.resilience, hints);
+                if let Some(s) = before {
+                    slot.circuit().adopt(s.circuit());
+                }
+                Arc::new(slot)
+            })
             .collect();
+        let recovered = match old {
+            Some(o) if same_log => o.recovered.clone(),
+            _ => Default::default(),
+        };
         let info = BackendInfo::new("mux", "mux", combined_capability(&slots, &routes, &default));
-        Ok(Mux {
+        let mux = Mux {
             inner: Arc::new(Inner {
                 clock: self
                     .clock
@@ -205,11 +243,16 @@ impl MuxBuilder {
                 jitter: Jitter::new(self.node_id.unwrap_or(1) as u64 ^ 0x5eed),
                 resilience: self.resilience,
                 started: std::sync::OnceLock::new(),
-                recovered: tokio::sync::OnceCell::new(),
+                recovered,
+                retired: Default::default(),
                 feed,
                 feed_state: Default::default(),
             }),
-        })
+        };
+        if let Some(old) = old {
+            old.retired.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(mux)
     }
 }
 

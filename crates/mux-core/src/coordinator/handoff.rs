@@ -55,6 +55,9 @@ impl Inner {
                 loop {
                     tick.tick().await;
                     let Some(inner) = weak.upgrade() else { return };
+                    if inner.is_retired() {
+                        return;
+                    }
                     if let Err(e) = inner.recover().await {
                         tracing::warn!(error = %e, "rescanning the shared intent log failed");
                     }
@@ -70,6 +73,9 @@ impl Inner {
                 loop {
                     tick.tick().await;
                     let Some(inner) = weak.upgrade() else { return };
+                    if inner.is_retired() {
+                        return;
+                    }
                     inner.probe().await;
                     if inner.resilience.markers {
                         inner.check_markers().await;
@@ -77,6 +83,11 @@ impl Inner {
                 }
             });
         }
+    }
+
+    /// Whether a successor took over (see `MuxBuilder::succeeding`).
+    fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::SeqCst)
     }
 
     /// Replays the intent log entries that predate this `Mux`; returns the hints made.

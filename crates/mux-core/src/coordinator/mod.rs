@@ -91,20 +91,27 @@ pub(crate) struct Slot {
     pub(crate) name: Arc<str>,
     /// Bounds the hints being delivered to this backend at once.
     pub(crate) handoff: tokio::sync::Semaphore,
-    pub(crate) hints_pending: AtomicUsize,
+    /// Hints being delivered to it; shared with the `Mux` this one succeeds (a reload)
+    /// when both use the same intent log, so its count includes those still running
+    /// there.
+    pub(crate) hints_pending: Arc<AtomicUsize>,
     /// Whether its mux marker says it lost data (`markers.rs`).
     pub(crate) marker: markers::MarkerState,
 }
 
 impl Slot {
-    fn new(backend: Arc<dyn Backend>, resilience: &ResilienceConfig) -> Slot {
+    fn new(
+        backend: Arc<dyn Backend>,
+        resilience: &ResilienceConfig,
+        hints_pending: Arc<AtomicUsize>,
+    ) -> Slot {
         let stack = resilience.stack(backend.clone());
         Slot {
             name: backend.info().name.clone(),
             stack,
             backend,
             handoff: tokio::sync::Semaphore::new(resilience.handoff_concurrency.max(1)),
-            hints_pending: AtomicUsize::new(0),
+            hints_pending,
             marker: markers::MarkerState::default(),
         }
     }
@@ -237,7 +244,13 @@ pub(crate) struct Inner {
     /// Log entries below this id predate this `Mux` and are replayed on start.
     pub(crate) boot_id: u64,
     pub(crate) started: std::sync::OnceLock<()>,
-    pub(crate) recovered: tokio::sync::OnceCell<usize>,
+    /// Whether the intent log was replayed; shared with the `Mux` this one succeeds
+    /// when both use the same log, so a reload does not replay it again.
+    pub(crate) recovered: Arc<tokio::sync::OnceCell<usize>>,
+    /// Set once a successor took over (`MuxBuilder::succeeding`): periodic work
+    /// (health probes, marker checks, shared-log rescans) stops; deliveries already
+    /// running finish.
+    pub(crate) retired: std::sync::atomic::AtomicBool,
     pub(crate) jitter: Jitter,
     /// Where acknowledged writes are published (`None`: nowhere).
     pub(crate) feed: Option<Arc<dyn crate::feed::ChangeFeed>>,

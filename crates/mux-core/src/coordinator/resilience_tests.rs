@@ -288,3 +288,71 @@ fn resilience_from_toml() {
             .unwrap_err();
     assert!(e.message().contains("sometimes"), "{e}");
 }
+
+/// Reloads during an outage: each successor takes over what its predecessor owes, so
+/// every hint is delivered once however many reloads there were, and the circuit of
+/// the store that is down stays open across them.
+#[tokio::test(start_paused = true)]
+async fn reloads_during_an_outage_deliver_each_hint_once() {
+    use crate::resilience::{IntentLog, MemoryIntentLog};
+    let (a, b, c) = three();
+    let log: Arc<dyn IntentLog> = Arc::new(MemoryIntentLog::new());
+    let build = |old: Option<&Mux>| {
+        let mut builder = Mux::builder()
+            .resilience(quick_retries())
+            .intent_log(log.clone());
+        for x in [&a, &b, &c] {
+            builder = builder.backend(x.clone());
+        }
+        if let Some(old) = old {
+            builder = builder.succeeding(old);
+        }
+        builder
+            .default_route(abc(WriteConsistency::Quorum, ReadPolicy::Primary))
+            .build()
+            .unwrap()
+    };
+    let first = build(None);
+    first.recover().await.unwrap();
+    c.set_outage(true);
+    for i in 0..20 {
+        first.put(key(&format!("k{i:02}")), "v").await.unwrap();
+    }
+    // Each write's attempt on c fails after the acknowledgement and becomes a hint.
+    for _ in 0..100 {
+        if first.hints_pending() == 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(first.hints_pending(), 20);
+    assert_ne!(first.circuit("c"), Some(CircuitState::Closed));
+    let mut muxes = vec![first];
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let next = build(muxes.last());
+        assert_eq!(
+            next.recover().await.unwrap(),
+            0,
+            "the log was replayed already"
+        );
+        assert_eq!(
+            next.hints_pending(),
+            20,
+            "the predecessor's deliveries count"
+        );
+        assert_ne!(next.circuit("c"), Some(CircuitState::Closed));
+        muxes.push(next);
+    }
+    let before = c.calls();
+    c.set_outage(false);
+    for m in &muxes {
+        m.settle().await;
+    }
+    assert_eq!(c.calls() - before, 20, "each hint was delivered once");
+    assert_eq!(contents(&c).await, contents(&a).await);
+    let last = muxes.last().unwrap();
+    assert_eq!(last.hints_pending(), 0);
+    assert!(last.dead_letters().await.unwrap().is_empty());
+    assert!(log.pending().await.unwrap().is_empty());
+}

@@ -279,6 +279,25 @@ impl Circuit {
         }
     }
 
+    /// Takes over the state of `from` (the same backend's circuit in the `Mux` this one
+    /// replaces): an open or half-open circuit stays open from the same moment, so it
+    /// lets probes through when `from` would have; the count of openings carries over.
+    pub(crate) fn adopt(&self, from: &Circuit) {
+        let (state, opened_at, opened_count) = {
+            let theirs = from.lock();
+            (theirs.state, theirs.opened_at, theirs.opened_count)
+        };
+        let mut s = self.lock();
+        s.opened_count = opened_count;
+        if state != CircuitState::Closed {
+            s.state = CircuitState::Open;
+            s.opened_at = opened_at;
+            s.probes_started = 0;
+            s.probes_ok = 0;
+            self.fast.store(NOT_CLOSED, Ordering::Release);
+        }
+    }
+
     fn reset_window(&self) {
         for slot in self.ring.iter() {
             slot.store(0, Ordering::Release);
