@@ -5,6 +5,7 @@ pub mod bench;
 pub mod container;
 pub mod denied;
 pub mod faults;
+pub mod history;
 pub mod netfault;
 
 use std::sync::Arc;

@@ -1,0 +1,389 @@
+//! Recorded histories under network faults, checked afterwards (issue 19, points 1–2).
+//!
+//! A `Mux` over PostgreSQL and Redis — each reached through its own network fault proxy
+//! (`mux_tests::netfault`) — and a memory store, with a durable intent log, is driven by
+//! four clients making puts (at `All` and `Quorum`), deletes and reads (`Quorum`,
+//! `All`) on six keys, bounded in count and time, while one fault plays out on one
+//! store. Then the faults heal, hints drain, and `mux_tests::history::check` verifies
+//! the history and every store's final state: no acknowledged write lost, no delete
+//! resurrected, no version invented, the stores converged, and no `Quorum`/`All` read
+//! older than a write acknowledged at `All` before it. Each scenario prints its figures.
+//!
+//! PostgreSQL and Redis are required (`cargo xtask services up`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mux::postgres::{PostgresBackend, PostgresConfig};
+use mux::redis::{RedisBackend, RedisConfig};
+use mux::resilience::{BreakerConfig, RetryPolicy};
+use mux::wal::SegmentIntentLog;
+use mux::{
+    Backend, BackendExt, Durability, Key, MemoryBackend, Mux, Prefix, ReadOptions, ReadPolicy,
+    ResilienceConfig, Role, RouteConfig, WriteConsistency, WriteOptions,
+};
+use mux_tests::history::{Final, History, Kind, Outcome, check};
+use mux_tests::netfault::{FaultProxy, LinkFaults};
+
+const PG_TABLE: &str = "mux_history_faults";
+const REDIS_NAMESPACE: &str = "mux-history-faults";
+const CLIENTS: u64 = 4;
+const OPS_PER_CLIENT: u64 = 250;
+const RUN: Duration = Duration::from_secs(4);
+/// The pause between a client's operations, so the run spans the faults' schedule.
+const PACE: Duration = Duration::from_millis(15);
+const KEYS: u64 = 6;
+
+/// The URL `url` with its `host:port` replaced by `authority`.
+fn through(url: &str, authority: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL");
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((u, r)) => (format!("{u}@"), r),
+        None => (String::new(), rest),
+    };
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    format!("{scheme}://{userinfo}{authority}{path}")
+}
+
+fn authority_of(url: &str) -> String {
+    let rest = url.split_once("://").expect("a URL").1;
+    let rest = rest.rsplit('@').next().unwrap();
+    rest.split('/').next().unwrap().to_owned()
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The stores, their proxies, and a `Mux` over them.
+struct Cluster {
+    mux: Mux,
+    stores: Vec<Arc<dyn Backend>>,
+    pg_proxy: FaultProxy,
+    redis_proxy: FaultProxy,
+    prefix: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn cluster(scenario: &str) -> Cluster {
+    let pg_url = mux_tests::postgres_url();
+    let redis_url = mux_tests::redis_url();
+    let pg_proxy = FaultProxy::start(&authority_of(&pg_url)).await.unwrap();
+    let redis_proxy = FaultProxy::start(&authority_of(&redis_url)).await.unwrap();
+    let pg: Arc<dyn Backend> = Arc::new(
+        PostgresBackend::connect(
+            "postgres",
+            PostgresConfig::new(through(&pg_url, &pg_proxy.authority())).with_table(PG_TABLE),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL is required (cargo xtask services up): {e}")),
+    );
+    let redis: Arc<dyn Backend> = Arc::new(
+        RedisBackend::connect(
+            "redis",
+            RedisConfig::new(through(&redis_url, &redis_proxy.authority()))
+                .with_namespace(REDIS_NAMESPACE),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("Redis is required (cargo xtask services up): {e}")),
+    );
+    let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new("memory"));
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(SegmentIntentLog::open(dir.path().join("log")).unwrap());
+    let resilience = ResilienceConfig {
+        durability: Durability::Log,
+        call_timeout: Duration::from_millis(800),
+        retry: RetryPolicy {
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(200),
+            max_attempts: 100_000,
+            max_age: Duration::from_secs(600),
+            ..Default::default()
+        },
+        breaker: BreakerConfig {
+            open_for: Duration::from_millis(500),
+            ..Default::default()
+        },
+        health_interval: Duration::ZERO,
+        ..Default::default()
+    };
+    let mux = Mux::builder()
+        .backend(pg.clone())
+        .backend(redis.clone())
+        .backend(memory.clone())
+        .intent_log(log)
+        .resilience(resilience)
+        .default_route(
+            RouteConfig::new("")
+                .backend("postgres", Role::Primary)
+                .backend("redis", Role::Replica)
+                .backend("memory", Role::Replica)
+                .write(WriteConsistency::Quorum)
+                .read(ReadPolicy::Quorum),
+        )
+        .build()
+        .unwrap();
+    mux.recover().await.unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    Cluster {
+        mux,
+        stores: vec![pg, redis, memory],
+        pg_proxy,
+        redis_proxy,
+        prefix: format!("history/{scenario}-{}-{nanos}", std::process::id()),
+        _dir: dir,
+    }
+}
+
+/// One client: up to `OPS_PER_CLIENT` operations within `RUN`.
+async fn client(mux: Mux, history: Arc<History>, prefix: String, seed: u64) {
+    let started = std::time::Instant::now();
+    for n in 0..OPS_PER_CLIENT {
+        if started.elapsed() > RUN {
+            break;
+        }
+        tokio::time::sleep(PACE).await;
+        let r = splitmix(seed ^ splitmix(n));
+        let key_text = format!("{prefix}/k{}", r % KEYS);
+        let key = Key::new(&key_text).unwrap();
+        let invoked = history.now();
+        match (r >> 8) % 100 {
+            roll @ 0..55 => {
+                let level = if roll < 25 {
+                    WriteConsistency::All
+                } else {
+                    WriteConsistency::Quorum
+                };
+                let version = mux.clock().now();
+                let options = WriteOptions {
+                    version: Some(version),
+                    consistency: Some(level),
+                    ..Default::default()
+                };
+                let outcome = match mux.write(key, format!("v{n}"), &options).await {
+                    Ok(_) => Outcome::Acked,
+                    Err(e) => Outcome::Failed(e.to_string()),
+                };
+                history.record(&key_text, Kind::Put(version, level), invoked, outcome);
+            }
+            55..70 => {
+                let version = mux.clock().now();
+                let level = WriteConsistency::Quorum;
+                let options = WriteOptions {
+                    version: Some(version),
+                    consistency: Some(level),
+                    ..Default::default()
+                };
+                let outcome = match mux.delete(&key, &options).await {
+                    Ok(_) => Outcome::Acked,
+                    Err(e) => Outcome::Failed(e.to_string()),
+                };
+                history.record(&key_text, Kind::Delete(version, level), invoked, outcome);
+            }
+            roll => {
+                let policy = if roll % 2 == 0 {
+                    ReadPolicy::Quorum
+                } else {
+                    ReadPolicy::All
+                };
+                let options = ReadOptions {
+                    policy: Some(policy),
+                    ..Default::default()
+                };
+                let outcome = match mux.get_with(&key, &options).await {
+                    Ok(record) => Outcome::Read(record.map(|r| r.version())),
+                    Err(e) => Outcome::Failed(e.to_string()),
+                };
+                history.record(&key_text, Kind::Read(policy), invoked, outcome);
+            }
+        }
+    }
+}
+
+/// Runs the workload while `faults` plays out, heals everything, drains the hints and
+/// checks. Returns nothing: it asserts, after printing the scenario's figures.
+async fn scenario<F, Fut>(name: &str, faults: F)
+where
+    F: FnOnce(Arc<Cluster>) -> Fut,
+    Fut: std::future::Future<Output = String> + Send + 'static,
+{
+    let c = Arc::new(cluster(name).await);
+    let history = Arc::new(History::default());
+    let seed = splitmix(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    );
+    let injector = tokio::spawn(faults(c.clone()));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            tokio::spawn(client(
+                c.mux.clone(),
+                history.clone(),
+                c.prefix.clone(),
+                seed ^ splitmix(i + 1),
+            ))
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let injected = injector.await.unwrap();
+    // Heal everything and let what is owed drain.
+    for proxy in [&c.pg_proxy, &c.redis_proxy] {
+        proxy.set_link(LinkFaults::default());
+        proxy.refuse(false);
+        proxy.blackhole(false);
+        proxy.heal();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while c.mux.hints_pending() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: {} hints still pending after healing",
+            c.mux.hints_pending()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.mux.settle().await;
+    let prefix = Prefix::new(format!("{}/", c.prefix)).unwrap();
+    let mut finals: Vec<(String, Final)> = Vec::new();
+    for store in &c.stores {
+        let entries = final_listing(&**store, &prefix).await;
+        let state: Final = entries
+            .into_iter()
+            .map(|e| {
+                (
+                    e.key.as_str().to_owned(),
+                    (e.meta.version, e.meta.tombstone),
+                )
+            })
+            .collect();
+        finals.push((store.info().name.to_string(), state));
+    }
+    let ops = history.ops();
+    let failed = ops
+        .iter()
+        .filter(|o| matches!(o.outcome, Outcome::Failed(_)))
+        .count();
+    let verdict = check(&ops, &finals);
+    let dead = c.mux.dead_letters().await.unwrap().len();
+    println!(
+        "scenario {name} (seed {seed:#x}): faults: {injected}; {failed} operations failed; \
+         dead letters {dead}; {verdict}"
+    );
+    cleanup(&c, &finals).await;
+    assert_eq!(dead, 0, "{name}: writes were dead-lettered");
+    assert!(verdict.holds(), "{name} (seed {seed:#x}): {verdict}");
+    assert!(verdict.acked > 0, "{name}: the workload ran");
+}
+
+/// A store's listing once healed. Its first call may still meet a connection the
+/// faults broke (the adapter reconnects then): a few tries, bounded.
+async fn final_listing(store: &dyn Backend, prefix: &Prefix) -> Vec<mux::ListEntry> {
+    let mut tries = 0;
+    loop {
+        match store.list_all(prefix).await {
+            Ok(entries) => return entries,
+            Err(e) if e.is_temporary() && tries < 5 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("listing {} after healing: {e}", store.info().name),
+        }
+    }
+}
+
+/// Removes the run's records from every store.
+async fn cleanup(c: &Cluster, finals: &[(String, Final)]) {
+    let all = mux::Version::new(u64::MAX, u32::MAX, u32::MAX);
+    for store in &c.stores {
+        for (_, state) in finals {
+            for key in state.keys() {
+                let _ = store.purge(&Key::new(key).unwrap(), all).await;
+            }
+        }
+    }
+}
+
+fn pause(ms: u64) -> tokio::time::Sleep {
+    tokio::time::sleep(Duration::from_millis(ms))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_jittery_link_to_redis() {
+    scenario("redis-slow", |c| async move {
+        c.redis_proxy.set_link(LinkFaults {
+            latency: Duration::from_millis(20),
+            jitter: Duration::from_millis(40),
+            ..Default::default()
+        });
+        pause(RUN.as_millis() as u64).await;
+        "redis link 20 ms + up to 40 ms jitter per chunk, the whole run".to_owned()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_connections_reset_mid_run() {
+    scenario("redis-resets", |c| async move {
+        let mut resets = 0;
+        while resets < 10 {
+            pause(300).await;
+            c.redis_proxy.reset_all();
+            resets += 1;
+        }
+        format!(
+            "every redis connection reset {resets} times, 300 ms apart ({} connections reset)",
+            c.redis_proxy.stats().resets
+        )
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_partitioned_then_healed() {
+    scenario("redis-partition", |c| async move {
+        pause(500).await;
+        c.redis_proxy.partition();
+        pause(2000).await;
+        c.redis_proxy.heal();
+        "redis partitioned for 2 s (calls time out), then healed".to_owned()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_primary_refuses_connections() {
+    scenario("pg-refused", |c| async move {
+        pause(500).await;
+        c.pg_proxy.refuse(true);
+        c.pg_proxy.reset_all();
+        pause(1500).await;
+        c.pg_proxy.refuse(false);
+        format!(
+            "postgres (the primary) reset and refused for 1.5 s ({} connections reset)",
+            c.pg_proxy.stats().resets
+        )
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgres_primary_partitioned_then_healed() {
+    scenario("pg-partition", |c| async move {
+        pause(500).await;
+        c.pg_proxy.partition();
+        pause(1500).await;
+        c.pg_proxy.heal();
+        "postgres (the primary) partitioned for 1.5 s, then healed".to_owned()
+    })
+    .await;
+}
