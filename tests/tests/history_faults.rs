@@ -9,6 +9,12 @@
 //! resurrected, no version invented, the stores converged, and no `Quorum`/`All` read
 //! older than a write acknowledged at `All` before it. Each scenario prints its figures.
 //!
+//! Sizes and the seed come from `MUX_CHAOS_SCALE` (a multiplier of the run's length
+//! and operation count, default 1) and `MUX_CHAOS_SEED` (default: a fresh one, printed
+//! with each scenario); `cargo xtask chaos [--scale K] [--seed N]` sets them. The seed
+//! fixes each client's sequence of operations and keys; thread scheduling and the
+//! servers' timing still vary between runs.
+//!
 //! PostgreSQL and Redis are required (`cargo xtask services up`).
 
 use std::sync::Arc;
@@ -28,7 +34,9 @@ use mux_tests::netfault::{FaultProxy, LinkFaults};
 const PG_TABLE: &str = "mux_history_faults";
 const REDIS_NAMESPACE: &str = "mux-history-faults";
 const CLIENTS: u64 = 4;
+/// Operations per client at scale 1.
 const OPS_PER_CLIENT: u64 = 250;
+/// The run's length at scale 1.
 const RUN: Duration = Duration::from_secs(4);
 /// The pause between a client's operations, so the run spans the faults' schedule.
 const PACE: Duration = Duration::from_millis(15);
@@ -141,11 +149,47 @@ async fn cluster(scenario: &str) -> Cluster {
     }
 }
 
-/// One client: up to `OPS_PER_CLIENT` operations within `RUN`.
+/// `MUX_CHAOS_SCALE`: how many times longer (and more operations) than the CI size.
+fn scale() -> u32 {
+    std::env::var("MUX_CHAOS_SCALE")
+        .ok()
+        .map(|s| {
+            s.parse()
+                .unwrap_or_else(|_| panic!("MUX_CHAOS_SCALE={s}: give a positive integer"))
+        })
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// How long the workload runs.
+fn run_length() -> Duration {
+    RUN * scale()
+}
+
+/// `MUX_CHAOS_SEED` (decimal or 0x-hex), else a fresh seed.
+fn seed() -> u64 {
+    match std::env::var("MUX_CHAOS_SEED") {
+        Ok(s) => {
+            let parsed = match s.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => s.parse(),
+            };
+            parsed.unwrap_or_else(|_| panic!("MUX_CHAOS_SEED={s}: give a number"))
+        }
+        Err(_) => splitmix(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64,
+        ),
+    }
+}
+
+/// One client: up to `OPS_PER_CLIENT` operations (times the scale) within the run.
 async fn client(mux: Mux, history: Arc<History>, prefix: String, seed: u64) {
     let started = std::time::Instant::now();
-    for n in 0..OPS_PER_CLIENT {
-        if started.elapsed() > RUN {
+    for n in 0..OPS_PER_CLIENT * u64::from(scale()) {
+        if started.elapsed() > run_length() {
             break;
         }
         tokio::time::sleep(PACE).await;
@@ -206,21 +250,17 @@ async fn client(mux: Mux, history: Arc<History>, prefix: String, seed: u64) {
     }
 }
 
-/// Runs the workload while `faults` plays out, heals everything, drains the hints and
-/// checks. Returns nothing: it asserts, after printing the scenario's figures.
-async fn scenario<F, Fut>(name: &str, faults: F)
+/// Runs the workload while `faults` plays out, heals everything, drains the hints,
+/// runs `repair` (if the scenario damaged a store behind mux's back), and checks.
+/// Returns nothing: it asserts, after printing the scenario's figures.
+async fn scenario<F, Fut>(name: &str, faults: F, repair: bool)
 where
     F: FnOnce(Arc<Cluster>) -> Fut,
     Fut: std::future::Future<Output = String> + Send + 'static,
 {
     let c = Arc::new(cluster(name).await);
     let history = Arc::new(History::default());
-    let seed = splitmix(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64,
-    );
+    let seed = seed();
     let injector = tokio::spawn(faults(c.clone()));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|i| {
@@ -254,10 +294,52 @@ where
     }
     c.mux.settle().await;
     let prefix = Prefix::new(format!("{}/", c.prefix)).unwrap();
-    let mut finals: Vec<(String, Final)> = Vec::new();
+    let mut repaired = String::new();
+    if repair {
+        // First, the checker must see the damage the scenario did.
+        let before = check(&history.ops(), &listings(&c, &prefix).await);
+        assert!(
+            before.lost > 0,
+            "{name}: the checker missed the damage before repair: {before}"
+        );
+        repaired = format!("; before repair: lost {}", before.lost);
+        let options = mux_sync::VerifyOptions {
+            repair: true,
+            ..Default::default()
+        };
+        let report = mux_sync::verify(&c.stores, prefix.clone(), &options)
+            .await
+            .expect("verify with repair");
+        assert_eq!(report.repair_failed, 0, "{name}: {:?}", report.errors);
+        repaired += &format!(
+            "; mux-sync found {} divergent keys and repaired {}",
+            report.divergent, report.repaired
+        );
+    }
+    let finals = listings(&c, &prefix).await;
+    let ops = history.ops();
+    let failed = ops
+        .iter()
+        .filter(|o| matches!(o.outcome, Outcome::Failed(_)))
+        .count();
+    let verdict = check(&ops, &finals);
+    let dead = c.mux.dead_letters().await.unwrap().len();
+    println!(
+        "scenario {name} (seed {seed:#x}): faults: {injected}; {failed} operations failed; \
+         dead letters {dead}{repaired}; {verdict}"
+    );
+    cleanup(&c, &finals).await;
+    assert_eq!(dead, 0, "{name}: writes were dead-lettered");
+    assert!(verdict.holds(), "{name} (seed {seed:#x}): {verdict}");
+    assert!(verdict.acked > 0, "{name}: the workload ran");
+}
+
+/// Every store's final state under `prefix`.
+async fn listings(c: &Cluster, prefix: &Prefix) -> Vec<(String, Final)> {
+    let mut finals = Vec::new();
     for store in &c.stores {
-        let entries = final_listing(&**store, &prefix).await;
-        let state: Final = entries
+        let state: Final = final_listing(&**store, prefix)
+            .await
             .into_iter()
             .map(|e| {
                 (
@@ -268,21 +350,7 @@ where
             .collect();
         finals.push((store.info().name.to_string(), state));
     }
-    let ops = history.ops();
-    let failed = ops
-        .iter()
-        .filter(|o| matches!(o.outcome, Outcome::Failed(_)))
-        .count();
-    let verdict = check(&ops, &finals);
-    let dead = c.mux.dead_letters().await.unwrap().len();
-    println!(
-        "scenario {name} (seed {seed:#x}): faults: {injected}; {failed} operations failed; \
-         dead letters {dead}; {verdict}"
-    );
-    cleanup(&c, &finals).await;
-    assert_eq!(dead, 0, "{name}: writes were dead-lettered");
-    assert!(verdict.holds(), "{name} (seed {seed:#x}): {verdict}");
-    assert!(verdict.acked > 0, "{name}: the workload ran");
+    finals
 }
 
 /// A store's listing once healed. Its first call may still meet a connection the
@@ -317,73 +385,130 @@ fn pause(ms: u64) -> tokio::time::Sleep {
     tokio::time::sleep(Duration::from_millis(ms))
 }
 
+/// Repeats `fault` (on) for `on_ms` after `off_ms` without it, until the run ends;
+/// returns how many times it was on.
+async fn cycle(off_ms: u64, on_ms: u64, mut on: impl FnMut(), mut off: impl FnMut()) -> u32 {
+    let end = std::time::Instant::now() + run_length();
+    let mut times = 0;
+    while std::time::Instant::now() + Duration::from_millis(off_ms + on_ms) <= end {
+        pause(off_ms).await;
+        on();
+        times += 1;
+        pause(on_ms).await;
+        off();
+    }
+    times
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_jittery_link_to_redis() {
-    scenario("redis-slow", |c| async move {
-        c.redis_proxy.set_link(LinkFaults {
-            latency: Duration::from_millis(20),
-            jitter: Duration::from_millis(40),
-            ..Default::default()
-        });
-        pause(RUN.as_millis() as u64).await;
-        "redis link 20 ms + up to 40 ms jitter per chunk, the whole run".to_owned()
-    })
+    scenario(
+        "redis-slow",
+        |c| async move {
+            c.redis_proxy.set_link(LinkFaults {
+                latency: Duration::from_millis(20),
+                jitter: Duration::from_millis(40),
+                ..Default::default()
+            });
+            tokio::time::sleep(run_length()).await;
+            "redis link 20 ms + up to 40 ms jitter per chunk, the whole run".to_owned()
+        },
+        false,
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_connections_reset_mid_run() {
-    scenario("redis-resets", |c| async move {
-        let mut resets = 0;
-        while resets < 10 {
-            pause(300).await;
-            c.redis_proxy.reset_all();
-            resets += 1;
-        }
-        format!(
-            "every redis connection reset {resets} times, 300 ms apart ({} connections reset)",
-            c.redis_proxy.stats().resets
-        )
-    })
+    scenario(
+        "redis-resets",
+        |c| async move {
+            let proxy = &c.redis_proxy;
+            let times = cycle(300, 0, || proxy.reset_all(), || ()).await;
+            format!(
+                "every redis connection reset {times} times, 300 ms apart ({} connections reset)",
+                proxy.stats().resets
+            )
+        },
+        false,
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_partitioned_then_healed() {
-    scenario("redis-partition", |c| async move {
-        pause(500).await;
-        c.redis_proxy.partition();
-        pause(2000).await;
-        c.redis_proxy.heal();
-        "redis partitioned for 2 s (calls time out), then healed".to_owned()
-    })
+    scenario(
+        "redis-partition",
+        |c| async move {
+            let proxy = &c.redis_proxy;
+            let times = cycle(500, 2000, || proxy.partition(), || proxy.heal()).await;
+            format!("redis partitioned {times} times for 2 s (calls time out), then healed")
+        },
+        false,
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_postgres_primary_refuses_connections() {
-    scenario("pg-refused", |c| async move {
-        pause(500).await;
-        c.pg_proxy.refuse(true);
-        c.pg_proxy.reset_all();
-        pause(1500).await;
-        c.pg_proxy.refuse(false);
-        format!(
-            "postgres (the primary) reset and refused for 1.5 s ({} connections reset)",
-            c.pg_proxy.stats().resets
-        )
-    })
+    scenario(
+        "pg-refused",
+        |c| async move {
+            let proxy = &c.pg_proxy;
+            let on = || {
+                proxy.refuse(true);
+                proxy.reset_all();
+            };
+            let times = cycle(500, 1500, on, || proxy.refuse(false)).await;
+            format!(
+                "postgres (the primary) reset and refused {times} times for 1.5 s ({} connections reset)",
+                proxy.stats().resets
+            )
+        },
+        false,
+    )
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_postgres_primary_partitioned_then_healed() {
-    scenario("pg-partition", |c| async move {
-        pause(500).await;
-        c.pg_proxy.partition();
-        pause(1500).await;
-        c.pg_proxy.heal();
-        "postgres (the primary) partitioned for 1.5 s, then healed".to_owned()
-    })
+    scenario(
+        "pg-partition",
+        |c| async move {
+            let proxy = &c.pg_proxy;
+            let times = cycle(500, 1500, || proxy.partition(), || proxy.heal()).await;
+            format!("postgres (the primary) partitioned {times} times for 1.5 s, then healed")
+        },
+        false,
+    )
+    .await;
+}
+
+/// A store restored with old data: the run's PostgreSQL rows are deleted behind mux's
+/// back as the workload ends (as a restore from an old backup would; earlier, the
+/// workload's own writes on six hot keys would rewrite them at once). The checker must
+/// find the loss; mux-sync then repairs it from the other stores before the check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_loses_its_rows_and_is_repaired() {
+    scenario(
+        "pg-truncated",
+        |c| async move {
+            pause(run_length().as_millis() as u64 + 100).await;
+            let (client, conn) =
+                tokio_postgres::connect(&mux_tests::postgres_url(), tokio_postgres::NoTls)
+                    .await
+                    .expect("PostgreSQL is required (cargo xtask services up)");
+            tokio::spawn(conn);
+            let removed = client
+                .execute(
+                    &format!("DELETE FROM {PG_TABLE} WHERE starts_with(key, $1)"),
+                    &[&format!("{}/", c.prefix)],
+                )
+                .await
+                .unwrap();
+            format!("postgres lost the run's {removed} rows as the run ended (deleted with SQL)")
+        },
+        true,
+    )
     .await;
 }

@@ -16,6 +16,11 @@ Tasks:
                           plain and in the fault mode; prints a summary table
   ci                      what .ci/run calls: `test`, then fails if a backend named in
                           MUX_REQUIRE (comma-separated) was skipped or failed
+  chaos [--scale K] [--seed N]
+                          the recorded-history fault scenarios
+                          (tests/tests/history_faults.rs) K times longer and larger than
+                          in `test` (default 5), one at a time, each printing its seed and
+                          figures; --seed replays a run's operation sequence
   bench <name>            a benchmark (coordinator, intent-log, postgres-redis,
                           object-stores, aws, stores, cache, anti-entropy, proxy); prints a
                           table and writes
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
         }
         Some("test") => test().map(|_| ()),
         Some("ci") => ci(),
+        Some("chaos") => chaos(&args[1..]),
         Some("services") => {
             let install = args.iter().any(|a| a == "--install");
             match args.get(1).map(String::as_str) {
@@ -206,6 +212,64 @@ fn test() -> Result<Vec<conformance::Row>, String> {
         Ok(rows)
     } else {
         Err(format!("conformance failed for: {}", failed.join(", ")))
+    }
+}
+
+/// `cargo xtask chaos [--scale K] [--seed N]`.
+fn chaos(args: &[String]) -> Result<(), String> {
+    let usage = "usage: cargo xtask chaos [--scale K] [--seed N]";
+    let mut scale = "5".to_owned();
+    let mut seed = None;
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        let value = rest
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value; {usage}"))?;
+        match flag.as_str() {
+            "--scale" => {
+                value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|k| *k > 0)
+                    .ok_or_else(|| format!("--scale {value}: give a positive integer"))?;
+                scale = value.clone();
+            }
+            "--seed" => seed = Some(value.clone()),
+            other => return Err(format!("unknown option {other}; {usage}")),
+        }
+    }
+    services::up(false)?;
+    let args = [
+        "test",
+        "--workspace",
+        "--test",
+        "history_faults",
+        "--",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ];
+    eprintln!(
+        "\n$ MUX_CHAOS_SCALE={scale}{} cargo {}",
+        seed.as_ref()
+            .map(|s| format!(" MUX_CHAOS_SEED={s}"))
+            .unwrap_or_default(),
+        args.join(" ")
+    );
+    let mut command = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.args(args).env("MUX_CHAOS_SCALE", &scale);
+    if let Some(seed) = &seed {
+        command.env("MUX_CHAOS_SEED", seed);
+    }
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "a chaos scenario failed ({status}); its seed is printed above"
+        ))
     }
 }
 

@@ -356,3 +356,52 @@ async fn reloads_during_an_outage_deliver_each_hint_once() {
     assert!(last.dead_letters().await.unwrap().is_empty());
     assert!(log.pending().await.unwrap().is_empty());
 }
+
+/// A quorum read that has its answers drops the slower calls; when one of them was a
+/// half-open circuit's probe, its slot must come back, or the circuit waits forever
+/// for probes that will never report and refuses every call (hints never drain).
+#[tokio::test(start_paused = true)]
+async fn probes_cancelled_by_quorum_reads_do_not_wedge_the_circuit() {
+    let (a, b, c) = three();
+    // What c misses is dead-lettered at once: no hint delivery takes a probe slot.
+    let mut resilience = quick_retries();
+    resilience.retry.max_attempts = 1;
+    let mux = resilient(
+        &[&a, &b, &c],
+        abc(WriteConsistency::Quorum, ReadPolicy::Quorum),
+        resilience,
+    );
+    let k = key("k");
+    mux.put(k.clone(), "v").await.unwrap();
+    c.set_outage(true);
+    for i in 0..10 {
+        mux.put(key(&format!("k{i}")), "v").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(mux.circuit("c"), Some(CircuitState::Open));
+    c.set_outage(false);
+    // a answers after 50 ms, so every call of a read gets started; c's (a probe) is
+    // still running when a and b have answered, and the read drops it.
+    latency(&a, 50);
+    latency(&c, 100);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..4 {
+        assert!(mux.get(&k).await.unwrap().is_some());
+    }
+    latency(&a, 0);
+    latency(&c, 0);
+    let all = WriteOptions {
+        consistency: Some(WriteConsistency::All),
+        ..Default::default()
+    };
+    let report = mux.write(key("after"), "v", &all).await;
+    assert!(report.is_ok(), "c refuses every call: {report:?}");
+    // A second successful probe closes the circuit (two probes).
+    mux.write(key("after2"), "v", &all).await.unwrap();
+    mux.settle().await;
+    assert_eq!(mux.circuit("c"), Some(CircuitState::Closed));
+    assert_eq!(
+        version_on(&c, &key("after")).await,
+        version_on(&a, &key("after")).await
+    );
+}

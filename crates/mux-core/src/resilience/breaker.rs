@@ -83,6 +83,36 @@ impl fmt::Display for CircuitState {
     }
 }
 
+/// Permission for one call, from [`Circuit::try_acquire`].
+///
+/// Report the call's outcome with [`CallPermit::record`]. A half-open circuit lets only
+/// a few probes through and waits for their outcomes; a probe whose call is cancelled
+/// (a read that already had enough answers drops the rest) would never report, and the
+/// circuit would wait forever. Dropping its permit unreported gives the slot back.
+#[derive(Debug)]
+#[must_use = "report the call's outcome with CallPermit::record"]
+pub struct CallPermit<'a> {
+    circuit: &'a Circuit,
+    /// The half-open period this probe belongs to (`None`: not a probe).
+    probe: Option<u64>,
+}
+
+impl CallPermit<'_> {
+    /// Records the call's outcome: `failed` for a temporary error (or a timeout).
+    pub fn record(mut self, failed: bool, elapsed: Duration) {
+        self.probe = None;
+        self.circuit.record(failed, elapsed);
+    }
+}
+
+impl Drop for CallPermit<'_> {
+    fn drop(&mut self) {
+        if let Some(epoch) = self.probe {
+            self.circuit.abandon(epoch);
+        }
+    }
+}
+
 #[derive(Debug)]
 struct State {
     state: CircuitState,
@@ -174,10 +204,15 @@ impl Circuit {
     }
 
     /// Asks to make a call: `Err(Unavailable)` while open, or when a half-open circuit
-    /// already has its probes out.
-    pub fn try_acquire(&self) -> Result<()> {
+    /// already has its probes out. Report the call's outcome with
+    /// [`CallPermit::record`]; a permit dropped unreported (the call was cancelled)
+    /// gives a half-open circuit's probe slot back.
+    pub fn try_acquire(&self) -> Result<CallPermit<'_>> {
         if self.fast.load(Ordering::Acquire) == CLOSED {
-            return Ok(());
+            return Ok(CallPermit {
+                circuit: self,
+                probe: None,
+            });
         }
         let mut s = self.lock();
         if s.state == CircuitState::Open {
@@ -205,11 +240,28 @@ impl Circuit {
                 ));
             }
             s.probes_started += 1;
+            return Ok(CallPermit {
+                circuit: self,
+                probe: Some(s.opened_count),
+            });
         }
-        Ok(())
+        Ok(CallPermit {
+            circuit: self,
+            probe: None,
+        })
     }
 
-    /// Records the outcome of a call allowed by `try_acquire`.
+    /// A probe of the half-open period `epoch` (its count of openings) ended without
+    /// an outcome: its slot goes to the next call.
+    fn abandon(&self, epoch: u64) {
+        let mut s = self.lock();
+        if s.state == CircuitState::HalfOpen && s.opened_count == epoch && s.probes_started > 0 {
+            s.probes_started -= 1;
+        }
+    }
+
+    /// Records the outcome of a call allowed by `try_acquire` (what
+    /// [`CallPermit::record`] does).
     pub fn record(&self, failed: bool, elapsed: Duration) {
         let slow = !self.config.slow_call.is_zero() && elapsed >= self.config.slow_call;
         if self.fast.load(Ordering::Acquire) == CLOSED {
@@ -376,13 +428,14 @@ impl<B> CircuitBreaker<B> {
     }
 
     async fn around<T>(&self, op: Operation, call: impl Future<Output = Result<T>>) -> Result<T> {
-        self.circuit
+        let permit = self
+            .circuit
             .try_acquire()
             .map_err(|e| e.with_backend(&self.name).with_operation(op))?;
         // The clock is read only for the slow-call rule (off by default).
         let started = (!self.circuit.config.slow_call.is_zero()).then(Instant::now);
         let result = call.await;
-        self.circuit.record(
+        permit.record(
             result.as_ref().is_err_and(Error::is_temporary),
             started.map_or(Duration::ZERO, |s| s.elapsed()),
         );
@@ -433,8 +486,7 @@ mod tests {
     async fn opens_on_consecutive_failures_probes_and_closes() {
         let b = breaker();
         for _ in 0..3 {
-            b.try_acquire().unwrap();
-            b.record(true, Duration::ZERO);
+            b.try_acquire().unwrap().record(true, Duration::ZERO);
         }
         assert_eq!(b.state(), CircuitState::Open);
         assert!(
@@ -445,11 +497,46 @@ mod tests {
         );
         tokio::time::advance(Duration::from_secs(1)).await;
         assert_eq!(b.state(), CircuitState::HalfOpen);
-        b.try_acquire().unwrap();
-        b.try_acquire().unwrap();
+        let first = b.try_acquire().unwrap();
+        let second = b.try_acquire().unwrap();
         assert!(b.try_acquire().is_err(), "only two probes");
-        b.record(false, Duration::ZERO);
-        b.record(false, Duration::ZERO);
+        first.record(false, Duration::ZERO);
+        second.record(false, Duration::ZERO);
+        assert_eq!(b.state(), CircuitState::Closed);
+    }
+
+    /// A probe whose call is cancelled (its permit dropped unreported) gives its slot
+    /// back: the half-open circuit does not wait forever for it.
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_probe_frees_its_slot() {
+        let b = breaker();
+        for _ in 0..3 {
+            b.record(true, Duration::ZERO);
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let kept = b.try_acquire().unwrap();
+        drop(b.try_acquire().unwrap());
+        let again = b
+            .try_acquire()
+            .expect("the cancelled probe's slot is free again");
+        assert!(b.try_acquire().is_err(), "still two probes at most");
+        kept.record(false, Duration::ZERO);
+        again.record(false, Duration::ZERO);
+        assert_eq!(b.state(), CircuitState::Closed);
+        // A permit of an earlier half-open period changes nothing in a later one.
+        for _ in 0..3 {
+            b.record(true, Duration::ZERO);
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let stale = b.try_acquire().unwrap();
+        b.try_acquire().unwrap().record(true, Duration::ZERO);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let p1 = b.try_acquire().unwrap();
+        let p2 = b.try_acquire().unwrap();
+        drop(stale);
+        assert!(b.try_acquire().is_err(), "the stale permit freed nothing");
+        p1.record(false, Duration::ZERO);
+        p2.record(false, Duration::ZERO);
         assert_eq!(b.state(), CircuitState::Closed);
     }
 
@@ -460,8 +547,7 @@ mod tests {
             b.record(true, Duration::ZERO);
         }
         tokio::time::advance(Duration::from_secs(1)).await;
-        b.try_acquire().unwrap();
-        b.record(true, Duration::ZERO);
+        b.try_acquire().unwrap().record(true, Duration::ZERO);
         assert_eq!(b.state(), CircuitState::Open);
         assert_eq!(b.times_opened(), 2);
     }

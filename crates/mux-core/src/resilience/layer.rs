@@ -137,13 +137,13 @@ impl<B: Backend> ResilienceStack<B> {
             Some(permit) => permit,
             None => Box::pin(self.gate().acquire()).await.map_err(tag)?,
         };
-        breaker.circuit().try_acquire().map_err(tag)?;
+        // Dropped unreported if this future is cancelled mid-call: a half-open probe's
+        // slot then goes back (see `CallPermit`).
+        let permit = breaker.circuit().try_acquire().map_err(tag)?;
         let started = Instant::now();
         let result = instrumented.get_ref().around(op, call).await.map_err(tag);
         let elapsed = started.elapsed();
-        breaker
-            .circuit()
-            .record(result.as_ref().is_err_and(Error::is_temporary), elapsed);
+        permit.record(result.as_ref().is_err_and(Error::is_temporary), elapsed);
         instrumented.stats().record(op, elapsed, result.is_ok());
         if !span.is_disabled() {
             let outcome = match &result {

@@ -10,7 +10,9 @@ mod retry;
 mod shard;
 mod timeout;
 
-pub use breaker::{BreakerConfig, Circuit, CircuitBreaker, CircuitBreakerLayer, CircuitState};
+pub use breaker::{
+    BreakerConfig, CallPermit, Circuit, CircuitBreaker, CircuitBreakerLayer, CircuitState,
+};
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadGate, BulkheadLayer, BulkheadPermit};
 pub use instrumented::{CallStats, Instrumented, InstrumentedLayer};
 pub use intent::{DeadLetter, IntentLog, IntentLogStats, MemoryIntentLog, PendingIntent, now_ms};
