@@ -234,6 +234,31 @@ pub fn redis_url() -> String {
     std::env::var("MUX_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// A plain PostgreSQL client (`postgres_url`), for tests that work on the store behind
+/// mux's back; its connection runs on a spawned task. Panics, naming the fix, when
+/// PostgreSQL is unreachable.
+pub async fn pg_client() -> tokio_postgres::Client {
+    let url = postgres_url();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("PostgreSQL at {url} is required (cargo xtask services up): {e}")
+        });
+    tokio::spawn(conn);
+    client
+}
+
+/// A plain Redis connection (`redis_url`), for tests that work on the store behind
+/// mux's back. Panics, naming the fix, when Redis is unreachable.
+pub async fn redis_conn() -> redis::aio::MultiplexedConnection {
+    let url = redis_url();
+    redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| panic!("Redis at {url} is required (cargo xtask services up): {e}"))
+}
+
 /// `MUX_S3_ENDPOINT`, or the local moto server's.
 pub fn s3_endpoint() -> String {
     std::env::var("MUX_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4566".into())

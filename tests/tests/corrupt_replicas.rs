@@ -21,29 +21,9 @@ use mux::{
 const PG_TABLE: &str = "mux_corrupt_replicas";
 const REDIS_NAMESPACE: &str = "mux-corrupt-replicas";
 
-async fn pg_client() -> tokio_postgres::Client {
-    let url = mux_tests::postgres_url();
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("PostgreSQL at {url} is required (cargo xtask services up): {e}")
-        });
-    tokio::spawn(conn);
-    client
-}
-
-async fn redis_conn() -> redis::aio::MultiplexedConnection {
-    let url = mux_tests::redis_url();
-    redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap_or_else(|e| panic!("Redis at {url} is required (cargo xtask services up): {e}"))
-}
-
 /// Damages the PostgreSQL row of `key` behind mux's back: a new value, the old checksum.
 async fn damage_in_postgres(key: &Key) {
-    let n = pg_client()
+    let n = mux_tests::pg_client()
         .await
         .execute(
             &format!("UPDATE {PG_TABLE} SET value = 'damaged'::bytea WHERE key = $1"),
@@ -60,13 +40,13 @@ async fn damage_in_redis(key: &Key) {
         .arg(format!("{REDIS_NAMESPACE}:r:{key}"))
         .arg("val")
         .arg("damaged")
-        .query_async(&mut redis_conn().await)
+        .query_async(&mut mux_tests::redis_conn().await)
         .await
         .unwrap();
 }
 
 async fn cleanup(prefix: &str, redis: &RedisBackend, keys: &[Key]) {
-    pg_client()
+    mux_tests::pg_client()
         .await
         .execute(
             &format!("DELETE FROM {PG_TABLE} WHERE starts_with(key, $1)"),

@@ -494,11 +494,7 @@ async fn postgres_loses_its_rows_and_is_repaired() {
         "pg-truncated",
         |c| async move {
             pause(run_length().as_millis() as u64 + 100).await;
-            let (client, conn) =
-                tokio_postgres::connect(&mux_tests::postgres_url(), tokio_postgres::NoTls)
-                    .await
-                    .expect("PostgreSQL is required (cargo xtask services up)");
-            tokio::spawn(conn);
+            let client = mux_tests::pg_client().await;
             let removed = client
                 .execute(
                     &format!("DELETE FROM {PG_TABLE} WHERE starts_with(key, $1)"),

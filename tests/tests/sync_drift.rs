@@ -159,17 +159,6 @@ where
     }
 }
 
-async fn pg_client() -> tokio_postgres::Client {
-    let url = mux_tests::postgres_url();
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("PostgreSQL at {url} is required (cargo xtask services up): {e}")
-        });
-    tokio::spawn(conn);
-    client
-}
-
 async fn postgres() -> Arc<PostgresBackend> {
     let config = PostgresConfig::new(mux_tests::postgres_url()).with_table(PG_TABLE);
     Arc::new(
@@ -180,7 +169,7 @@ async fn postgres() -> Arc<PostgresBackend> {
 }
 
 async fn pg_cleanup(prefix: String) {
-    pg_client()
+    mux_tests::pg_client()
         .await
         .execute(
             &format!("DELETE FROM {PG_TABLE} WHERE starts_with(key, $1)"),
@@ -219,7 +208,7 @@ async fn postgres_drift_made_with_sql_is_found_and_repaired() {
             // tombstone row that only PostgreSQL holds.
             let k = |i| key_of(&prefix, i).as_str().to_owned();
             let extra = format!("{prefix}/only-in-postgres");
-            let client = pg_client().await;
+            let client = mux_tests::pg_client().await;
             let deleted = client
                 .execute(
                     &format!("DELETE FROM {PG_TABLE} WHERE key = ANY($1)"),
@@ -298,21 +287,12 @@ async fn postgres_drift_made_with_sql_is_found_and_repaired() {
     with_cleanup(body, pg_cleanup(prefix)).await;
 }
 
-async fn redis_conn() -> redis::aio::MultiplexedConnection {
-    let url = mux_tests::redis_url();
-    redis::Client::open(url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap_or_else(|e| panic!("Redis at {url} is required (cargo xtask services up): {e}"))
-}
-
 fn redis_record_key(key: &str) -> String {
     format!("{REDIS_NAMESPACE}:r:{key}")
 }
 
 async fn redis_cleanup(prefix: String) {
-    let mut conn = redis_conn().await;
+    let mut conn = mux_tests::redis_conn().await;
     let index = format!("{REDIS_NAMESPACE}:idx");
     let under = Prefix::new(format!("{prefix}/")).unwrap();
     let end = under.scan_end().expect("a prefix ending in '/' has an end");
@@ -377,7 +357,7 @@ async fn redis_drift_made_with_redis_commands_is_found_and_repaired() {
             let extra = format!("{prefix}/only-in-redis");
             let older = Version::new(1, 0, 1).to_string();
             let newer = Version::new(1_800_000_000_000, 0, 2).to_string();
-            let mut conn = redis_conn().await;
+            let mut conn = mux_tests::redis_conn().await;
             let removed: i64 = redis::cmd("DEL")
                 .arg(redis_record_key(&k(33)))
                 .query_async(&mut conn)

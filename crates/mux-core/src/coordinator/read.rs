@@ -338,67 +338,58 @@ impl Inner {
     /// Writes `best` to the stale backends at `positions`, in the background.
     fn repair(&self, route: &Route, positions: impl Iterator<Item = usize>, best: &Record) {
         for p in positions {
-            let slot = self.slot(route, p).clone();
-            let record = best.clone();
-            self.counters.read_repairs.fetch_add(1, Ordering::Relaxed);
-            slot.stats().read_repaired();
-            tracing::debug!(backend = %slot.name, key = %record.key(), version = %record.version(), "read repair");
-            let span = tracing::debug_span!("mux.read_repair", backend = %slot.name, key = %record.key(), version = %record.version());
-            self.background.spawn(
-                async move {
-                    let result = slot
-                        .guard(op_of(&record), apply_raw(&*slot.backend, &record))
-                        .await;
-                    if let Err(e) = result {
-                        tracing::warn!(backend = %slot.name, key = %record.key(), error = %e, "read repair failed");
-                    }
-                }
-                .instrument(span),
-            );
+            self.rewrite(self.slot(route, p), best, false);
         }
     }
+
     /// Overwrites the corrupt copies at `positions` with `best`, in the background. A
     /// corrupt copy may carry the very version of `best` (a damaged value), which a
     /// conditional write would keep, so it is purged first (up to `best`'s version:
     /// a newer write that lands meanwhile stays). With no good copy to write (the good
     /// answers say the key is absent), the corrupt copies are left for anti-entropy.
     fn repair_corrupt(&self, route: &Route, positions: &[usize], best: Option<&Record>) {
-        let Some(best) = best else {
-            for &p in positions {
-                let slot = self.slot(route, p);
-                tracing::warn!(backend = %slot.name, "corrupt copy of a key the other replicas do not hold: left for anti-entropy");
-            }
-            return;
-        };
         for &p in positions {
-            let slot = self.slot(route, p).clone();
-            let record = best.clone();
-            self.counters.read_repairs.fetch_add(1, Ordering::Relaxed);
-            slot.stats().read_repaired();
-            let span = tracing::debug_span!("mux.read_repair", backend = %slot.name, key = %record.key(), version = %record.version(), corrupt = true);
-            self.background.spawn(
-                async move {
-                    if slot.backend.info().capability.purge {
-                        let purged = slot
-                            .guard(
-                                Operation::Purge,
-                                slot.backend.purge(record.key(), record.version()),
-                            )
-                            .await;
-                        if let Err(e) = purged {
-                            tracing::warn!(backend = %slot.name, key = %record.key(), error = %e, "purging a corrupt copy failed");
-                        }
-                    }
-                    let result = slot
-                        .guard(op_of(&record), apply_raw(&*slot.backend, &record))
+            let slot = self.slot(route, p);
+            match best {
+                Some(best) => self.rewrite(slot, best, true),
+                None => {
+                    tracing::warn!(backend = %slot.name, "corrupt copy of a key the other replicas do not hold: left for anti-entropy")
+                }
+            }
+        }
+    }
+
+    /// One read repair: `record` written to `slot` in the background (purged up to its
+    /// version first when the stored copy is `corrupt` and the store can purge).
+    fn rewrite(&self, slot: &Arc<Slot>, record: &Record, corrupt: bool) {
+        let slot = slot.clone();
+        let record = record.clone();
+        self.counters.read_repairs.fetch_add(1, Ordering::Relaxed);
+        slot.stats().read_repaired();
+        tracing::debug!(backend = %slot.name, key = %record.key(), version = %record.version(), corrupt, "read repair");
+        let span = tracing::debug_span!("mux.read_repair", backend = %slot.name, key = %record.key(), version = %record.version(), corrupt);
+        self.background.spawn(
+            async move {
+                if corrupt && slot.backend.info().capability.purge {
+                    let purged = slot
+                        .guard(
+                            Operation::Purge,
+                            slot.backend.purge(record.key(), record.version()),
+                        )
                         .await;
-                    if let Err(e) = result {
-                        tracing::warn!(backend = %slot.name, key = %record.key(), error = %e, "repairing a corrupt copy failed");
+                    if let Err(e) = purged {
+                        tracing::warn!(backend = %slot.name, key = %record.key(), error = %e, "purging a corrupt copy failed");
                     }
                 }
-                .instrument(span),
-            );
-        }
+                let result = slot
+                    .guard(op_of(&record), apply_raw(&*slot.backend, &record))
+                    .await;
+                if let Err(e) = result {
+                    tracing::warn!(backend = %slot.name, key = %record.key(), error = %e, corrupt, "read repair failed");
+                }
+            }
+            .instrument(span),
+        );
     }
 }
 
