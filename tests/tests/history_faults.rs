@@ -1,8 +1,8 @@
 //! Recorded histories under network faults, checked afterwards (issue 19, points 1–2).
 //!
-//! A `Mux` over PostgreSQL and Redis — each reached through its own network fault proxy
-//! (`mux_tests::netfault`) — and a memory store, with a durable intent log, is driven by
-//! four clients making puts (at `All` and `Quorum`), deletes and reads (`Quorum`,
+//! Two nodes (`Mux`es with their own clocks and durable intent logs) over PostgreSQL and
+//! Redis — each reached through its own network fault proxy (`mux_tests::netfault`) —
+//! and a memory store are driven by four clients (alternating between the nodes) making puts (at `All` and `Quorum`), deletes and reads (`Quorum`,
 //! `All`) on six keys, bounded in count and time, while one fault plays out on one
 //! store. Then the faults heal, hints drain, and `mux_tests::history::check` verifies
 //! the history and every store's final state: no acknowledged write lost, no delete
@@ -18,6 +18,7 @@
 //! PostgreSQL and Redis are required (`cargo xtask services up`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mux::postgres::{PostgresBackend, PostgresConfig};
@@ -25,8 +26,8 @@ use mux::redis::{RedisBackend, RedisConfig};
 use mux::resilience::{BreakerConfig, RetryPolicy};
 use mux::wal::SegmentIntentLog;
 use mux::{
-    Backend, BackendExt, Durability, Key, MemoryBackend, Mux, Prefix, ReadOptions, ReadPolicy,
-    ResilienceConfig, Role, RouteConfig, WriteConsistency, WriteOptions,
+    Backend, BackendExt, Clock, Durability, Key, MemoryBackend, Mux, Prefix, ReadOptions,
+    ReadPolicy, ResilienceConfig, Role, RouteConfig, WriteConsistency, WriteOptions,
 };
 use mux_tests::history::{Final, History, Kind, Outcome, check};
 use mux_tests::netfault::{FaultProxy, LinkFaults};
@@ -59,6 +60,13 @@ fn authority_of(url: &str) -> String {
     rest.split('/').next().unwrap().to_owned()
 }
 
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 fn splitmix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -66,9 +74,12 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The stores, their proxies, and a `Mux` over them.
+/// The stores, their proxies, and two nodes (`Mux`es, each with its own clock and
+/// intent log) over them.
 struct Cluster {
-    mux: Mux,
+    nodes: Vec<Mux>,
+    /// How far (ms) node 2's wall clock is behind the real one.
+    node2_behind_ms: Arc<AtomicU64>,
     stores: Vec<Arc<dyn Backend>>,
     pg_proxy: FaultProxy,
     redis_proxy: FaultProxy,
@@ -100,7 +111,6 @@ async fn cluster(scenario: &str) -> Cluster {
     );
     let memory: Arc<dyn Backend> = Arc::new(MemoryBackend::new("memory"));
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(SegmentIntentLog::open(dir.path().join("log")).unwrap());
     let resilience = ResilienceConfig {
         durability: Durability::Log,
         call_timeout: Duration::from_millis(800),
@@ -118,29 +128,47 @@ async fn cluster(scenario: &str) -> Cluster {
         health_interval: Duration::ZERO,
         ..Default::default()
     };
-    let mux = Mux::builder()
-        .backend(pg.clone())
-        .backend(redis.clone())
-        .backend(memory.clone())
-        .intent_log(log)
-        .resilience(resilience)
-        .default_route(
-            RouteConfig::new("")
-                .backend("postgres", Role::Primary)
-                .backend("redis", Role::Replica)
-                .backend("memory", Role::Replica)
-                .write(WriteConsistency::Quorum)
-                .read(ReadPolicy::Quorum),
-        )
-        .build()
-        .unwrap();
-    mux.recover().await.unwrap();
+    let behind = Arc::new(AtomicU64::new(0));
+    let mut nodes = Vec::new();
+    for node in 1..=2u32 {
+        let log = SegmentIntentLog::open(dir.path().join(format!("log-{node}"))).unwrap();
+        let clock = match node {
+            1 => Clock::new(node),
+            _ => {
+                let behind = behind.clone();
+                Clock::with_time_source(
+                    node,
+                    Arc::new(move || wall_ms().saturating_sub(behind.load(Ordering::SeqCst))),
+                )
+            }
+        };
+        let mux = Mux::builder()
+            .backend(pg.clone())
+            .backend(redis.clone())
+            .backend(memory.clone())
+            .intent_log(Arc::new(log))
+            .clock(clock)
+            .resilience(resilience)
+            .default_route(
+                RouteConfig::new("")
+                    .backend("postgres", Role::Primary)
+                    .backend("redis", Role::Replica)
+                    .backend("memory", Role::Replica)
+                    .write(WriteConsistency::Quorum)
+                    .read(ReadPolicy::Quorum),
+            )
+            .build()
+            .unwrap();
+        mux.recover().await.unwrap();
+        nodes.push(mux);
+    }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
     Cluster {
-        mux,
+        nodes,
+        node2_behind_ms: behind,
         stores: vec![pg, redis, memory],
         pg_proxy,
         redis_proxy,
@@ -265,7 +293,8 @@ where
     let clients: Vec<_> = (0..CLIENTS)
         .map(|i| {
             tokio::spawn(client(
-                c.mux.clone(),
+                // Clients alternate between the two nodes.
+                c.nodes[i as usize % c.nodes.len()].clone(),
                 history.clone(),
                 c.prefix.clone(),
                 seed ^ splitmix(i + 1),
@@ -284,15 +313,18 @@ where
         proxy.heal();
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while c.mux.hints_pending() > 0 {
+    let pending = || c.nodes.iter().map(Mux::hints_pending).sum::<usize>();
+    while pending() > 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "{name}: {} hints still pending after healing",
-            c.mux.hints_pending()
+            pending()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    c.mux.settle().await;
+    for node in &c.nodes {
+        node.settle().await;
+    }
     let prefix = Prefix::new(format!("{}/", c.prefix)).unwrap();
     let mut repaired = String::new();
     if repair {
@@ -323,7 +355,10 @@ where
         .filter(|o| matches!(o.outcome, Outcome::Failed(_)))
         .count();
     let verdict = check(&ops, &finals);
-    let dead = c.mux.dead_letters().await.unwrap().len();
+    let mut dead = 0;
+    for node in &c.nodes {
+        dead += node.dead_letters().await.unwrap().len();
+    }
     println!(
         "scenario {name} (seed {seed:#x}): faults: {injected}; {failed} operations failed; \
          dead letters {dead}{repaired}; {verdict}"
@@ -505,6 +540,23 @@ async fn postgres_loses_its_rows_and_is_repaired() {
             format!("postgres lost the run's {removed} rows as the run ended (deleted with SQL)")
         },
         true,
+    )
+    .await;
+}
+
+/// Node 2's wall clock steps back 10 minutes mid-run (an NTP correction, a VM restored):
+/// its versions must still only grow, and nothing acknowledged may be lost to the
+/// older-looking writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_clock_steps_back_mid_run() {
+    scenario(
+        "clock-back",
+        |c| async move {
+            pause(run_length().as_millis() as u64 / 3).await;
+            c.node2_behind_ms.store(600_000, Ordering::SeqCst);
+            "node 2's wall clock stepped back 10 minutes a third into the run".to_owned()
+        },
+        false,
     )
     .await;
 }
