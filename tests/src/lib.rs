@@ -343,6 +343,26 @@ pub fn python() -> String {
     })
 }
 
+/// Runs a Python snippet with `args` in the services venv ([`python`]); it prints one
+/// JSON document, which is returned. Panics with the script's stderr when it fails.
+pub fn run_python(script: &str, args: &[&str]) -> serde_json::Value {
+    let python = python();
+    let out = std::process::Command::new(&python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run {python} (run `cargo xtask services up --install`): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "{python} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
+}
+
 /// A `Mux` over memory, fs (under `dir/fs`) and redb (`dir/mux.redb`), writing and
 /// reading at `All`, so it keeps the single-store contract exactly. The memory replica
 /// keeps history, so the `Mux` answers history and as-of reads (routed by the

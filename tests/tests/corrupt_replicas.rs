@@ -6,8 +6,12 @@
 //! its majority, errors name the backends that returned corrupt data (and never say no
 //! backend answered), and `MuxStats`/health reports count every corrupt read.
 //!
-//! PostgreSQL and Redis are required (`cargo xtask services up`). Every run writes under
-//! a prefix of its own and removes what it wrote.
+//! The case seen when mux was tried as a new user would — an S3 server that stored an
+//! object's metadata with an empty body — is made with boto3 (from the services venv)
+//! against the local S3 server: the read fails over and the repair rewrites the object.
+//!
+//! PostgreSQL, Redis and the S3 server are required (`cargo xtask services up
+//! --install`). Every run writes under a prefix of its own and removes what it wrote.
 
 use std::sync::Arc;
 
@@ -192,4 +196,65 @@ async fn corrupt_copies_in_real_stores_are_stale_copies_and_get_repaired() {
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
+}
+
+/// Rewrites an object with boto3, keeping its metadata and content type but with an
+/// empty body.
+const EMPTY_BODY: &str = r#"
+import json, sys, boto3
+endpoint, bucket, key = sys.argv[1:4]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                  aws_access_key_id="test", aws_secret_access_key="test")
+head = s3.head_object(Bucket=bucket, Key=key)
+s3.put_object(Bucket=bucket, Key=key, Body=b"", Metadata=head["Metadata"],
+              ContentType=head["ContentType"])
+print(json.dumps({"metadata": head["Metadata"]}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_object_left_with_an_empty_body_is_read_around_and_repaired() {
+    let bucket = format!("mux-corrupt-{}", std::process::id());
+    let s3 = Arc::new(
+        mux::s3::S3Backend::connect("s3", mux_tests::s3_config(&bucket))
+            .await
+            .expect("the S3 server is required (run `cargo xtask services up --install`)"),
+    );
+    let mux = Mux::builder()
+        .backend(s3.clone())
+        .backend(Arc::new(MemoryBackend::new("m1")))
+        .backend(Arc::new(MemoryBackend::new("m2")))
+        .default_route(
+            RouteConfig::new("")
+                .backend("s3", Role::Primary)
+                .backend("m1", Role::Replica)
+                .backend("m2", Role::Replica)
+                .write(WriteConsistency::All)
+                .read(ReadPolicy::Primary),
+        )
+        .build()
+        .unwrap();
+    let key = Key::new(format!("corrupt/{}/empty", std::process::id())).unwrap();
+    let written = mux.put(key.clone(), "a value").await.unwrap().version;
+    let object = s3.object_key(key.as_str());
+    let seen = mux_tests::run_python(EMPTY_BODY, &[&mux_tests::s3_endpoint(), &bucket, &object]);
+    assert!(
+        seen["metadata"]["mux_version"].is_string(),
+        "the object carried mux's metadata: {seen}"
+    );
+    let err = s3.get(&key).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+
+    // The primary's copy is corrupt: the read fails over, and repairs the object.
+    let got = mux.get(&key).await.unwrap().expect("a good copy");
+    assert_eq!(got.value(), b"a value".as_slice());
+    mux.settle().await;
+    let mended = s3
+        .get(&key)
+        .await
+        .unwrap()
+        .expect("the object was rewritten");
+    assert_eq!(mended.value(), b"a value".as_slice());
+    assert_eq!(mended.version(), written);
+    assert_eq!(mux.stats().corrupt_reads, 1);
+    assert!(s3.purge(&key, written).await.unwrap());
 }

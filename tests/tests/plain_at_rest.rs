@@ -4,29 +4,9 @@
 //! documented metadata (`mux_core::codec::fields`).
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use mux::{Backend, Key, Record, Version};
 use serde_json::Value;
-
-/// Runs a Python snippet with `args`; it prints one JSON document.
-fn python(script: &str, args: &[&str]) -> Value {
-    let python = mux_tests::python();
-    let out = Command::new(&python)
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {python} (run `cargo xtask services up --install`): {e}")
-        });
-    assert!(
-        out.status.success(),
-        "{python} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
-}
 
 /// The records each store gets: a live record with a content type and tags (one
 /// non-ASCII), a binary value without a content type, and a tombstone.
@@ -122,7 +102,7 @@ async fn boto3_reads_what_mux_s3_wrote() {
         backend.put(&record).await.unwrap();
         let object_key = backend.object_key(record.key().as_str());
         assert_eq!(object_key, format!("mux/{}", record.key()));
-        let seen = python(BOTO3, &[&mux_tests::s3_endpoint(), &bucket, &object_key]);
+        let seen = mux_tests::run_python(BOTO3, &[&mux_tests::s3_endpoint(), &bucket, &object_key]);
         // A tombstone's object body names its version (so its ETag is unique).
         let body = if record.is_tombstone() {
             format!("mux tombstone {}\n", record.meta().version).into_bytes()
@@ -157,7 +137,7 @@ async fn azures_python_sdk_reads_what_mux_azure_wrote() {
         backend.put(&record).await.unwrap();
         let name = backend.blob_name(record.key());
         assert_eq!(name, format!("mux/{}", record.key()));
-        let seen = python(AZURE_SDK, &[&conn, &container, &name]);
+        let seen = mux_tests::run_python(AZURE_SDK, &[&conn, &container, &name]);
         check(&seen, &record, record.value());
         assert!(backend.purge(record.key(), record.version()).await.unwrap());
     }
