@@ -1,6 +1,7 @@
 //! `cargo xtask` — mux's project tasks. Run bare for help.
 
 mod conformance;
+mod fuzz;
 mod services;
 
 use std::env;
@@ -21,6 +22,10 @@ Tasks:
                           (tests/tests/history_faults.rs) K times longer and larger than
                           in `test` (default 5), one at a time, each printing its seed and
                           figures; --seed replays a run's operation sequence
+  fuzz [--seconds N] [--target NAME]
+                          each cargo fuzz target of fuzz/ (nightly; installs cargo-fuzz
+                          if missing) for N seconds (default 60) from its seeds; names
+                          every target that crashed and where its input was kept
   bench <name>            a benchmark (coordinator, intent-log, postgres-redis,
                           object-stores, aws, stores, cache, anti-entropy, proxy); prints a
                           table and writes
@@ -64,6 +69,7 @@ fn main() -> ExitCode {
         Some("test") => test().map(|_| ()),
         Some("ci") => ci(),
         Some("chaos") => chaos(&args[1..]),
+        Some("fuzz") => fuzz::run(&args[1..]),
         Some("services") => {
             let install = args.iter().any(|a| a == "--install");
             match args.get(1).map(String::as_str) {

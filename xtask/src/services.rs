@@ -440,13 +440,18 @@ fn tools_up(install: bool) -> Result<(), String> {
 
 /// The validators of `deploy/` (crates/muxd/tests/deploy.rs): `promtool` (Debian's
 /// `prometheus`) for the alerting rules, `kubernetes-validate` in the venv for the
-/// manifests. Checked here on their own: `s3_up` returns early when moto already runs.
+/// manifests; and schemathesis in the venv, which fuzzes the REST API from its OpenAPI
+/// document (crates/muxd/tests/schemathesis.rs). Checked here on their own: `s3_up`
+/// returns early when moto already runs.
 fn deploy_tools_up(install: bool) -> Result<(), String> {
     if which("promtool").is_none() && install {
         apt_install(&["prometheus"])?;
     }
     if !venv_has("kubernetes_validate") && install {
         venv_install(&["kubernetes-validate"])?;
+    }
+    if !venv_has("schemathesis") && install {
+        venv_install(&["schemathesis>=4,<5"])?;
     }
     Ok(())
 }

@@ -81,6 +81,9 @@ mod connection_string;
 mod core;
 mod credential;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod identity;
 mod layout;
 mod listing;

@@ -273,6 +273,11 @@ pub async fn export(
         .ok()
         .and_then(|t| serde_json::from_str(t.trim()).ok())
         .unwrap_or(Value::Null);
+    if let Some(message) = last["error"]["message"].as_str() {
+        return Err(CliError::Failed(format!(
+            "the export stopped before its end: {message}; what was written is incomplete"
+        )));
+    }
     match (last["end"].as_bool(), last["records"].as_u64()) {
         (Some(true), Some(records)) => {
             output::note(format_args!(

@@ -49,6 +49,9 @@ mod batch;
 mod config;
 mod core;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod layout;
 mod listing;
 mod write;

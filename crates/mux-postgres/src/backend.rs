@@ -45,6 +45,27 @@ fn version_of(text: &str, key: &str) -> Result<Version> {
     })
 }
 
+/// A row's metadata columns (`version`, `tombstone`, `content_type`, `tags`,
+/// `checksum`) as metadata; `Corrupt` naming the key and the column when one is invalid.
+pub(crate) fn meta_of(
+    key: &Key,
+    version: &str,
+    tombstone: bool,
+    content_type: Option<String>,
+    tags: serde_json::Value,
+    checksum: i64,
+) -> Result<Metadata> {
+    let corrupt = |what: String| Error::new(ErrorKind::Corrupt, format!("record {key}: {what}"));
+    Ok(Metadata {
+        version: version_of(version, key.as_str())?,
+        tombstone,
+        content_type,
+        tags: serde_json::from_value(tags).map_err(|e| corrupt(format!("invalid tags: {e}")))?,
+        checksum: u32::try_from(checksum)
+            .map_err(|_| corrupt(format!("invalid checksum {checksum}")))?,
+    })
+}
+
 impl PostgresBackend {
     /// The capability of a PostgreSQL backend.
     pub const CAPABILITY: Capability = Capability {
@@ -189,24 +210,15 @@ impl Backend for PostgresBackend {
             return Ok(None);
         };
         let value: Vec<u8> = row.get(0);
-        let tags: serde_json::Value = row.get(4);
-        let meta = Metadata {
-            version: version_of(row.get(1), key.as_str()).map_err(&tag)?,
-            tombstone: row.get(2),
-            content_type: row.get(3),
-            tags: serde_json::from_value(tags).map_err(|e| {
-                tag(Error::new(
-                    ErrorKind::Corrupt,
-                    format!("record {key}: invalid tags: {e}"),
-                ))
-            })?,
-            checksum: u32::try_from(row.get::<_, i64>(5)).map_err(|_| {
-                tag(Error::new(
-                    ErrorKind::Corrupt,
-                    format!("record {key}: invalid checksum"),
-                ))
-            })?,
-        };
+        let meta = meta_of(
+            key,
+            row.get(1),
+            row.get(2),
+            row.get(3),
+            row.get(4),
+            row.get(5),
+        )
+        .map_err(&tag)?;
         Record::from_parts(key.clone(), Bytes::from(value), meta)
             .map(Some)
             .map_err(tag)
@@ -241,20 +253,17 @@ impl Backend for PostgresBackend {
             let key: &str = row.get(0);
             let key = Key::new(key)
                 .map_err(|e| tag(Error::new(ErrorKind::Corrupt, e.message().to_owned())))?;
-            let tags: serde_json::Value = row.get(4);
+            let meta = meta_of(
+                &key,
+                row.get(1),
+                row.get(2),
+                row.get(3),
+                row.get(4),
+                row.get(5),
+            )
+            .map_err(&tag)?;
             page.entries.push(ListEntry {
-                meta: Metadata {
-                    version: version_of(row.get(1), key.as_str()).map_err(&tag)?,
-                    tombstone: row.get(2),
-                    content_type: row.get(3),
-                    tags: serde_json::from_value(tags).map_err(|e| {
-                        tag(Error::new(
-                            ErrorKind::Corrupt,
-                            format!("record {key}: invalid tags: {e}"),
-                        ))
-                    })?,
-                    checksum: row.get::<_, i64>(5) as u32,
-                },
+                meta,
                 size: row.get::<_, i64>(6) as u64,
                 key,
             });

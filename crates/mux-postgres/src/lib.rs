@@ -38,6 +38,9 @@ mod connect;
 mod digest;
 mod error;
 mod feed;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod intent_log;
 mod listen;
 mod schema;

@@ -185,7 +185,7 @@ impl RedisBackend {
         }
     }
 
-    fn decode(key: Key, fields: BTreeMap<String, Vec<u8>>) -> Result<Record> {
+    pub(crate) fn decode(key: Key, fields: BTreeMap<String, Vec<u8>>) -> Result<Record> {
         let text = |name: &str| -> Result<String> {
             let raw = fields.get(name).ok_or_else(|| {
                 Error::new(

@@ -26,6 +26,9 @@ mod backend;
 mod config;
 mod error;
 mod feed;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 
 use std::sync::Arc;
 

@@ -51,6 +51,9 @@ mod backend;
 mod config;
 mod core;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod layout;
 mod listing;
 mod multipart;

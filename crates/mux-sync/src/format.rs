@@ -99,6 +99,12 @@ pub fn parse_line(text: &str, number: u64) -> Result<Line> {
         }
         return Ok(Line::Header(header));
     }
+    if let Some(error) = value.get("error") {
+        return Err(bad(format!(
+            "the export was cut short at its source by an error: {}",
+            error["message"].as_str().unwrap_or("(no message)")
+        )));
+    }
     if value.get("end").is_some() {
         let end: End =
             serde_json::from_value(value).map_err(|e| bad(format!("a bad end line ({e})")))?;

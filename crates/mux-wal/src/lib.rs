@@ -27,6 +27,9 @@
 //! The format is documented in ARCHITECTURE.md ("The segment intent log").
 
 mod frame;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 mod recover;
 mod state;
 mod syncer;

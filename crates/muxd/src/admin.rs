@@ -295,10 +295,10 @@ pub(crate) async fn get_job(
 /// (`mux_sync::format`), streamed as they are read.
 #[utoipa::path(get, path = "/v1/admin/export",
     params(("prefix" = Option<String>, Query, nullable = false, description = "The keys under this prefix (whole segments), as stored: a tenant's are under `tenants/<tenant>/`. Default: every key"),
-           ("as_of" = Option<String>, Query, nullable = false, description = "Export each key as it stood then: a version, an RFC 3339 time or Unix milliseconds (keys changed since need a store keeping history)"),
+           ("as_of" = Option<String>, Query, nullable = false, min_length = 1, description = "Export each key as it stood then: a version, an RFC 3339 time or Unix milliseconds (keys changed since need a store keeping history)"),
            ("backends" = Option<String>, Query, nullable = false, description = "Read these stores (`a,b`; each key from the one holding its highest version) instead of muxd's routing")),
     responses((status = 200, content_type = "application/x-ndjson", body = String,
-               description = "A header line, one line per record in key order (tombstones included; metadata exactly, the value in base64) and an end line counting the records. A stream that stops without its end line was cut short by an error (muxd logs it)"),
+               description = "A header line, one line per record in key order (tombstones included; metadata exactly, the value in base64) and an end line counting the records. An export cut short by an error ends with an error line (an ErrorBody: `{\"error\":{\"kind\":…,\"message\":…}}`) in place of its end line"),
               (status = 400, body = crate::service::ErrorBody, description = "A bad prefix, as_of or store name"),
               (status = 401, body = crate::service::ErrorBody), (status = 403, body = crate::service::ErrorBody)))]
 pub(crate) async fn export(

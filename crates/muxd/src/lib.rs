@@ -17,6 +17,9 @@ mod admin;
 pub mod antientropy;
 pub mod auth;
 pub mod config;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod grpc;
 mod jobs;
 pub mod openapi;

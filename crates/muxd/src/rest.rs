@@ -222,7 +222,7 @@ fn options(headers: &HeaderMap) -> Result<Options<'_>, ServiceError> {
             description = "The record's tags: `name=value` pairs separated by commas; `%`, `,`, `=`, spaces and non-ASCII percent-encoded. At most 32 tags, names up to 128 bytes, values up to 512; a malformed header is 400"),
            ("content-type" = Option<String>, Header, nullable = false, max_length = 256,
             description = "Stored with the record and returned by GET (printable ASCII, at most 256 bytes)")),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The value"),
+    request_body(content = Option<Vec<u8>>, content_type = "application/octet-stream", description = "The value (no body: an empty value)"),
     responses((status = 200, body = WriteReply, description = "Written at the consistency level",
                headers(("etag" = String, description = "The version written, quoted"))),
               (status = 400, body = ErrorBody, description = "A bad key, header, tag or content type, or a consistency level the route can never meet (nothing was written)"),
@@ -264,7 +264,7 @@ pub(crate) struct GetQuery {
 
 #[utoipa::path(get, path = "/v1/kv/{key}",
     params(("key" = String, Path, min_length = 1),
-           ("as_of" = Option<String>, Query, nullable = false, description = "Read the record as it stood then: a version (`0000018c2f3a1b2c-00000000-00000001`), an RFC 3339 time (`2026-12-02T10:00:00Z`) or Unix milliseconds. Served by a store of the route that keeps history; 501 if none does"),
+           ("as_of" = Option<String>, Query, nullable = false, min_length = 1, description = "Read the record as it stood then: a version (`0000018c2f3a1b2c-00000000-00000001`), an RFC 3339 time (`2026-12-02T10:00:00Z`) or Unix milliseconds. Served by a store of the route that keeps history; 400 (kind `unsupported`) if none does"),
            ("x-mux-read-policy" = Option<String>, Header, nullable = false, pattern = "^(primary|first_healthy|fastest|hedged|hedged:[0-9]+ms|quorum|all)$",
             description = "Overrides the route's read policy: `primary`, `first_healthy`, `fastest`, `hedged`, `hedged:Nms`, `quorum` or `all`"),
            ("x-mux-tags" = Option<String>, Header, nullable = false, pattern = r"^[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*([ \t]*,[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*)*[ \t]*$", description = "Tags that pick a tag-matching route for the read (same format as on PUT)")),
@@ -273,10 +273,9 @@ pub(crate) struct GetQuery {
                        ("x-mux-version" = String, description = "The record's version"),
                        ("x-mux-tags" = String, description = "The record's tags (absent when it has none), in the PUT format"),
                        ("content-type" = String, description = "The content type it was written with (application/octet-stream if none)"))),
-              (status = 400, body = ErrorBody, description = "A bad key or header"),
+              (status = 400, body = ErrorBody, description = "A bad key, header or `as_of`, or (kind `unsupported`) `as_of` on a route none of whose stores keeps history"),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody, description = "No live record under the key (at `as_of`, when given)"),
-              (status = 501, body = ErrorBody, description = "`as_of` on a route none of whose stores keeps history"),
               (status = 503, body = ErrorBody, description = "No store could answer")))]
 pub(crate) async fn get_key(
     State(state): State<AppState>,
@@ -383,6 +382,7 @@ async fn empty_key() -> ServiceError {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
     #[serde(default)]
     prefix: String,
@@ -428,9 +428,8 @@ pub(crate) struct HistoryQuery {
            ("limit" = Option<u64>, Query, nullable = false, minimum = 1, maximum = 1000, description = "The page size, 1 to 1000 (default 100)"),
            ("x-mux-tags" = Option<String>, Header, nullable = false, pattern = r"^[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*([ \t]*,[ \t]*([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})+=([!-$&-+\-.-<>-~]|%[0-9A-Fa-f]{2})*)*[ \t]*$", description = "Tags that pick a tag-matching route")),
     responses((status = 200, body = HistoryReply, description = "Versions newest first, deletes included, as the route's history-keeping store has them"),
-              (status = 400, body = ErrorBody, description = "A bad key, cursor, limit or header"),
+              (status = 400, body = ErrorBody, description = "A bad key, cursor, limit or header, or (kind `unsupported`) no store of the key's route keeps history"),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 501, body = ErrorBody, description = "No store of the key's route keeps history"),
               (status = 503, body = ErrorBody, description = "No history-keeping store could answer")))]
 pub(crate) async fn history(
     State(state): State<AppState>,

@@ -1,5 +1,5 @@
 //! Temporal reads through muxd: `GET /v1/history/{key}`, `GET /v1/kv/{key}?as_of=…` and
-//! their gRPC forms, served by the route's history-keeping store; 501 where the route
+//! their gRPC forms, served by the route's history-keeping store; 400 (kind `unsupported`) where the route
 //! has none.
 
 mod common;
@@ -167,11 +167,11 @@ async fn history_and_as_of_over_rest() {
         200
     );
     let none = request(a, "GET", "/v1/history/other/x", &[], b"").await;
-    assert_eq!(none.status, 501, "{}", none.text());
+    assert_eq!(none.status, 400, "{}", none.text());
     assert_eq!(none.json()["error"]["kind"], "unsupported");
     assert!(none.text().contains("keeps history"), "{}", none.text());
     let none = request(a, "GET", "/v1/kv/other/x?as_of=0", &[], b"").await;
-    assert_eq!(none.status, 501, "{}", none.text());
+    assert_eq!(none.status, 400, "{}", none.text());
     server.shutdown(&mux).await;
 }
 

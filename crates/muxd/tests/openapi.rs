@@ -142,7 +142,7 @@ async fn real_answers_match_the_openapi_document() {
             vec![("x-mux-consistency", "most")],
             b"",
         ),
-        // Temporal reads on routes without history: 501; bad input: 400.
+        // Temporal reads on routes without history, and bad input: 400.
         ("GET", "/v1/history/{key}", "/v1/history/c/a", vec![], b""),
         (
             "GET",

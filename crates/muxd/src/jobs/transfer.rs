@@ -28,7 +28,6 @@ pub(crate) fn export(
     let as_of = query
         .as_of
         .as_deref()
-        .filter(|s| !s.is_empty())
         .map(|text| text.parse::<AsOf>().map(AsOf::bound))
         .transpose()?;
     let sources: Vec<Arc<dyn Backend>> = match query.backends.as_deref().map(names) {
@@ -58,12 +57,15 @@ pub(crate) fn export(
         match mux_sync::export(&sources, prefix, &options, sink).await {
             Ok(count) => tracing::info!(prefix = %what, records = count, "export done"),
             Err(e) => {
+                // The status line went out with the first bytes: the stream ends with
+                // an error line (an ErrorBody) in place of its end line, so the reader
+                // sees why, and an import of it is refused as cut short.
                 tracing::warn!(prefix = %what, error = %e, "export cut short");
-                let _ = tx
-                    .send(Err(std::io::Error::other(format!(
-                        "the export stopped: {e}"
-                    ))))
-                    .await;
+                let error = ServiceError::from_mux(&e, None);
+                let line = serde_json::json!({
+                    "error": {"kind": error.kind(), "message": error.message()}
+                });
+                let _ = tx.send(Ok(Bytes::from(format!("{line}\n")))).await;
             }
         }
     });

@@ -19,7 +19,11 @@ pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Conflict => StatusCode::CONFLICT,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
-        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+        // What the key's route cannot do (history on a route without a history-keeping
+        // store, say): a request this deployment does not serve, not a server fault,
+        // so a 4xx; the body's kind says `unsupported`. 5xx is left to the server's own
+        // failures, 503 to stores that cannot answer or consistency not met.
+        ErrorKind::Unsupported => StatusCode::BAD_REQUEST,
         ErrorKind::Unavailable
         | ErrorKind::Timeout
         | ErrorKind::Overloaded
