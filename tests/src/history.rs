@@ -15,6 +15,11 @@
 //!   acknowledged at `All` before the read began (for an absent answer: unless a delete
 //!   at least as new was attempted by then). `One`/`Primary` reads promise no such
 //!   thing and are not checked.
+//!
+//! A client that cannot stamp its writes (muxd over REST picks each version) records a
+//! failed write at [`UNKNOWN`]: it may have landed at a version nobody saw. On its key
+//! the checker then cannot tell an invented version from that write's, and counts an
+//! absent read after it as a possible delete; everything else is checked as usual.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -22,6 +27,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use mux::{ReadPolicy, Version, WriteConsistency};
+
+/// The version of a write that failed before its version was known (see the module
+/// documentation).
+pub const UNKNOWN: Version = Version::ZERO;
 
 /// What an operation was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,6 +185,8 @@ pub fn check(ops: &[Op], finals: &[(String, Final)]) -> Verdict {
     let mut newest: BTreeMap<&str, Version> = BTreeMap::new();
     let mut newest_delete: BTreeMap<&str, Version> = BTreeMap::new();
     let mut attempted: BTreeMap<&str, BTreeSet<Version>> = BTreeMap::new();
+    // Keys with a failed write whose version is unknown.
+    let mut unknown: BTreeSet<&str> = BTreeSet::new();
     let mut keys: BTreeSet<&str> = BTreeSet::new();
     for op in ops {
         keys.insert(&op.key);
@@ -183,6 +194,10 @@ pub fn check(ops: &[Op], finals: &[(String, Final)]) -> Verdict {
             continue;
         };
         attempted.entry(&op.key).or_default().insert(version);
+        if version == UNKNOWN {
+            unknown.insert(&op.key);
+            continue;
+        }
         if op.outcome == Outcome::Acked {
             v.acked += 1;
             let n = newest.entry(&op.key).or_insert(version);
@@ -214,6 +229,7 @@ pub fn check(ops: &[Op], finals: &[(String, Final)]) -> Verdict {
                 ));
             }
             if let Some((h, _)) = held
+                && !unknown.contains(key)
                 && !attempted.get(key).is_some_and(|a| a.contains(h))
             {
                 v.invented += 1;
@@ -266,7 +282,7 @@ fn check_reads(ops: &[Op], v: &mut Verdict) {
                     && !ops.iter().any(|d| {
                         d.key == read.key
                             && d.invoked < read.completed
-                            && matches!(d.kind, Kind::Delete(dv, _) if dv >= floor)
+                            && matches!(d.kind, Kind::Delete(dv, _) if dv >= floor || dv == UNKNOWN)
                     })
             }
         };
@@ -278,6 +294,47 @@ fn check_reads(ops: &[Op], v: &mut Verdict) {
             ));
         }
     }
+}
+
+/// `MUX_CHAOS_SCALE`: how many times longer (and with more operations) a scenario runs
+/// than at its CI size (`cargo xtask chaos --scale K`; default 1).
+pub fn scale() -> u32 {
+    std::env::var("MUX_CHAOS_SCALE")
+        .ok()
+        .map(|s| {
+            s.parse()
+                .unwrap_or_else(|_| panic!("MUX_CHAOS_SCALE={s}: give a positive integer"))
+        })
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// `MUX_CHAOS_SEED` (decimal or 0x-hex), else a fresh seed; a scenario prints it so a
+/// run's sequence of operations can be replayed.
+pub fn seed() -> u64 {
+    match std::env::var("MUX_CHAOS_SEED") {
+        Ok(s) => {
+            let parsed = match s.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16),
+                None => s.parse(),
+            };
+            parsed.unwrap_or_else(|_| panic!("MUX_CHAOS_SEED={s}: give a number"))
+        }
+        Err(_) => splitmix(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+        ),
+    }
+}
+
+/// SplitMix64: a workload's operations from its seed.
+pub fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 #[cfg(test)]
@@ -398,5 +455,33 @@ mod tests {
         assert_eq!(v.invented, 2, "{v}");
         assert_eq!(v.divergent, 3, "{v}");
         assert_eq!((v.reads_checked, v.stale_reads), (2, 2), "{v}");
+    }
+
+    #[test]
+    fn a_write_of_unknown_version_explains_only_its_own_key() {
+        let ops = vec![
+            op(
+                "a",
+                Kind::Put(ver(1), WriteConsistency::All),
+                (0, 1),
+                Outcome::Acked,
+            ),
+            op(
+                "a",
+                Kind::Put(UNKNOWN, WriteConsistency::Quorum),
+                (2, 3),
+                Outcome::Failed("cut".into()),
+            ),
+            op(
+                "b",
+                Kind::Put(ver(1), WriteConsistency::All),
+                (0, 1),
+                Outcome::Acked,
+            ),
+        ];
+        let finals = vec![("s".to_owned(), state(&[("a", 7, false), ("b", 7, false)]))];
+        let v = check(&ops, &finals);
+        assert_eq!((v.invented, v.lost), (1, 0), "{v}");
+        assert!(v.problems[0].contains("holds b at"), "{v}");
     }
 }

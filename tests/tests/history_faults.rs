@@ -29,7 +29,7 @@ use mux::{
     Backend, BackendExt, Clock, Durability, Key, MemoryBackend, Mux, Prefix, ReadOptions,
     ReadPolicy, ResilienceConfig, Role, RouteConfig, WriteConsistency, WriteOptions,
 };
-use mux_tests::history::{Final, History, Kind, Outcome, check};
+use mux_tests::history::{Final, History, Kind, Outcome, check, scale, seed, splitmix};
 use mux_tests::netfault::{FaultProxy, LinkFaults};
 
 const PG_TABLE: &str = "mux_history_faults";
@@ -65,13 +65,6 @@ fn wall_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 /// The stores, their proxies, and two nodes (`Mux`es, each with its own clock and
@@ -177,40 +170,9 @@ async fn cluster(scenario: &str) -> Cluster {
     }
 }
 
-/// `MUX_CHAOS_SCALE`: how many times longer (and more operations) than the CI size.
-fn scale() -> u32 {
-    std::env::var("MUX_CHAOS_SCALE")
-        .ok()
-        .map(|s| {
-            s.parse()
-                .unwrap_or_else(|_| panic!("MUX_CHAOS_SCALE={s}: give a positive integer"))
-        })
-        .unwrap_or(1)
-        .max(1)
-}
-
 /// How long the workload runs.
 fn run_length() -> Duration {
     RUN * scale()
-}
-
-/// `MUX_CHAOS_SEED` (decimal or 0x-hex), else a fresh seed.
-fn seed() -> u64 {
-    match std::env::var("MUX_CHAOS_SEED") {
-        Ok(s) => {
-            let parsed = match s.strip_prefix("0x") {
-                Some(hex) => u64::from_str_radix(hex, 16),
-                None => s.parse(),
-            };
-            parsed.unwrap_or_else(|_| panic!("MUX_CHAOS_SEED={s}: give a number"))
-        }
-        Err(_) => splitmix(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64,
-        ),
-    }
 }
 
 /// One client: up to `OPS_PER_CLIENT` operations (times the scale) within the run.

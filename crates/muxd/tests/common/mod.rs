@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests.
 #![allow(dead_code)]
 
+pub mod process;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
