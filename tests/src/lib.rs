@@ -7,6 +7,7 @@ pub mod denied;
 pub mod faults;
 pub mod history;
 pub mod netfault;
+pub mod scenario;
 
 use std::sync::Arc;
 

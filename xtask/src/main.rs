@@ -19,8 +19,8 @@ Tasks:
                           MUX_REQUIRE (comma-separated) was skipped or failed
   chaos [--scale K] [--seed N]
                           the recorded-history fault scenarios
-                          (tests/tests/history_faults.rs, and muxd processes killed in
-                          crates/muxd/tests/kill_history.rs) K times longer and larger than
+                          (tests/tests/history_faults.rs, history_object_faults.rs, and
+                          muxd processes killed in crates/muxd/tests/kill_history.rs) K times longer and larger than
                           in `test` (default 5), one at a time, each printing its seed and
                           figures; --seed replays a run's operation sequence
   fuzz [--seconds N] [--target NAME]
@@ -251,6 +251,8 @@ fn chaos(args: &[String]) -> Result<(), String> {
         "--workspace",
         "--test",
         "history_faults",
+        "--test",
+        "history_object_faults",
         "--test",
         "kill_history",
         "--",
