@@ -66,6 +66,19 @@ pub(crate) fn meta_of(
     })
 }
 
+/// The metadata of a `get` or `list` row, whose columns 1 to 5 are `version`,
+/// `tombstone`, `content_type`, `tags` and `checksum`.
+fn row_meta(key: &Key, row: &tokio_postgres::Row) -> Result<Metadata> {
+    meta_of(
+        key,
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+    )
+}
+
 impl PostgresBackend {
     /// The capability of a PostgreSQL backend.
     pub const CAPABILITY: Capability = Capability {
@@ -210,15 +223,7 @@ impl Backend for PostgresBackend {
             return Ok(None);
         };
         let value: Vec<u8> = row.get(0);
-        let meta = meta_of(
-            key,
-            row.get(1),
-            row.get(2),
-            row.get(3),
-            row.get(4),
-            row.get(5),
-        )
-        .map_err(&tag)?;
+        let meta = row_meta(key, &row).map_err(&tag)?;
         Record::from_parts(key.clone(), Bytes::from(value), meta)
             .map(Some)
             .map_err(tag)
@@ -253,15 +258,7 @@ impl Backend for PostgresBackend {
             let key: &str = row.get(0);
             let key = Key::new(key)
                 .map_err(|e| tag(Error::new(ErrorKind::Corrupt, e.message().to_owned())))?;
-            let meta = meta_of(
-                &key,
-                row.get(1),
-                row.get(2),
-                row.get(3),
-                row.get(4),
-                row.get(5),
-            )
-            .map_err(&tag)?;
+            let meta = row_meta(&key, row).map_err(&tag)?;
             page.entries.push(ListEntry {
                 meta,
                 size: row.get::<_, i64>(6) as u64,
