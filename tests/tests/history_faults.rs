@@ -110,6 +110,37 @@ async fn redis_connections_reset_mid_run() {
     .await;
 }
 
+/// Every Redis connection is reset once it has carried 4 KiB (mid-reply, for the
+/// larger answers), a second at a time, again and again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_connections_cut_after_a_few_kilobytes() {
+    let name = "redis-cut";
+    run(
+        name,
+        cluster(name).await,
+        |c| async move {
+            let proxy = c.proxy("redis");
+            let cut = LinkFaults {
+                reset_after: Some(4096),
+                ..Default::default()
+            };
+            let times = cycle(
+                400,
+                1000,
+                || proxy.set_link(cut),
+                || proxy.set_link(LinkFaults::default()),
+            )
+            .await;
+            format!(
+                "redis connections reset after 4 KiB, {times} times for 1 s ({} connections reset)",
+                proxy.stats().resets
+            )
+        },
+        false,
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_partitioned_then_healed() {
     let name = "redis-partition";

@@ -155,3 +155,27 @@ async fn azure_refuses_connections() {
     )
     .await;
 }
+
+/// Azure's connections are dropped and new ones blackholed (accepted, never answered)
+/// for 1.5 s at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_blackholed() {
+    let name = "azure-blackhole";
+    run(
+        name,
+        cluster(name).await,
+        |c| async move {
+            let proxy = c.proxy("azure");
+            let on = || {
+                proxy.blackhole(true);
+                proxy.reset_all();
+            };
+            let times = cycle(500, 1500, on, || proxy.blackhole(false)).await;
+            format!(
+                "Azure Blob blackholed {times} times for 1.5 s (connections accepted, never answered)"
+            )
+        },
+        false,
+    )
+    .await;
+}
