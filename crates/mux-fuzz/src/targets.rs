@@ -1,7 +1,6 @@
 //! The targets: what each parses, how it checks what it accepted, and its seeds.
 
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use mux_core::codec;
 use mux_core::{Bytes, ChangeEvent, Key, MuxConfig, Prefix, Record, Result, Tenant, Version};
@@ -377,25 +376,27 @@ fn server_config_seeds() -> Vec<Vec<u8>> {
     .collect()
 }
 
-/// An HS256 configuration with an operator key, as the JWT target verifies against.
-fn auth() -> &'static (AuthConfig, Verifier) {
-    static AUTH: OnceLock<(AuthConfig, Verifier)> = OnceLock::new();
-    AUTH.get_or_init(|| {
-        let config: AuthConfig = toml::from_str(
-            "algorithm = \"HS256\"\nsecret = \"fuzz-tenant-secret-0123456789abcdef\"\naudience = \"mux\"\n\
-             [operator]\nalgorithm = \"HS256\"\nsecret = \"fuzz-operator-secret-0123456789abcdef\"\naudience = \"mux-operator\"\n",
-        )
+const TENANT_SECRET: &str = "fuzz-tenant-secret-0123456789abcdef";
+const OPERATOR_SECRET: &str = "fuzz-operator-secret-0123456789abcdef";
+
+/// The verifier of an HS256 configuration with an operator key.
+fn verifier() -> &'static Verifier {
+    static VERIFIER: OnceLock<Verifier> = OnceLock::new();
+    VERIFIER.get_or_init(|| {
+        let config: AuthConfig = toml::from_str(&format!(
+            "algorithm = \"HS256\"\nsecret = \"{TENANT_SECRET}\"\naudience = \"mux\"\n\
+             [operator]\nalgorithm = \"HS256\"\nsecret = \"{OPERATOR_SECRET}\"\n\
+             audience = \"mux-operator\"\n"
+        ))
         .expect("the fuzz auth configuration parses");
-        let verifier = Verifier::new(&config).expect("the fuzz auth configuration is valid");
-        (config, verifier)
+        Verifier::new(&config).expect("the fuzz auth configuration is valid")
     })
 }
 
 fn jwt(data: &[u8]) {
     let Some(text) = text(data) else { return };
-    let (_, verifier) = auth();
     let token = bearer_token(text).unwrap_or(text);
-    if let Ok(principal) = verifier.authenticate(token) {
+    if let Ok(principal) = verifier().authenticate(token) {
         // Only the seeds are signed: a token that still verifies must be one of
         // theirs (the header around it may differ), or a forged token got through.
         let signed = jwt_seeds()
@@ -411,28 +412,31 @@ fn text_token(seed: &[u8]) -> Option<&str> {
 }
 
 fn jwt_seeds() -> Vec<Vec<u8>> {
-    static SEEDS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-    SEEDS
-        .get_or_init(|| {
-            let (config, _) = auth();
-            let request = |tenant: Option<&str>, operator: bool| muxd::token::TokenRequest {
-                tenant: tenant.map(str::to_owned),
-                scopes: vec!["read".into(), "write".into()],
-                // Long enough that a kept seed outlives any run of the tests.
-                ttl: Duration::from_secs(100 * 365 * 24 * 3600),
-                operator,
-                subject: Some("fuzz".into()),
-            };
-            [(Some("acme"), false), (None, true)]
-                .iter()
-                .map(|(tenant, operator)| {
-                    let token = muxd::token::mint(config, &request(*tenant, *operator))
-                        .expect("HS256 tokens mint");
-                    format!("Bearer {token}").into_bytes()
-                })
-                .collect()
-        })
-        .clone()
+    // Fixed claims (no `iat` from the clock): the seeds are the same in every process,
+    // so a corpus written by one run is still "the seeds" in the next.
+    let sign = |claims: serde_json::Value, secret: &str| {
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("HS256 tokens sign");
+        format!("Bearer {token}").into_bytes()
+    };
+    // 2100-01-01: long enough that a kept seed outlives any run of the tests.
+    let exp = 4_102_444_800u64;
+    vec![
+        sign(
+            serde_json::json!({"tenant": "acme", "scope": "read write", "aud": "mux",
+                               "sub": "fuzz", "iat": 1_700_000_000u64, "exp": exp}),
+            TENANT_SECRET,
+        ),
+        sign(
+            serde_json::json!({"aud": "mux-operator", "sub": "fuzz",
+                               "iat": 1_700_000_000u64, "exp": exp}),
+            OPERATOR_SECRET,
+        ),
+    ]
 }
 
 fn tags_header(data: &[u8]) {
@@ -474,6 +478,18 @@ fn import_line_seeds() -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The JWT seeds verify (one tenant, one operator), so the fuzzer starts on the
+    /// accepting path and every mutation must fall off it.
+    #[test]
+    fn the_jwt_seeds_verify() {
+        for seed in jwt_seeds() {
+            let token = text_token(&seed).expect("a bearer header");
+            verifier()
+                .authenticate(token)
+                .unwrap_or_else(|e| panic!("{token}: {e:?}"));
+        }
+    }
 
     /// The seeds are records each store reads back whole, so the fuzzer starts from
     /// inputs that pass every check and the round trip is exercised.
