@@ -20,7 +20,7 @@ use std::sync::Arc;
 use mux::influx::{InfluxBackend, InfluxConfig};
 use mux::mysql::{MysqlBackend, MysqlConfig};
 use mux::{Backend, Bytes, Clock, Key, Record};
-use mux_tests::bench::{Op, Row, measure, median, print_header, print_row, write_json};
+use mux_tests::bench::{Op, Row, alternate, write_json};
 use mysql_async::prelude::Queryable;
 
 /// What the comparisons add up to.
@@ -38,46 +38,6 @@ fn main() {
         influx_put_vs_raw_write(&mut report).await;
         write_json("stores", &report.rows, &report.ratios);
     });
-}
-
-/// Runs `rows` (name, operation for round r) in `rounds` alternating rounds of `per`
-/// operations each at `concurrency`, and returns each row's median. A warm-up round
-/// (round number `rounds`, a tenth of the operations, not counted) fills the pools
-/// first, and every other round runs the rows in reverse order, so neither row always
-/// follows the other's writes.
-/// Makes a row's operation for one round.
-type MakeOp = Box<dyn Fn(usize) -> Op>;
-
-async fn alternate(
-    rows: &[(&'static str, MakeOp)],
-    rounds: usize,
-    per: usize,
-    concurrency: usize,
-) -> Vec<Row> {
-    for (name, make) in rows {
-        let op = make(rounds);
-        measure(name, per / 10, concurrency, move |i| op(i)).await;
-    }
-    println!("(warm-up above)");
-    print_header();
-    let mut results: Vec<Vec<Row>> = vec![Vec::new(); rows.len()];
-    for round in 0..rounds {
-        let mut order: Vec<usize> = (0..rows.len()).collect();
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for n in order {
-            let (name, make) = &rows[n];
-            let op = make(round);
-            results[n].push(measure(name, per, concurrency, move |i| op(i)).await);
-        }
-    }
-    println!("medians over {rounds} alternating rounds:");
-    let medians: Vec<Row> = results.into_iter().map(median).collect();
-    for r in &medians {
-        print_row(r);
-    }
-    medians
 }
 
 async fn mysql_put_vs_raw_upsert(report: &mut Report) {

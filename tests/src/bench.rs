@@ -116,3 +116,43 @@ pub fn write_json(name: &str, rows: &[Row], ratios: &[(&str, f64)]) {
         .expect("write the bench output");
     println!("\nwrote {out}");
 }
+
+/// Makes a row's operation for one round (the round number lets a row use fresh keys).
+pub type MakeOp = Box<dyn Fn(usize) -> Op>;
+
+/// Runs `rows` (name, operation for round r) in `rounds` alternating rounds of `per`
+/// operations each at `concurrency`, and returns each row's median. A warm-up round
+/// (round number `rounds`, a tenth of the operations, not counted) fills the pools
+/// first, and every other round runs the rows in reverse order, so no row always
+/// follows another's writes.
+pub async fn alternate(
+    rows: &[(&'static str, MakeOp)],
+    rounds: usize,
+    per: usize,
+    concurrency: usize,
+) -> Vec<Row> {
+    for (name, make) in rows {
+        let op = make(rounds);
+        measure(name, per / 10, concurrency, move |i| op(i)).await;
+    }
+    println!("(warm-up above)");
+    print_header();
+    let mut results: Vec<Vec<Row>> = vec![Vec::new(); rows.len()];
+    for round in 0..rounds {
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for n in order {
+            let (name, make) = &rows[n];
+            let op = make(round);
+            results[n].push(measure(name, per, concurrency, move |i| op(i)).await);
+        }
+    }
+    println!("medians over {rounds} alternating rounds:");
+    let medians: Vec<Row> = results.into_iter().map(median).collect();
+    for r in &medians {
+        print_row(r);
+    }
+    medians
+}

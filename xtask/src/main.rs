@@ -28,8 +28,8 @@ Tasks:
                           if missing) for N seconds (default 60) from its seeds; names
                           every target that crashed and where its input was kept
   bench <name>            a benchmark (coordinator, intent-log, postgres-redis,
-                          object-stores, aws, stores, cache, anti-entropy, proxy); prints a
-                          table and writes
+                          object-stores, aws, stores, cache, anti-entropy, proxy,
+                          clients); prints a table and writes
                           $CARGO_TARGET_DIR/bench/<name>.json (target/bench/ by default)
   services up|down|status [--install]
                           finds PostgreSQL (127.0.0.1:5432), MariaDB (127.0.0.1:3306),
@@ -138,6 +138,7 @@ const BENCHES: &[&str] = &[
     "cache",
     "anti-entropy",
     "proxy",
+    "clients",
 ];
 
 fn bench(name: &str) -> Result<(), String> {
@@ -169,8 +170,12 @@ fn bench(name: &str) -> Result<(), String> {
         }
         bench.env("MUX_MUXD_BIN", target_dir().join("release").join("muxd"));
     }
+    bench.args(["bench", "--quiet", "-p", "mux-tests", "--bench", name]);
+    if name == "clients" {
+        // The alternatives it measures mux against are bench-only dependencies.
+        bench.args(["--features", "alternatives"]);
+    }
     let status = bench
-        .args(["bench", "--quiet", "-p", "mux-tests", "--bench", name])
         .env("MUX_BENCH_OUT", &out)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
