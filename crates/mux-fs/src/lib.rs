@@ -7,6 +7,7 @@
 //! ```text
 //! <root>/.mux.lock                 held (flock) while a backend has the directory open
 //! <root>/data/<seg>/<seg>/<last>.rec   one file per record
+//! <root>/journal/                   the write-ahead journal (mux-wal segment files)
 //! ```
 //! The key-to-path mapping is described in [`path`]: readable (`tenants/acme/limits`
 //! lives in `data/tenants/acme/limits.rec`), reversible, and no key can escape the
@@ -15,11 +16,17 @@
 //! value. `head -n 1` shows the metadata.
 //!
 //! ## Writes
-//! A write reads the stored version, and if the new one is higher writes a temp file in
-//! the same directory, fsyncs it, renames it over the record and fsyncs the directory —
-//! so a crash leaves either the old or the new record, never a torn one. Writers of the
-//! same key are serialised by a striped lock, and the directory lock keeps other
-//! processes out, so the version check and the write are atomic.
+//! A write appends the record to the store's write-ahead journal (a mux-wal segment
+//! log: one `fdatasync` shared by every writer waiting) and returns once that is
+//! durable; in between it reads the stored version and, if the new one is higher,
+//! writes a temp file in the same directory and renames it over the record — neither
+//! synced on its own. A checkpoint thread (every 200 ms, or after 4,096 writes) syncs
+//! the file system with one `syncfs` and only then marks those journal entries complete;
+//! opening the store replays every entry not complete, rewriting any record file that
+//! is older, missing or torn. So a crash loses nothing acknowledged and leaves no torn
+//! record behind once the store is open again. Writers of the same key are serialised
+//! by a striped lock, and the directory lock keeps other processes out, so the version
+//! check and the write are atomic. A purge checkpoints first and syncs its removal.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -40,6 +47,7 @@
 mod backend;
 mod config;
 mod error;
+mod journal;
 pub mod path;
 
 use std::sync::Arc;

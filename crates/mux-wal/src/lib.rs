@@ -206,8 +206,9 @@ impl SegmentIntentLog {
         }
     }
 
-    /// Waits until everything queued so far is written (and synced).
-    async fn flush(&self) -> Result<()> {
+    /// Waits until everything queued so far is written and synced — completions
+    /// included, which are otherwise written unsynced with the next batch.
+    pub async fn flush(&self) -> Result<()> {
         let rx = {
             let mut s = self.inner.lock();
             s.usable(&self.inner.dir)?;
