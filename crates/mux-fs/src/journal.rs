@@ -2,7 +2,7 @@
 //!
 //! A write is made durable by appending the record to a [`SegmentIntentLog`] (mux-wal:
 //! CRC-framed, one `fdatasync` for every writer waiting) *before* its file is written;
-//! the file is then written and renamed into place without an fsync of its own. A
+//! the file is then written and swapped into place without an fsync of its own. A
 //! checkpoint thread makes the files durable in bulk — one `syncfs` of the store's file
 //! system covers every file written before it started — and only then marks their
 //! journal entries complete. Opening the store replays every entry not complete,
