@@ -113,7 +113,6 @@ impl FsBackend {
         let journal = Journal::open(
             &root.join("journal"),
             &inner.data,
-            name,
             checkpoint_every,
             |record| inner.write(record, true, || {}).map(drop),
         )

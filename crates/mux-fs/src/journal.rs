@@ -28,6 +28,9 @@ pub(crate) const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// The journal's segment size: entries live for one checkpoint interval, so segments
 /// are recycled quickly and small ones keep a new store's footprint small.
 const SEGMENT_BYTES: u64 = 4 << 20;
+/// What each entry is owed to. Not the backend's name, which a configuration can change
+/// between runs: an entry owed to an old name would never complete.
+const OWED: &str = "files";
 /// A checkpoint starts early once this many writes wait for one.
 const CHECKPOINT_AFTER: usize = 4096;
 
@@ -42,7 +45,8 @@ struct Written {
 
 struct Shared {
     log: SegmentIntentLog,
-    backend: Arc<str>,
+    /// The one party every entry is owed to: the record files.
+    owed: Arc<str>,
     data: PathBuf,
     every: Duration,
     written: Mutex<Written>,
@@ -76,7 +80,6 @@ impl Journal {
     pub(crate) fn open(
         dir: &Path,
         data: &Path,
-        backend: &str,
         every: Duration,
         apply: impl Fn(&Record) -> io::Result<()>,
     ) -> Result<Journal> {
@@ -89,7 +92,7 @@ impl Journal {
         )?;
         let shared = Arc::new(Shared {
             log,
-            backend: Arc::from(backend),
+            owed: Arc::from(OWED),
             data: data.to_path_buf(),
             every,
             written: Mutex::default(),
@@ -123,7 +126,7 @@ impl Journal {
 
     /// Appends `record` and waits until it is durable; returns its entry's id.
     pub(crate) async fn append(&self, record: &Record) -> Result<u64> {
-        let owed = [self.shared.backend.clone()];
+        let owed = [self.shared.owed.clone()];
         self.shared.log.append(record, &owed).await
     }
 
@@ -180,7 +183,7 @@ impl Shared {
         })?;
         for id in ids {
             // Never waits: a completion is queued and written with the next batch.
-            block_on(self.log.complete(id, &self.backend))?;
+            block_on(self.log.complete(id, &self.owed))?;
         }
         Ok(())
     }
