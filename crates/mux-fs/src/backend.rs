@@ -200,11 +200,12 @@ impl Inner {
     }
 
     /// Writes `record`'s file when its version is newer than the stored one: a temp
-    /// file renamed over the record, neither synced — the record's journal entry holds
-    /// the write until a checkpoint syncs the file. `written` runs under the key's lock
-    /// once the file is in place (or needs no change), handing the entry over to the
-    /// checkpoint. On `replay` an unreadable stored file counts as absent: a crash can
-    /// leave a renamed, unsynced file torn, and the journal has its write.
+    /// file swapped in for the record ([`replace`]), neither synced — the record's
+    /// journal entry holds the write until a checkpoint syncs the file. `written` runs
+    /// under the key's lock once the file is in place (or needs no change), handing the
+    /// entry over to the checkpoint. On `replay` an unreadable stored file counts as
+    /// absent: a crash can leave a swapped-in, unsynced file torn, and the journal has
+    /// its write.
     fn write(
         &self,
         record: &Record,
