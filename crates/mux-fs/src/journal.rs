@@ -112,7 +112,7 @@ impl Journal {
             })?;
             ids.push(intent.id);
         }
-        shared.checkpoint(ids)?;
+        shared.checkpoint(&ids)?;
         let for_thread = shared.clone();
         let thread = std::thread::Builder::new()
             .name("mux-fs-checkpoint".into())
@@ -171,7 +171,7 @@ impl Drop for Journal {
 
 impl Shared {
     /// Syncs the file system holding the record files, then completes `ids`.
-    fn checkpoint(&self, ids: Vec<u64>) -> Result<()> {
+    fn checkpoint(&self, ids: &[u64]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -181,7 +181,7 @@ impl Shared {
                 self.data.display()
             ))
         })?;
-        for id in ids {
+        for &id in ids {
             // Never waits: a completion is queued and written with the next batch.
             block_on(self.log.complete(id, &self.owed))?;
         }
@@ -192,7 +192,7 @@ impl Shared {
     fn checkpoint_written(&self) -> Result<()> {
         let _one_at_a_time = lock(&self.checkpointing);
         let ids = std::mem::take(&mut lock(&self.written).ids);
-        if let Err(e) = self.checkpoint(ids.clone()) {
+        if let Err(e) = self.checkpoint(&ids) {
             lock(&self.written).ids.extend(ids);
             return Err(e);
         }
