@@ -44,6 +44,7 @@ mod memory;
 pub mod partitioned;
 mod record;
 pub mod resilience;
+pub mod seal;
 mod tenant;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

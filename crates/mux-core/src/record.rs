@@ -178,6 +178,14 @@ impl Record {
         self
     }
 
+    /// Replaces the value, keeping key and metadata; the checksum is recomputed (a
+    /// [`Sealer`](crate::seal::Sealer) swaps a value for its sealed form and back).
+    pub fn with_value(mut self, value: impl Into<Bytes>) -> Record {
+        self.value = value.into();
+        self.meta.checksum = crc32fast::hash(&self.value);
+        self
+    }
+
     /// Replaces the version (used when a coordinator stamps a write).
     pub fn with_version(mut self, version: Version) -> Record {
         self.meta.version = version;

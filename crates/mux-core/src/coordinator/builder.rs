@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::feed::{ChangeFeed, MemoryFeed};
 use crate::key::Prefix;
 use crate::resilience::{IntentLog, Jitter, MemoryIntentLog};
+use crate::seal::Sealer;
 use crate::version::Clock;
 
 /// Builds a [`Mux`] from backends and routes.
@@ -29,6 +30,7 @@ pub struct MuxBuilder {
     resilience: ResilienceConfig,
     feed: Option<Arc<dyn ChangeFeed>>,
     predecessor: Option<Mux>,
+    sealers: Vec<Arc<dyn Sealer>>,
 }
 
 impl MuxBuilder {
@@ -38,6 +40,13 @@ impl MuxBuilder {
     /// (`mux_postgres::PostgresFeed`, `mux_redis::RedisFeed`) among nodes.
     pub fn feed(mut self, feed: Arc<dyn ChangeFeed>) -> Self {
         self.feed = Some(feed);
+        self
+    }
+
+    /// Adds a sealer (e.g. `mux_encrypt::Envelope`), known by its `name()`; routes name
+    /// it with `encrypt = "…"`.
+    pub fn sealer(mut self, sealer: Arc<dyn Sealer>) -> Self {
+        self.sealers.push(sealer);
         self
     }
 
@@ -133,6 +142,12 @@ impl MuxBuilder {
                 default.prefix
             ));
         }
+        let mut sealers: HashMap<&str, &Arc<dyn Sealer>> = HashMap::new();
+        for s in &self.sealers {
+            if sealers.insert(s.name(), s).is_some() {
+                problems.push(format!("sealer \"{}\" is registered twice", s.name()));
+            }
+        }
         let mut seen = HashMap::new();
         let mut compiled = Vec::new();
         for route in &self.routes {
@@ -154,9 +169,15 @@ impl MuxBuilder {
                     route.describe()
                 ));
             }
-            compiled.push(compile(route, &by_name, &self.backends, &mut problems));
+            compiled.push(compile(
+                route,
+                &by_name,
+                &self.backends,
+                &sealers,
+                &mut problems,
+            ));
         }
-        let default = compile(&default, &by_name, &self.backends, &mut problems);
+        let default = compile(&default, &by_name, &self.backends, &sealers, &mut problems);
         let log: Arc<dyn IntentLog> = match (self.resilience.durability, self.log) {
             (Durability::Log, Some(log)) => {
                 if !log.is_durable() {
@@ -260,6 +281,7 @@ fn compile(
     route: &RouteConfig,
     by_name: &HashMap<&str, usize>,
     backends: &[Arc<dyn Backend>],
+    sealers: &HashMap<&str, &Arc<dyn Sealer>>,
     problems: &mut Vec<String>,
 ) -> Option<Route> {
     let before = problems.len();
@@ -337,6 +359,26 @@ fn compile(
             ));
         }
     }
+    let sealer = route.encrypt.as_deref().and_then(|name| {
+        let found = sealers.get(name).map(|s| Arc::clone(s));
+        if found.is_none() {
+            let mut known: Vec<&&str> = sealers.keys().collect();
+            known.sort();
+            problems.push(format!(
+                "{what} is encrypted with \"{name}\", which is not defined (known: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known
+                        .iter()
+                        .map(|s| format!("\"{s}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ));
+        }
+        found
+    });
     if problems.len() > before {
         return None;
     }
@@ -368,6 +410,7 @@ fn compile(
         cache: route
             .cache
             .map(|c| super::cache::RouteCache::new(&route.prefix, c)),
+        sealer,
     })
 }
 

@@ -226,6 +226,11 @@ pub struct RouteConfig {
     /// A read cache in front of the route, kept coherent by the change feed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheConfig>,
+    /// Values sealed (encrypted) at rest by the [`Sealer`](crate::seal::Sealer) of this
+    /// name, given to the builder (`MuxBuilder::sealer`); muxd builds them from its
+    /// `[[keys]]` tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypt: Option<String>,
 }
 
 /// A route's read cache (`cache = { capacity = 10000, ttl = "5m" }`): a bounded
@@ -310,7 +315,14 @@ impl RouteConfig {
             read: default_read(),
             listed: default_listed(),
             cache: None,
+            encrypt: None,
         }
+    }
+
+    /// Seals (encrypts) the route's values with the sealer of this name.
+    pub fn encrypt(mut self, sealer: impl Into<String>) -> RouteConfig {
+        self.encrypt = Some(sealer.into());
+        self
     }
 
     /// Puts a read cache in front of the route.

@@ -9,6 +9,7 @@ use crate::error::{Error, Operation, Result};
 use crate::history::{AsOf, HistoryPage, HistoryRequest};
 use crate::key::Key;
 use crate::record::Record;
+use crate::seal::Sealer;
 
 impl Inner {
     /// One page of `request.key`'s history from the route's first answering backend
@@ -20,7 +21,7 @@ impl Inner {
     ) -> Result<HistoryPage> {
         request.effective_limit()?;
         let key = request.key.clone();
-        let mut page = self
+        let (mut page, stored, sealer) = self
             .temporal(&key, options, Operation::History, |slot, stored| {
                 let request = HistoryRequest {
                     key: stored,
@@ -32,6 +33,16 @@ impl Inner {
                 }
             })
             .await?;
+        if let Some(sealer) = sealer {
+            let mut opened = Vec::with_capacity(page.entries.len());
+            for entry in page.entries.drain(..) {
+                opened.push(match entry.is_tombstone() {
+                    true => entry,
+                    false => sealer.open(&stored, entry).await?,
+                });
+            }
+            page.entries = opened;
+        }
         for entry in &mut page.entries {
             if entry.key() != &key {
                 *entry = entry.clone().with_key(key.clone());
@@ -48,7 +59,7 @@ impl Inner {
         at: AsOf,
         options: &ReadOptions,
     ) -> Result<Option<Record>> {
-        let record = self
+        let (record, stored, sealer) = self
             .temporal(
                 key,
                 options,
@@ -59,18 +70,20 @@ impl Inner {
                 },
             )
             .await?;
+        let record = crate::seal::open(sealer.as_deref(), &stored, record).await?;
         Ok(record.map(|r| r.with_key(key.clone())))
     }
 
     /// Calls `call(slot, stored key)` on the history-keeping backends of `key`'s route
-    /// in read order (open circuits last) until one answers.
+    /// in read order (open circuits last) until one answers; returns the answer, the
+    /// stored key and the route's sealer (the answer is still sealed).
     async fn temporal<T, F, Fut>(
         self: &Arc<Self>,
         key: &Key,
         options: &ReadOptions,
         op: Operation,
         call: F,
-    ) -> Result<T>
+    ) -> Result<(T, Key, Option<Arc<dyn Sealer>>)>
     where
         F: Fn(Arc<Slot>, Key) -> Fut,
         Fut: Future<Output = Result<T>>,
@@ -93,7 +106,7 @@ impl Inner {
         let mut errors = Vec::new();
         for slot in keepers {
             match call(slot.clone(), stored.clone()).await {
-                Ok(answer) => return Ok(answer),
+                Ok(answer) => return Ok((answer, stored, route.sealer.clone())),
                 Err(e) => errors.push(e),
             }
         }

@@ -196,6 +196,21 @@ impl Inner {
         };
         // mux's own records (`_mux/…`, the store markers) are not the application's.
         entries.retain(|e| !super::is_reserved(e.key.as_str()));
+        if routes.iter().any(|r| r.sealer.is_some()) {
+            // Sealed values are listed with their plain size (routes match logical keys).
+            for e in entries.iter_mut().filter(|e| !e.meta.tombstone) {
+                let logical = match &options.tenant {
+                    Some(t) => t.logical_key(&e.key),
+                    None => Some(e.key.clone()),
+                };
+                let route = logical
+                    .as_ref()
+                    .map(|k| self.route_for(k.as_str(), &e.meta.tags, options.tenant.as_ref()));
+                if let Some(sealer) = route.and_then(Route::sealer) {
+                    e.size = sealer.listed_size(e.size);
+                }
+            }
+        }
         let Some(t) = &options.tenant else {
             return Ok(ListPage {
                 entries,

@@ -184,6 +184,14 @@ pub(crate) struct Route {
     pub(crate) primary: usize,
     /// The read cache, when the route asks for one.
     pub(crate) cache: Option<cache::RouteCache>,
+    /// What seals the route's values at rest, when it names one.
+    pub(crate) sealer: Option<Arc<dyn crate::seal::Sealer>>,
+}
+
+impl Route {
+    pub(crate) fn sealer(&self) -> Option<&dyn crate::seal::Sealer> {
+        self.sealer.as_deref()
+    }
 }
 
 impl Route {

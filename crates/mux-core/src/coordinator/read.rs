@@ -75,34 +75,34 @@ impl Inner {
         let policy = options.policy.unwrap_or(route.config.read);
         let span =
             tracing::debug_span!("mux.read", %key, %policy, route = %route.config.describe());
+        let stored = match &options.tenant {
+            Some(tenant) => Cow::Owned(tenant.storage_key(key)?),
+            None => Cow::Borrowed(key),
+        };
         // A cached route serves reads with its own policy; an explicit policy asks
         // the backends.
-        if let (Some(cache), None) = (&route.cache, options.policy) {
-            let stored = match &options.tenant {
-                Some(tenant) => tenant.storage_key(key)?,
-                None => key.clone(),
-            };
-            let record = cache
+        let record = if let (Some(cache), None) = (&route.cache, options.policy) {
+            cache
                 .read(&self.feed_state, &stored, || {
                     self.read_stored(route, &stored, policy)
                 })
                 .instrument(span)
-                .await?;
-            return Ok(match options.tenant {
-                Some(_) => record.map(|r| r.with_key(key.clone())),
-                None => record,
-            });
-        }
-        let Some(tenant) = &options.tenant else {
-            return self.read_stored(route, key, policy).instrument(span).await;
+                .await?
+        } else {
+            self.read_stored(route, &stored, policy)
+                .instrument(span)
+                .await?
         };
-        // A tenant's record is read from its namespace and handed back under its key.
-        let stored = tenant.storage_key(key)?;
-        let record = self
-            .read_stored(route, &stored, policy)
-            .instrument(span)
-            .await?;
-        Ok(record.map(|r| r.with_key(key.clone())))
+        // Sealed values are opened under the key they are stored under; a tenant's
+        // record is handed back under its own key.
+        let record = match route.sealer() {
+            Some(sealer) => crate::seal::open(Some(sealer), &stored, record).await?,
+            None => record,
+        };
+        Ok(match options.tenant {
+            Some(_) => record.map(|r| r.with_key(key.clone())),
+            None => record,
+        })
     }
 
     async fn read_stored(

@@ -222,13 +222,25 @@ impl Inner {
         }
         let span = tracing::debug_span!("mux.write", key = %record.key(), version = %record.version(), %level, route = %route.config.describe());
         let logical = record.key().clone();
-        let record = match tenant {
+        let mut record = match tenant {
             Some(t) => {
                 let stored = t.storage_key(&logical)?;
                 record.with_key(stored)
             }
             None => record,
         };
+        // Sealed once, under the stored key: every backend, the intent log and the
+        // hints hold the same sealed bytes.
+        if let Some(sealer) = route.sealer()
+            && !record.is_tombstone()
+        {
+            let op = op_of(&record);
+            record = sealer
+                .seal(record)
+                .await
+                .map_err(|e| e.with_operation(op))?;
+            self.info.check_value_size(&record, op)?;
+        }
         let stored = record.key().clone();
         let (version, tombstone) = (record.version(), record.is_tombstone());
         let result = self
