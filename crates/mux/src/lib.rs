@@ -21,6 +21,9 @@
 //! | `dynamodb` | [`dynamodb`](crate) | Amazon DynamoDB (and ScyllaDB Alternator) |
 //! | `ssm` | [`ssm`](crate) | AWS Systems Manager Parameter Store |
 //!
+//! `encrypt` adds [`encrypt`](crate) (encryption at rest: `mux-encrypt`), `kms` its
+//! AWS KMS key provider.
+//!
 //! The default features compile no networked store.
 //!
 //! ## Opening stores from configuration
@@ -57,6 +60,10 @@ pub use mux_fs as fs;
 /// The embedded redb backend (feature `redb`).
 #[cfg(feature = "redb")]
 pub use mux_redb as redb;
+
+/// Encryption at rest (feature `encrypt`; AWS KMS keys with `kms`).
+#[cfg(feature = "encrypt")]
+pub use mux_encrypt as encrypt;
 
 /// The durable intent log in segment files with group commit (feature `wal`).
 #[cfg(feature = "wal")]

@@ -91,6 +91,11 @@ pub struct ServerConfig {
     /// The stores: `[[backends]]` tables with `name`, `kind` and the store's own
     /// fields, opened through the registry (`mux::open`).
     pub backends: Vec<BackendSpec>,
+    /// Key sets for encryption at rest: `[[keys]]` tables (`name`, `kind = "keyring"`
+    /// with `path`, or `kind = "kms"` with `key_id`); a route names one with
+    /// `encrypt = "name"`.
+    #[serde(default)]
+    pub keys: Vec<mux::encrypt::KeysSpec>,
     /// Authentication: `[auth]` with `mode = "jwt"` (and its keys) or `mode = "off"`
     /// (loopback only).
     pub auth: crate::auth::AuthConfig,

@@ -234,6 +234,10 @@ async fn make_live(
         )));
     }
     let mut builder = Mux::builder().feed(feed.clone());
+    // Key sets are read again on every reload: a rotated keyring takes effect then.
+    for envelope in mux::encrypt::spec::open_all(&config.keys).await? {
+        builder = builder.sealer(envelope);
+    }
     for spec in &config.backends {
         let (_, backend) = opened
             .iter()
