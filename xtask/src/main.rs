@@ -29,7 +29,7 @@ Tasks:
                           every target that crashed and where its input was kept
   bench <name>            a benchmark (coordinator, intent-log, postgres-redis,
                           object-stores, aws, stores, cache, anti-entropy, proxy,
-                          clients); prints a table and writes
+                          clients, security); prints a table and writes
                           $CARGO_TARGET_DIR/bench/<name>.json (target/bench/ by default)
   services up|down|status [--install]
                           finds PostgreSQL (127.0.0.1:5432), MariaDB (127.0.0.1:3306),
@@ -139,6 +139,7 @@ const BENCHES: &[&str] = &[
     "anti-entropy",
     "proxy",
     "clients",
+    "security",
 ];
 
 fn bench(name: &str) -> Result<(), String> {
