@@ -28,7 +28,10 @@ fn mux(encrypted: bool) -> Mux {
         builder = builder.sealer(Arc::new(Envelope::new("secrets", Arc::new(keys))));
         route = route.encrypt("secrets");
     }
-    builder.default_route(route).build().expect("a valid bench config")
+    builder
+        .default_route(route)
+        .build()
+        .expect("a valid bench config")
 }
 
 fn keys() -> Arc<Vec<Key>> {
@@ -76,7 +79,10 @@ fn main() {
         let puts = alternate(
             &[
                 ("plain_put", put(plain.clone(), keys.clone(), value.clone())),
-                ("encrypted_put", put(sealed.clone(), keys.clone(), value.clone())),
+                (
+                    "encrypted_put",
+                    put(sealed.clone(), keys.clone(), value.clone()),
+                ),
             ],
             ROUNDS,
             PER,

@@ -176,6 +176,34 @@ enum Command {
         #[arg(long)]
         checkpoint: bool,
     },
+    /// Seals the records of encrypted routes under a prefix again with each route's
+    /// current key (after a key rotation); resumable with --checkpoint.
+    /// `--dry-run --retire ID` checks that no record, hint or dead letter still needs
+    /// key ID (exit status 1 if one does).
+    Rekey {
+        /// The keys under this prefix (whole segments): a tenant's own keys with
+        /// --tenant.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// The tenant whose keys --prefix names.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only count the records per key id; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// With --dry-run: fail unless nothing references this key id.
+        #[arg(long, requires = "dry_run")]
+        retire: Option<String>,
+        /// Keep a checkpoint on the server: the same job started again resumes.
+        #[arg(long)]
+        checkpoint: bool,
+        /// At most this many records per second (0: no limit).
+        #[arg(long, default_value_t = 0)]
+        rate: u32,
+        /// Print the job, with its whole report, as JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Purges the tombstones older than --grace that every store holds.
     Gc {
         #[command(flatten)]
@@ -249,6 +277,9 @@ impl JobScope {
             grace,
             checkpoint,
             json: self.json,
+            tenant: None,
+            dry_run: false,
+            retire: None,
         }
     }
 }
@@ -404,6 +435,30 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             checkpoint,
         } => {
             sync::run_job(&api, scope.job("backfill", Some(target), None, checkpoint)).await?;
+        }
+        Command::Rekey {
+            prefix,
+            tenant,
+            dry_run,
+            retire,
+            checkpoint,
+            rate,
+            json,
+        } => {
+            let spec = sync::JobSpec {
+                kind: "rekey",
+                prefix,
+                backends: Vec::new(),
+                target: None,
+                rate,
+                grace: None,
+                checkpoint,
+                json,
+                tenant,
+                dry_run,
+                retire,
+            };
+            sync::run_job(&api, spec).await?;
         }
         Command::Gc { scope, grace } => {
             sync::run_job(&api, scope.job("gc", None, Some(grace), false)).await?;

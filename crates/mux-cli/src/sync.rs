@@ -37,6 +37,12 @@ pub struct JobSpec {
     pub checkpoint: bool,
     /// Print the job as JSON instead of a summary.
     pub json: bool,
+    /// Rekey: the tenant whose keys the prefix names.
+    pub tenant: Option<String>,
+    /// Rekey: only count records per key id.
+    pub dry_run: bool,
+    /// Rekey (dry run): the key id to check is referenced by nothing.
+    pub retire: Option<String>,
 }
 
 impl JobSpec {
@@ -56,6 +62,12 @@ impl JobSpec {
         }
         if self.checkpoint {
             body["checkpoint"] = json!(true);
+        }
+        if let Some(t) = &self.tenant {
+            body["tenant"] = json!(t);
+        }
+        if self.dry_run {
+            body["dry_run"] = json!(true);
         }
         body
     }
@@ -145,6 +157,30 @@ pub async fn run_job(api: &Api, spec: JobSpec) -> Result<(), CliError> {
             n("repair_failed"),
             plural(n("repair_failed"), "key", "keys")
         ))),
+        "rekey" if n("failed") > 0 => Err(CliError::Check(format!(
+            "{} {} could not be re-sealed (run mux rekey again)",
+            n("failed"),
+            plural(n("failed"), "record", "records")
+        ))),
+        "rekey" => match &spec.retire {
+            None => Ok(()),
+            Some(id) => {
+                let records = report["by_key"][id.as_str()].as_u64().unwrap_or(0);
+                let (hints, dead) = (n("hints_pending"), n("dead_letters"));
+                if records + hints + dead > 0 {
+                    Err(CliError::Check(format!(
+                        "key {id} cannot be retired: {records} {} under {} still use it, and {hints} hints and {dead} dead letters are pending (run mux rekey, let hints land, replay or discard dead letters)",
+                        plural(records, "record", "records"),
+                        shown(&job.prefix)
+                    )))
+                } else {
+                    output::line(format!(
+                        "key {id}: no record under {} uses it and nothing is pending: it can be removed from the key set",
+                        shown(&job.prefix)
+                    ))
+                }
+            }
+        },
         "backfill" if n("failed") > 0 => Err(CliError::Check(format!(
             "{} {} could not be copied (run mux backfill again)",
             n("failed"),
@@ -218,6 +254,36 @@ fn summary(job: &Job, report: &Value) -> String {
             n("skipped"),
             n("failed"),
         ),
+        "rekey" => {
+            let by_key: Vec<String> = report["by_key"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(id, n)| {
+                    let id = if id.is_empty() { "(not sealed)" } else { id };
+                    format!("{id}={}", n.as_u64().unwrap_or(0))
+                })
+                .collect();
+            format!(
+                "rekey {prefix}{}: {} {} scanned, {} re-sealed, {} already current, {} on routes without encryption, {} failed; by key: {}\n",
+                if report["dry_run"].as_bool() == Some(true) {
+                    " (dry run)"
+                } else {
+                    ""
+                },
+                n("scanned"),
+                plural(n("scanned"), "record", "records"),
+                n("resealed"),
+                n("current"),
+                n("unencrypted_route"),
+                n("failed"),
+                if by_key.is_empty() {
+                    "none".to_owned()
+                } else {
+                    by_key.join(", ")
+                },
+            )
+        }
         "gc" => format!(
             "gc {prefix} on {on}: {} {}, {} purged, {} held back (not the same tombstone on every store), {} within the grace period\n",
             n("tombstones"),
@@ -373,6 +439,9 @@ mod tests {
             grace: None,
             checkpoint: false,
             json: false,
+            tenant: None,
+            dry_run: false,
+            retire: None,
         };
         assert_eq!(spec.body(), json!({"kind": "verify", "prefix": "app/"}));
         let spec = JobSpec {
@@ -387,6 +456,20 @@ mod tests {
             spec.body(),
             json!({"kind": "backfill", "prefix": "app/", "backends": ["a", "b"], "target": "b",
                    "ops_per_second": 100, "checkpoint": true})
+        );
+        let spec = JobSpec {
+            kind: "rekey",
+            backends: vec![],
+            target: None,
+            tenant: Some("acme".into()),
+            dry_run: true,
+            retire: Some("k1".into()),
+            ..spec
+        };
+        assert_eq!(
+            spec.body(),
+            json!({"kind": "rekey", "prefix": "app/", "ops_per_second": 100, "checkpoint": true,
+                   "tenant": "acme", "dry_run": true})
         );
     }
 }

@@ -36,6 +36,38 @@ pub trait Sealer: Send + Sync + fmt::Debug {
     /// fails to open.
     async fn seal(&self, record: Record) -> Result<Record>;
 
+    /// Seals without waiting when it can (the keys are at hand): `Ok` with the
+    /// outcome, or `Err(record)` handed back for [`seal`](Sealer::seal). The
+    /// coordinator tries it first, so the common case costs no boxed future. The
+    /// default: never.
+    fn try_seal(&self, record: Record) -> std::result::Result<Result<Record>, Record> {
+        Err(record)
+    }
+
+    /// Opens without waiting when it can, like [`try_seal`](Sealer::try_seal).
+    fn try_open(
+        &self,
+        stored: &Key,
+        record: Record,
+    ) -> std::result::Result<Result<Record>, Record> {
+        let _ = stored;
+        Err(record)
+    }
+
+    /// The id of the key a stored value was sealed with (`None`: not sealed, or the
+    /// sealer has no key ids). `Mux::reseal` counts records by it.
+    fn key_id(&self, value: &[u8]) -> Option<String> {
+        let _ = value;
+        None
+    }
+
+    /// Whether a stored value should be sealed again: sealed under another key than
+    /// the current one, or not sealed at all. The default: never.
+    async fn needs_reseal(&self, value: &[u8]) -> Result<bool> {
+        let _ = value;
+        Ok(false)
+    }
+
     /// Opens a sealed live record read back from a store under `stored` (the key the
     /// store holds it under). A value that does not open is `ErrorKind::Corrupt`: never
     /// wrong data.
@@ -49,7 +81,10 @@ pub(crate) async fn open(
     record: Option<Record>,
 ) -> Result<Option<Record>> {
     match (sealer, record) {
-        (Some(s), Some(r)) if !r.is_tombstone() => s.open(stored, r).await.map(Some),
+        (Some(s), Some(r)) if !r.is_tombstone() => match s.try_open(stored, r) {
+            Ok(opened) => opened.map(Some),
+            Err(r) => s.open(stored, r).await.map(Some),
+        },
         (_, r) => Ok(r),
     }
 }

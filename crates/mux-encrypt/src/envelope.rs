@@ -103,15 +103,36 @@ impl Envelope {
     }
 }
 
-fn aad(key: &Key, version: Version, tombstone: bool) -> Vec<u8> {
-    let k = key.as_str().as_bytes();
-    let mut a = Vec::with_capacity(AAD_DOMAIN.len() + 2 + k.len() + 17);
-    a.extend_from_slice(AAD_DOMAIN);
-    a.extend_from_slice(&(k.len() as u16).to_be_bytes());
-    a.extend_from_slice(k);
-    a.extend_from_slice(&version.to_bytes());
-    a.push(u8::from(tombstone));
-    a
+/// The associated data of both encryptions, on the stack (keys are at most 1,024
+/// bytes).
+struct AadBuf {
+    bytes: [u8; AAD_DOMAIN.len() + 2 + mux_core::MAX_KEY_LEN + 17],
+    len: usize,
+}
+
+impl AadBuf {
+    fn new(key: &Key, version: Version, tombstone: bool) -> AadBuf {
+        let k = key.as_str().as_bytes();
+        let mut a = AadBuf {
+            bytes: [0; AAD_DOMAIN.len() + 2 + mux_core::MAX_KEY_LEN + 17],
+            len: 0,
+        };
+        for part in [
+            AAD_DOMAIN,
+            &(k.len() as u16).to_be_bytes(),
+            k,
+            &version.to_bytes(),
+            &[u8::from(tombstone)],
+        ] {
+            a.bytes[a.len..a.len + part.len()].copy_from_slice(part);
+            a.len += part.len();
+        }
+        a
+    }
+
+    fn aad(&self) -> Aad<&[u8]> {
+        Aad::from(&self.bytes[..self.len])
+    }
 }
 
 fn cipher(key: &[u8]) -> LessSafeKey {
@@ -196,7 +217,7 @@ pub(crate) fn seal_value(
     version: Version,
     value: &[u8],
 ) -> Bytes {
-    let aad = aad(key, version, false);
+    let aad = AadBuf::new(key, version, false);
     // 32 bytes of data key and two nonces, from the thread's CSPRNG (ChaCha, seeded
     // and reseeded by the operating system).
     let mut random = [0u8; DEK_LEN + 2 * NONCE_LEN];
@@ -212,7 +233,7 @@ pub(crate) fn seal_value(
         .cipher()
         .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(dek_nonce),
-            Aad::from(&aad),
+            aad.aad(),
             &mut wrapped_dek[..DEK_LEN],
         )
         .expect("AES-GCM seals 32 bytes");
@@ -237,7 +258,7 @@ pub(crate) fn seal_value(
     let tag = cipher(dek)
         .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),
-            Aad::from(&aad),
+            aad.aad(),
             &mut out[header..],
         )
         .expect("AES-GCM seals any value mux allows");
@@ -260,8 +281,59 @@ impl Sealer for Envelope {
         stored.saturating_sub(self.overhead() as u64)
     }
 
+    fn key_id(&self, value: &[u8]) -> Option<String> {
+        Envelope::key_id_of(value).map(str::to_owned)
+    }
+
+    async fn needs_reseal(&self, value: &[u8]) -> Result<bool> {
+        let current = self.provider.current().await?;
+        Ok(Envelope::key_id_of(value) != Some(current.id()))
+    }
+
+    fn try_seal(&self, record: Record) -> std::result::Result<Result<Record>, Record> {
+        match self.provider.current_ready() {
+            Some(kek) => Ok(self.seal_with(kek, record)),
+            None => Err(record),
+        }
+    }
+
     async fn seal(&self, record: Record) -> Result<Record> {
         let kek = self.provider.current().await?;
+        self.seal_with(&kek, record)
+    }
+
+    fn try_open(
+        &self,
+        stored: &Key,
+        record: Record,
+    ) -> std::result::Result<Result<Record>, Record> {
+        let ready = match Header::parse(record.value()) {
+            Ok(h) => self.provider.kek_ready(h.key_id, h.wrapped_kek),
+            // Refused or passed through below, without a key.
+            Err(_) => return Ok(self.open_with(None, stored, record)),
+        };
+        match ready {
+            Some(kek) => Ok(self.open_with(Some(kek), stored, record)),
+            None => Err(record),
+        }
+    }
+
+    async fn open(&self, stored: &Key, record: Record) -> Result<Record> {
+        let kek = match Header::parse(record.value()) {
+            Ok(h) => Some(
+                self.provider
+                    .kek(h.key_id, h.wrapped_kek)
+                    .await
+                    .map_err(|e| e.context(format!("record {stored}: its key encryption key")))?,
+            ),
+            Err(_) => None,
+        };
+        self.open_with(kek.as_deref(), stored, record)
+    }
+}
+
+impl Envelope {
+    fn seal_with(&self, kek: &Kek, record: Record) -> Result<Record> {
         let width = self.provider.wrapped_width();
         if kek.id().is_empty() || kek.id().len() > KEY_ID_WIDTH || kek.wrapped().len() > width {
             return Err(Error::new(
@@ -272,27 +344,25 @@ impl Sealer for Envelope {
                 ),
             ));
         }
-        let sealed = seal_value(&kek, width, record.key(), record.version(), record.value());
+        let sealed = seal_value(kek, width, record.key(), record.version(), record.value());
         Ok(record.with_value(sealed))
     }
 
-    async fn open(&self, stored: &Key, record: Record) -> Result<Record> {
+    /// Opens `record` with `kek` (`None` when the header does not parse: the record is
+    /// then refused, or passed through while migrating).
+    fn open_with(&self, kek: Option<&Kek>, stored: &Key, record: Record) -> Result<Record> {
         let value = record.value();
         let header = match Header::parse(value) {
             Ok(h) => h,
             Err(_) if self.accept_plaintext && !value.starts_with(MAGIC) => return Ok(record),
             Err(why) => return Err(corrupt(stored, format_args!("cannot be read: {why}"))),
         };
-        let kek = self
-            .provider
-            .kek(header.key_id, header.wrapped_kek)
-            .await
-            .map_err(|e| e.context(format!("record {stored}: its key encryption key")))?;
-        let aad = aad(stored, record.version(), record.is_tombstone());
+        let kek = kek.expect("a parsed header has its key looked up");
+        let aad = AadBuf::new(stored, record.version(), record.is_tombstone());
         let mut dek = header.wrapped_dek;
         let opened = kek.cipher().open_in_place(
             Nonce::assume_unique_for_key(header.dek_nonce),
-            Aad::from(&aad),
+            aad.aad(),
             &mut dek,
         );
         if opened.is_err() {
@@ -310,7 +380,7 @@ impl Sealer for Envelope {
         let len = dek_cipher
             .open_in_place(
                 Nonce::assume_unique_for_key(header.nonce),
-                Aad::from(&aad),
+                aad.aad(),
                 &mut plain,
             )
             .map_err(|_| {

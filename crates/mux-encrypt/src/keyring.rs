@@ -180,6 +180,14 @@ impl KeyProvider for Keyring {
         })
     }
 
+    fn current_ready(&self) -> Option<&Kek> {
+        Some(&self.current)
+    }
+
+    fn kek_ready(&self, id: &str, _wrapped: &[u8]) -> Option<&Kek> {
+        self.keys.get(id).map(|k| &**k)
+    }
+
     fn wrapped_width(&self) -> usize {
         0
     }

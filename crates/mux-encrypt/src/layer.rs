@@ -66,7 +66,10 @@ impl<B: Backend> Encrypt<B> {
     async fn seal(&self, record: &Record) -> Result<Record> {
         match record.is_tombstone() {
             true => Ok(record.clone()),
-            false => self.sealer.seal(record.clone()).await,
+            false => match self.sealer.try_seal(record.clone()) {
+                Ok(sealed) => sealed,
+                Err(record) => self.sealer.seal(record).await,
+            },
         }
     }
 
@@ -74,7 +77,10 @@ impl<B: Backend> Encrypt<B> {
         match record {
             Some(r) if !r.is_tombstone() => {
                 let key = r.key().clone();
-                self.sealer.open(&key, r).await.map(Some)
+                match self.sealer.try_open(&key, r) {
+                    Ok(opened) => opened.map(Some),
+                    Err(r) => self.sealer.open(&key, r).await.map(Some),
+                }
             }
             other => Ok(other),
         }

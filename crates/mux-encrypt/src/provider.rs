@@ -63,6 +63,19 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     /// read it is missing), naming the id.
     async fn kek(&self, id: &str, wrapped: &[u8]) -> Result<Arc<Kek>>;
 
+    /// The current key when it is at hand without waiting (a keyring: always; KMS:
+    /// while its data key is fresh). The default: never.
+    fn current_ready(&self) -> Option<&Kek> {
+        None
+    }
+
+    /// The key `id` when it is at hand without waiting, like
+    /// [`current_ready`](KeyProvider::current_ready).
+    fn kek_ready(&self, id: &str, wrapped: &[u8]) -> Option<&Kek> {
+        let _ = (id, wrapped);
+        None
+    }
+
     /// The fixed width of its wrapped forms in a sealed value's header (shorter ones
     /// are padded): 0 when it keeps its keys itself. Keeping it fixed keeps the
     /// overhead of sealing a constant.

@@ -37,22 +37,28 @@ pub struct ProgressSnapshot {
 }
 
 impl Progress {
-    pub(crate) fn checked(&self, n: u64) {
+    /// Counts keys checked. (Jobs outside mux-sync, such as muxd's rekey, report through it too.)
+    pub fn checked(&self, n: u64) {
         self.checked.fetch_add(n, Ordering::Relaxed);
     }
-    pub(crate) fn divergent(&self, n: u64) {
+    /// Counts divergent keys. (Jobs outside mux-sync, such as muxd's rekey, report through it too.)
+    pub fn divergent(&self, n: u64) {
         self.divergent.fetch_add(n, Ordering::Relaxed);
     }
-    pub(crate) fn written(&self, n: u64) {
+    /// Counts keys written. (Jobs outside mux-sync, such as muxd's rekey, report through it too.)
+    pub fn written(&self, n: u64) {
         self.written.fetch_add(n, Ordering::Relaxed);
     }
-    pub(crate) fn skipped(&self, n: u64) {
+    /// Counts keys left alone. (Jobs outside mux-sync, such as muxd's rekey, report through it too.)
+    pub fn skipped(&self, n: u64) {
         self.skipped.fetch_add(n, Ordering::Relaxed);
     }
-    pub(crate) fn failed(&self, n: u64) {
+    /// Counts keys that failed. (Jobs outside mux-sync, such as muxd's rekey, report through it too.)
+    pub fn failed(&self, n: u64) {
         self.failed.fetch_add(n, Ordering::Relaxed);
     }
-    pub(crate) fn done_through(&self, key: Option<&Key>) {
+    /// Records that every key up to `key` is done.
+    pub fn done_through(&self, key: Option<&Key>) {
         if let Some(key) = key {
             *self.last_key.lock().unwrap_or_else(|p| p.into_inner()) = Some(key.clone());
         }

@@ -102,8 +102,7 @@ async fn bad_key_sets_are_refused_with_the_reason() {
     let open = ServerConfig::from_toml(&config(dir.path())).unwrap();
     let e = muxd::build(&open)
         .await
-        .err()
-        .expect("a world-readable keyring is refused");
+        .expect_err("a world-readable keyring is refused");
     assert!(e.to_string().contains("chmod 600"), "{e}");
 
     keyring(dir.path(), 0o600);
@@ -111,8 +110,7 @@ async fn bad_key_sets_are_refused_with_the_reason() {
     let unknown = ServerConfig::from_toml(&unknown).unwrap();
     let e = muxd::build(&unknown)
         .await
-        .err()
-        .expect("an unknown key set is refused");
+        .expect_err("an unknown key set is refused");
     assert!(
         e.to_string()
             .contains("encrypted with \"nope\", which is not defined (known: \"secrets\")"),
@@ -122,8 +120,7 @@ async fn bad_key_sets_are_refused_with_the_reason() {
     let bad_kind = ServerConfig::from_toml(&bad_kind).unwrap();
     let e = muxd::build(&bad_kind)
         .await
-        .err()
-        .expect("an unknown kind is refused");
+        .expect_err("an unknown kind is refused");
     assert!(e.to_string().contains("unknown kind \"vault\""), "{e}");
 }
 

@@ -18,6 +18,7 @@ mod history;
 mod list;
 mod markers;
 mod read;
+mod reseal;
 mod stats;
 mod write;
 
@@ -47,6 +48,7 @@ pub use config::{
 };
 pub use health::HealthReport;
 pub use markers::{RESERVED_ROOT, Staleness, is_reserved};
+pub use reseal::ResealPage;
 pub use stats::{CacheStats, MuxStats};
 pub use write::{BackendWrite, WriteOutcome, WriteReport};
 

@@ -105,7 +105,7 @@ impl Inner {
         })
     }
 
-    async fn read_stored(
+    pub(crate) async fn read_stored(
         &self,
         route: &Route,
         key: &Key,

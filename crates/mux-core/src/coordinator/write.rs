@@ -235,10 +235,11 @@ impl Inner {
             && !record.is_tombstone()
         {
             let op = op_of(&record);
-            record = sealer
-                .seal(record)
-                .await
-                .map_err(|e| e.with_operation(op))?;
+            let sealed = match sealer.try_seal(record) {
+                Ok(sealed) => sealed,
+                Err(record) => sealer.seal(record).await,
+            };
+            record = sealed.map_err(|e| e.with_operation(op))?;
             self.info.check_value_size(&record, op)?;
         }
         let stored = record.key().clone();

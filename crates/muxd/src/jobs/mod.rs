@@ -21,6 +21,7 @@ use crate::AppState;
 use crate::config::IntentLogSpec;
 use crate::service::ServiceError;
 
+mod rekey;
 mod transfer;
 pub(crate) use transfer::{export, import};
 
@@ -40,6 +41,9 @@ pub enum JobKind {
     Backfill,
     /// Purge tombstones older than `grace` that every store holds.
     Gc,
+    /// Seal the records of encrypted routes again under each route's current key
+    /// (after a rotation); with `dry_run`, only count records per key id.
+    Rekey,
 }
 
 impl JobKind {
@@ -49,6 +53,7 @@ impl JobKind {
             JobKind::Repair => "repair",
             JobKind::Backfill => "backfill",
             JobKind::Gc => "gc",
+            JobKind::Rekey => "rekey",
         }
     }
 }
@@ -71,7 +76,7 @@ pub enum JobState {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
-    /// `verify`, `repair`, `backfill` or `gc`.
+    /// `verify`, `repair`, `backfill`, `gc` or `rekey`.
     pub kind: JobKind,
     /// The keys under this prefix (whole segments), as stored: a tenant's keys are
     /// under `tenants/<tenant>/`.
@@ -95,6 +100,14 @@ pub struct JobRequest {
     /// again after a failure or a restart resumes after the last range done.
     #[serde(default)]
     pub checkpoint: bool,
+    /// Rekey only: the tenant whose keys the prefix names (absent: keys outside every
+    /// tenant's namespace).
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Rekey only: count the records per key id without writing (`report.by_key`):
+    /// the check before a key is retired.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 /// The live counters of a job.
@@ -346,6 +359,12 @@ impl Jobs {
                 "the job is not valid JSON of the documented shape ({e}): e.g. {{\"kind\":\"verify\",\"prefix\":\"app/\"}}"
             ))
         })?;
+        if request.kind == JobKind::Rekey {
+            return self.start_rekey(state, request);
+        }
+        if request.tenant.is_some() || request.dry_run {
+            return Err(invalid("tenant and dry_run apply to rekey jobs only"));
+        }
         let live = state.live();
         let mux = live.mux.clone();
         let prefix = Prefix::new(&request.prefix).map_err(ServiceError::from)?;
@@ -440,13 +459,8 @@ impl Jobs {
         } else {
             None
         };
-        let id = format!(
-            "{}-{:08x}",
-            self.next.fetch_add(1, Ordering::Relaxed),
-            self.boot
-        );
         let job = Arc::new(Job {
-            id,
+            id: self.next_id(),
             kind,
             prefix: prefix.as_str().to_owned(),
             backends: source_names,
@@ -496,9 +510,21 @@ impl Jobs {
                         .await
                         .map(|r| serde_json::to_value(r).unwrap_or_default())
                 }
+                JobKind::Rekey => unreachable!("rekey jobs start in start_rekey"),
             };
             report.map_err(|e| e.to_string())
         };
+        self.launch(&job, work);
+        tracing::info!(job = %job.id, kind = kind.name(), prefix = %job.prefix, backends = ?job.backends, target = ?job.target, "job started");
+        Ok(job.view())
+    }
+
+    /// Runs `work` in the background and records its outcome on `job`.
+    fn launch(
+        &self,
+        job: &Arc<Job>,
+        work: impl Future<Output = Result<serde_json::Value, String>> + Send + 'static,
+    ) {
         let handle = tokio::spawn(work);
         let watched = job.clone();
         tokio::spawn(async move {
@@ -516,8 +542,14 @@ impl Jobs {
             }
             watched.finish(result);
         });
-        tracing::info!(job = %job.id, kind = kind.name(), prefix = %job.prefix, backends = ?job.backends, target = ?job.target, "job started");
-        Ok(job.view())
+    }
+
+    fn next_id(&self) -> String {
+        format!(
+            "{}-{:08x}",
+            self.next.fetch_add(1, Ordering::Relaxed),
+            self.boot
+        )
     }
 
     /// Keeps `job`, dropping the oldest finished job beyond [`KEPT`]. Refuses a job
