@@ -57,9 +57,9 @@ pub use backend::{
 pub use capability::Capability;
 pub use coordinator::{
     BackendWrite, CacheConfig, CacheStats, Durability, HealthReport, Mux, MuxBackend, MuxBuilder,
-    MuxConfig, MuxStats, RESERVED_ROOT, ReadOptions, ReadPolicy, ResealPage, ResilienceConfig,
-    ResilienceStack, Role, RouteConfig, RouteTarget, Staleness, WriteConsistency, WriteOptions,
-    WriteOutcome, WriteReport, is_reserved,
+    MuxConfig, MuxStats, RESERVED_ROOT, RESIDENCY_TAG, ReadOptions, ReadPolicy, ResealPage,
+    ResilienceConfig, ResilienceStack, Role, RouteConfig, RouteTarget, Staleness, WriteConsistency,
+    WriteOptions, WriteOutcome, WriteReport, is_reserved,
 };
 pub use error::{Error, ErrorKind, Operation, Result};
 pub use feed::{ChangeEvent, ChangeFeed, ChangeKind, FeedEvent, MemoryFeed, Position};

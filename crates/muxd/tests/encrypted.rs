@@ -1,4 +1,4 @@
-//! `examples/encrypted.toml` as written (paths and ports substituted): values under
+//! `examples/secure.toml` as written (paths and ports substituted): values under
 //! `secrets/` go through muxd's REST API and come back as written, while the files the
 //! fs store keeps (its own "client": the file system) hold no plaintext; a bad key set
 //! or a route naming an unknown one is refused, naming the problem.
@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use common::request;
 use muxd::ServerConfig;
 
-const EXAMPLE: &str = include_str!("../examples/encrypted.toml");
+const EXAMPLE: &str = include_str!("../examples/secure.toml");
 
 fn keyring(dir: &std::path::Path, mode: u32) -> std::path::PathBuf {
     let path = dir.join("keyring.toml");

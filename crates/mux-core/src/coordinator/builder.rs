@@ -1,7 +1,7 @@
 //! Building a [`Mux`]: validating backends and routes (every problem reported at once)
 //! and compiling routes into slot indices.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use super::stats::MuxCounters;
@@ -31,6 +31,8 @@ pub struct MuxBuilder {
     feed: Option<Arc<dyn ChangeFeed>>,
     predecessor: Option<Mux>,
     sealers: Vec<Arc<dyn Sealer>>,
+    regions: BTreeMap<String, String>,
+    tenant_regions: BTreeMap<String, Vec<String>>,
 }
 
 impl MuxBuilder {
@@ -86,6 +88,26 @@ impl MuxBuilder {
         self.routes = config.routes;
         self.default = Some(config.default);
         self.resilience = config.resilience;
+        self.regions = config.regions;
+        self.tenant_regions = config.tenant_regions;
+        self
+    }
+
+    /// Says where `backend` keeps its data (data residency; else its `region` label).
+    pub fn region(mut self, backend: impl Into<String>, region: impl Into<String>) -> Self {
+        self.regions.insert(backend.into(), region.into());
+        self
+    }
+
+    /// Keeps `tenant`'s data in `regions`: every route the tenant can reach must keep
+    /// its backends there.
+    pub fn tenant_regions<S: Into<String>>(
+        mut self,
+        tenant: impl Into<String>,
+        regions: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.tenant_regions
+            .insert(tenant.into(), regions.into_iter().map(Into::into).collect());
         self
     }
 
@@ -177,6 +199,23 @@ impl MuxBuilder {
                 &mut problems,
             ));
         }
+        let region_of = |name: &str| -> Option<String> {
+            self.regions.get(name).cloned().or_else(|| {
+                let i = by_name.get(name)?;
+                self.backends[*i].info().labels.get("region").cloned()
+            })
+        };
+        for name in self.regions.keys() {
+            if !by_name.contains_key(name.as_str()) {
+                problems.push(format!("[mux.regions] names unknown backend \"{name}\""));
+            }
+        }
+        problems.extend(super::residency::violations(
+            &self.routes,
+            &default,
+            &self.tenant_regions,
+            &region_of,
+        ));
         let default = compile(&default, &by_name, &self.backends, &sealers, &mut problems);
         let log: Arc<dyn IntentLog> = match (self.resilience.durability, self.log) {
             (Durability::Log, Some(log)) => {
@@ -203,6 +242,14 @@ impl MuxBuilder {
             )));
         }
         let mut routes: Vec<Route> = compiled.into_iter().flatten().collect();
+        let mut default = default.expect("no problems means the default compiled");
+        for route in routes.iter_mut().chain(std::iter::once(&mut default)) {
+            route.regions = route
+                .names
+                .iter()
+                .map(|(n, _)| region_of(n).map(Arc::from))
+                .collect();
+        }
         routes.sort_by(|a, b| {
             let key = |r: &Route| {
                 (
@@ -213,7 +260,6 @@ impl MuxBuilder {
             };
             key(b).cmp(&key(a))
         });
-        let default = default.expect("no problems means the default compiled");
         let cached = routes
             .iter()
             .chain(std::iter::once(&default))
@@ -268,6 +314,7 @@ impl MuxBuilder {
                 retired: Default::default(),
                 feed,
                 feed_state: Default::default(),
+                tenant_regions: self.tenant_regions,
             }),
         };
         if let Some(old) = old {
@@ -411,6 +458,7 @@ fn compile(
             .cache
             .map(|c| super::cache::RouteCache::new(&route.prefix, c)),
         sealer,
+        regions: Vec::new(),
     })
 }
 

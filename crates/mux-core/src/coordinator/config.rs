@@ -231,6 +231,10 @@ pub struct RouteConfig {
     /// `[[keys]]` tables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encrypt: Option<String>,
+    /// Data residency: the regions the route's backends must all be in (empty: any).
+    /// Building the `Mux` refuses a backend outside them (see `MuxConfig::regions`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
 }
 
 /// A route's read cache (`cache = { capacity = 10000, ttl = "5m" }`): a bounded
@@ -316,7 +320,14 @@ impl RouteConfig {
             listed: default_listed(),
             cache: None,
             encrypt: None,
+            regions: Vec::new(),
         }
+    }
+
+    /// Restricts the route's backends to these regions (data residency).
+    pub fn regions<S: Into<String>>(mut self, regions: impl IntoIterator<Item = S>) -> RouteConfig {
+        self.regions = regions.into_iter().map(Into::into).collect();
+        self
     }
 
     /// Seals (encrypts) the route's values with the sealer of this name.
@@ -422,6 +433,14 @@ pub struct MuxConfig {
     /// Retries, circuit breakers, bulkheads, health probes, durability.
     #[serde(default)]
     pub resilience: ResilienceConfig,
+    /// Where each backend keeps its data: `[mux.regions] pg-eu = "eu"` (a backend's
+    /// `region` label when it is not listed here). Used by data residency.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub regions: BTreeMap<String, String>,
+    /// Tenants whose data must stay in some regions: `[mux.tenant_regions] acme =
+    /// ["eu"]`. Every route such a tenant can reach must keep its backends there.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tenant_regions: BTreeMap<String, Vec<String>>,
 }
 
 /// Whether what a write still owes after its acknowledgement survives a crash.

@@ -19,6 +19,7 @@ mod list;
 mod markers;
 mod read;
 mod reseal;
+mod residency;
 mod stats;
 mod write;
 
@@ -49,6 +50,7 @@ pub use config::{
 pub use health::HealthReport;
 pub use markers::{RESERVED_ROOT, Staleness, is_reserved};
 pub use reseal::ResealPage;
+pub use residency::RESIDENCY_TAG;
 pub use stats::{CacheStats, MuxStats};
 pub use write::{BackendWrite, WriteOutcome, WriteReport};
 
@@ -188,6 +190,8 @@ pub(crate) struct Route {
     pub(crate) cache: Option<cache::RouteCache>,
     /// What seals the route's values at rest, when it names one.
     pub(crate) sealer: Option<Arc<dyn crate::seal::Sealer>>,
+    /// The region of each target (data residency), in `names` order.
+    pub(crate) regions: Vec<Option<Arc<str>>>,
 }
 
 impl Route {
@@ -266,6 +270,8 @@ pub(crate) struct Inner {
     pub(crate) feed: Option<Arc<dyn crate::feed::ChangeFeed>>,
     /// How fresh the feed's tail is, for the route caches.
     pub(crate) feed_state: cache::FeedState,
+    /// Tenants restricted to regions (data residency).
+    pub(crate) tenant_regions: BTreeMap<String, Vec<String>>,
 }
 
 /// The multiplexer: routes each operation to its backends and coordinates them.
@@ -627,6 +633,8 @@ mod cache_tests;
 mod corrupt_tests;
 #[cfg(test)]
 mod history_tests;
+#[cfg(test)]
+mod residency_tests;
 #[cfg(test)]
 mod resilience_tests;
 #[cfg(test)]

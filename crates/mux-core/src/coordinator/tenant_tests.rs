@@ -138,7 +138,7 @@ async fn a_tenant_route_narrows_to_one_tenant() {
 }
 
 impl MemoryBackend {
-    async fn list_all_for_test(&self) -> Vec<crate::backend::ListEntry> {
+    pub(super) async fn list_all_for_test(&self) -> Vec<crate::backend::ListEntry> {
         crate::backend::BackendExt::list_all(self, &Prefix::all())
             .await
             .unwrap()

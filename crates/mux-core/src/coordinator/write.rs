@@ -220,6 +220,13 @@ impl Inner {
             ))
             .with_operation(op_of(&record)));
         }
+        super::residency::check_write(
+            route,
+            record.key(),
+            &record.meta().tags,
+            self.tenant_allowed(tenant, record.key()),
+            op_of(&record),
+        )?;
         let span = tracing::debug_span!("mux.write", key = %record.key(), version = %record.version(), %level, route = %route.config.describe());
         let logical = record.key().clone();
         let mut record = match tenant {

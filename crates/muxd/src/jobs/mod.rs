@@ -429,6 +429,30 @@ impl Jobs {
             })?,
             None => GcOptions::default().grace,
         };
+        // Data residency: a job that writes must not move restricted data out of its
+        // regions (repair writes to every store named, backfill to its target).
+        let copies: Vec<(Vec<&str>, &str)> = match (&target, kind) {
+            (Some((t, _)), _) => vec![(
+                sources.iter().map(|(n, _)| n.as_str()).collect(),
+                t.as_str(),
+            )],
+            (None, JobKind::Repair) => sources
+                .iter()
+                .map(|(t, _)| {
+                    let others = sources
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .filter(|n| n != t)
+                        .collect();
+                    (others, t.as_str())
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        for (from, to) in copies {
+            mux.check_residency_copy(&from, to)
+                .map_err(ServiceError::from)?;
+        }
         let source_names: Vec<String> = sources.iter().map(|(n, _)| n.clone()).collect();
         let target_name = target.as_ref().map(|(n, _)| n.clone());
         let checkpoint = if request.checkpoint {

@@ -81,7 +81,17 @@ pub(crate) async fn import(
 ) -> Result<ImportReply, ServiceError> {
     let live = state.live();
     let targets: Vec<Named> = match query.backends.as_deref().map(names) {
-        Some(names) if !names.is_empty() => resolve(&live.mux, &live.config, &names)?,
+        Some(names) if !names.is_empty() => {
+            let stores = resolve(&live.mux, &live.config, &names)?;
+            // An export may hold anything: a store named here must be allowed to hold
+            // every restricted route's data (data residency).
+            for name in &names {
+                live.mux
+                    .check_residency_copy(&[], name)
+                    .map_err(ServiceError::from)?;
+            }
+            stores
+        }
         _ => vec![("mux".to_owned(), Arc::new(live.mux.as_backend()))],
     };
     let mut importers: Vec<Importer> = targets
