@@ -314,6 +314,30 @@ impl Api {
         parse("a health report", StatusCode::OK, &body)
     }
 
+    /// `GET /v1/admin/audit?…` (the filters given), as JSON.
+    pub async fn audit(&self, filters: &[(&str, &str)]) -> Result<serde_json::Value, CliError> {
+        let mut url = self.url(["v1", "admin", "audit"]);
+        {
+            let mut query = url.query_pairs_mut();
+            for (k, v) in filters {
+                query.append_pair(k, v);
+            }
+        }
+        let body = self
+            .send(Method::GET, url, HeaderMap::new(), Vec::new(), None)
+            .await?;
+        parse("audit events", StatusCode::OK, &body)
+    }
+
+    /// `GET /v1/admin/audit/verify`, as JSON.
+    pub async fn audit_verify(&self) -> Result<serde_json::Value, CliError> {
+        let url = self.url(["v1", "admin", "audit", "verify"]);
+        let body = self
+            .send(Method::GET, url, HeaderMap::new(), Vec::new(), None)
+            .await?;
+        parse("an audit verification", StatusCode::OK, &body)
+    }
+
     /// `POST /v1/admin/jobs`: starts a job; the answer as JSON.
     pub async fn start_job(&self, job: &serde_json::Value) -> Result<serde_json::Value, CliError> {
         let url = self.url(["v1", "admin", "jobs"]);

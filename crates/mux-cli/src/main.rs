@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 mod api;
+mod audit;
 mod bulk;
 mod error;
 mod output;
@@ -201,6 +202,28 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         rate: u32,
         /// Print the job, with its whole report, as JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists audit events (`[audit]` on the server), one line each; `mux audit verify`
+    /// checks every node's hash chain (exit status 1 if an event is missing or altered).
+    Audit {
+        /// `verify` to check the chains instead of listing.
+        #[arg(value_parser = ["verify"])]
+        verify: Option<String>,
+        /// Only this tenant's events.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Only events on this key.
+        #[arg(long)]
+        key: Option<String>,
+        /// From this time (Unix milliseconds or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Until this time (Unix milliseconds or RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Print the answer as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -459,6 +482,27 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 retire,
             };
             sync::run_job(&api, spec).await?;
+        }
+        Command::Audit {
+            verify,
+            tenant,
+            key,
+            since,
+            until,
+            json,
+        } => {
+            audit::run(
+                &api,
+                verify.is_some(),
+                &[
+                    ("tenant", tenant),
+                    ("key", key),
+                    ("since", since),
+                    ("until", until),
+                ],
+                json,
+            )
+            .await?;
         }
         Command::Gc { scope, grace } => {
             sync::run_job(&api, scope.job("gc", None, Some(grace), false)).await?;

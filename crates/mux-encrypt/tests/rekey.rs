@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use mux_core::{
-    Backend, Key, ListRequest, MemoryBackend, Mux, Prefix, ReadOptions, Role, RouteConfig, Tenant,
-    WriteOptions,
+    Backend, BackendExt, Key, ListRequest, MemoryBackend, Mux, Prefix, ReadOptions, Role,
+    RouteConfig, Tenant, WriteOptions,
 };
 use mux_encrypt::{Envelope, Keyring};
 
@@ -88,6 +88,11 @@ async fn rekey_moves_every_record_to_the_current_key() {
     old.put(key("public/x"), "plain").await.unwrap();
 
     let new = mux(&store, Envelope::new("keys", ring("k2")));
+    // Another process on the same node id: its clock must not lag what the stores hold
+    // (muxd's reload keeps its clock; a restart starts from the wall clock).
+    for e in store.list_all(&Prefix::all()).await.unwrap() {
+        new.clock().observe(e.meta.version);
+    }
     // The retirement check: everything still needs k1.
     let (scanned, resealed, by_key) =
         reseal_all(&new, "secrets", &ReadOptions::default(), true).await;

@@ -28,6 +28,51 @@ pub(crate) const PREFIX: &str = "/v1/admin/";
 /// The caller, as the auth middleware found it.
 type Who = axum::Extension<Principal>;
 
+/// Who acted, as the audit trail names it, and the tenant acted for.
+fn actor_of(who: &Principal) -> (String, Option<String>) {
+    match who {
+        Principal::Local => ("local".into(), None),
+        Principal::Operator { subject } => (
+            match subject {
+                Some(s) => format!("operator:{s}"),
+                None => "operator".into(),
+            },
+            None,
+        ),
+        Principal::Tenant(id) => (
+            format!("tenant:{}", id.tenant),
+            Some(id.tenant.as_str().to_owned()),
+        ),
+    }
+}
+
+/// Runs an admin action and records it in the audit trail with its outcome (a full
+/// audit queue refuses it first, as configured).
+async fn audited<T>(
+    state: &AppState,
+    who: &Principal,
+    action: String,
+    key: Option<String>,
+    op: impl Future<Output = Result<T, ServiceError>>,
+) -> Result<T, ServiceError> {
+    let slot = state.audit.reserve()?;
+    let result = op.await;
+    let (actor, tenant) = actor_of(who);
+    slot.record(crate::audit::Pending {
+        actor,
+        tenant,
+        action,
+        key,
+        version: None,
+        outcome: match &result {
+            Ok(_) => "ok".into(),
+            Err(e) => e.kind().into(),
+        },
+        request_id: state.audit.request_id(),
+    });
+    result
+}
+
 /// Refuses everyone but an operator, saying what to use or configure instead.
 pub(crate) fn operator_only(
     state: &AppState,
@@ -192,11 +237,20 @@ pub(crate) async fn replay_dead_letter(
 ) -> Result<Response, ServiceError> {
     let reach = dead_letter_reach(&who)?;
     within_reach(&state, &reach, id).await?;
-    if state.mux().replay_dead_letter(id).await? {
-        Ok(axum::Json(json!({"replayed": id})).into_response())
-    } else {
-        Err(no_dead_letter(id))
-    }
+    audited(
+        &state,
+        &who,
+        "dead_letter_replay".into(),
+        Some(id.to_string()),
+        async {
+            if state.mux().replay_dead_letter(id).await? {
+                Ok(axum::Json(json!({"replayed": id})).into_response())
+            } else {
+                Err(no_dead_letter(id))
+            }
+        },
+    )
+    .await
 }
 
 #[utoipa::path(delete, path = "/v1/admin/dead-letters/{id}", params(("id" = u64, Path, minimum = 0)),
@@ -211,11 +265,20 @@ pub(crate) async fn discard_dead_letter(
 ) -> Result<Response, ServiceError> {
     let reach = dead_letter_reach(&who)?;
     within_reach(&state, &reach, id).await?;
-    if state.mux().discard_dead_letter(id).await? {
-        Ok(axum::Json(json!({"discarded": id})).into_response())
-    } else {
-        Err(no_dead_letter(id))
-    }
+    audited(
+        &state,
+        &who,
+        "dead_letter_discard".into(),
+        Some(id.to_string()),
+        async {
+            if state.mux().discard_dead_letter(id).await? {
+                Ok(axum::Json(json!({"discarded": id})).into_response())
+            } else {
+                Err(no_dead_letter(id))
+            }
+        },
+    )
+    .await
 }
 
 /// `POST /v1/admin/reload` with a TOML configuration as the body (operators only):
@@ -243,6 +306,7 @@ pub(crate) async fn reload(
     let config = crate::ServerConfig::from_toml(text).inspect_err(|e| {
         tracing::warn!(by, error = %e, "reload refused; the old configuration keeps serving");
     })?;
+    // reload_by records the reload in the audit trail.
     state.reload_by(config, &by).await?;
     Ok(axum::Json(json!({"reloaded": true})).into_response())
 }
@@ -261,8 +325,14 @@ pub(crate) async fn start_job(
     body: Bytes,
 ) -> Result<Response, ServiceError> {
     operator_only(&state, &who, "POST /v1/admin/jobs")?;
-    let view = state.jobs.start(&state, &body)?;
-    Ok((StatusCode::ACCEPTED, axum::Json(view)).into_response())
+    let asked: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let action = format!("job:{}", asked["kind"].as_str().unwrap_or("?"));
+    let prefix = asked["prefix"].as_str().map(str::to_owned);
+    audited(&state, &who, action, prefix, async {
+        let view = state.jobs.start(&state, &body)?;
+        Ok((StatusCode::ACCEPTED, axum::Json(view)).into_response())
+    })
+    .await
 }
 
 /// `GET /v1/admin/jobs` (operators only).
@@ -328,8 +398,112 @@ pub(crate) async fn import(
     body: Body,
 ) -> Result<Response, ServiceError> {
     operator_only(&state, &who, "POST /v1/admin/import")?;
-    let reply = jobs::import(&state, query, body).await?;
-    Ok(axum::Json(reply).into_response())
+    audited(&state, &who, "import".into(), None, async {
+        let reply = jobs::import(&state, query, body).await?;
+        Ok(axum::Json(reply).into_response())
+    })
+    .await
+}
+
+/// `GET /v1/admin/audit` query.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditQuery {
+    tenant: Option<String>,
+    key: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// A time bound: Unix milliseconds or RFC 3339.
+fn millis(what: &str, text: &str) -> Result<u64, ServiceError> {
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(ms);
+    }
+    humantime::parse_rfc3339(text)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .ok_or_else(|| {
+            ServiceError::invalid(format!(
+                "{what} \"{text}\" is neither Unix milliseconds nor an RFC 3339 time (2026-12-04T10:00:00Z)"
+            ))
+        })
+}
+
+fn audit_on(state: &AppState) -> Result<&crate::audit::AuditConfig, ServiceError> {
+    if state.audit.enabled() {
+        Ok(state.audit.config())
+    } else {
+        Err(ServiceError::from(mux::Error::new(
+            ErrorKind::NotFound,
+            "the audit trail is off: set [audit] enabled = true",
+        )))
+    }
+}
+
+/// `GET /v1/admin/audit` (operators only): the events every node wrote, by node and
+/// sequence number, filtered.
+#[utoipa::path(get, path = "/v1/admin/audit",
+    params(("tenant" = Option<String>, Query, nullable = false, description = "Only this tenant's events"),
+           ("key" = Option<String>, Query, nullable = false, description = "Only events on this key"),
+           ("since" = Option<String>, Query, nullable = false, description = "Unix milliseconds or RFC 3339"),
+           ("until" = Option<String>, Query, nullable = false, description = "Unix milliseconds or RFC 3339")),
+    responses((status = 200, description = "`{\"events\": [AuditEvent…], \"dropped\": n}`"),
+              (status = 400, body = crate::service::ErrorBody), (status = 401, body = crate::service::ErrorBody),
+              (status = 403, body = crate::service::ErrorBody),
+              (status = 404, body = crate::service::ErrorBody, description = "The audit trail is off")))]
+pub(crate) async fn audit_events(
+    State(state): State<AppState>,
+    who: Who,
+    Query(query): Query<AuditQuery>,
+) -> Result<Response, ServiceError> {
+    operator_only(&state, &who, "GET /v1/admin/audit")?;
+    let config = audit_on(&state)?;
+    let since = query
+        .since
+        .as_deref()
+        .map(|t| millis("since", t))
+        .transpose()?;
+    let until = query
+        .until
+        .as_deref()
+        .map(|t| millis("until", t))
+        .transpose()?;
+    let mut events = crate::audit::read_events(&state.mux(), &config.prefix).await?;
+    events.retain(|e| {
+        query
+            .tenant
+            .as_ref()
+            .is_none_or(|t| e.tenant.as_ref() == Some(t))
+            && query.key.as_ref().is_none_or(|k| e.key.as_ref() == Some(k))
+            && since.is_none_or(|s| e.time_ms >= s)
+            && until.is_none_or(|u| e.time_ms <= u)
+    });
+    events.sort_by_key(|e| (e.node, e.seq));
+    Ok(axum::Json(json!({"events": events, "dropped": state.audit.dropped()})).into_response())
+}
+
+/// `GET /v1/admin/audit/verify` (operators only): checks each node's hash chain.
+#[utoipa::path(get, path = "/v1/admin/audit/verify",
+    responses((status = 200, body = crate::audit::VerifyReport, description = "`ok` false names each missing or altered event"),
+              (status = 401, body = crate::service::ErrorBody), (status = 403, body = crate::service::ErrorBody),
+              (status = 404, body = crate::service::ErrorBody, description = "The audit trail is off")))]
+pub(crate) async fn audit_verify(
+    State(state): State<AppState>,
+    who: Who,
+) -> Result<Response, ServiceError> {
+    operator_only(&state, &who, "GET /v1/admin/audit/verify")?;
+    let config = audit_on(&state)?;
+    let live = state.live();
+    let report = crate::audit::verify(
+        &live.mux,
+        &config.prefix,
+        live.config.mux.node_id,
+        state.audit.head_seq(),
+    )
+    .await?;
+    Ok(axum::Json(report).into_response())
 }
 
 #[cfg(test)]

@@ -107,6 +107,9 @@ pub struct ServerConfig {
     /// Background anti-entropy and tombstone GC: `[anti_entropy]` (off by default).
     #[serde(default)]
     pub anti_entropy: AntiEntropyConfig,
+    /// The audit trail: `[audit]` (off by default; see `crate::audit::AuditConfig`).
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// `[anti_entropy]`: every `interval`, compare the stores of each route that has two

@@ -15,6 +15,7 @@
 
 mod admin;
 pub mod antientropy;
+pub mod audit;
 pub mod auth;
 pub mod config;
 #[cfg(feature = "fuzzing")]
@@ -107,6 +108,8 @@ pub struct AppState {
     jobs: Arc<jobs::Jobs>,
     /// Background anti-entropy (`[anti_entropy]`): its last pass.
     anti_entropy: Arc<antientropy::AntiEntropy>,
+    /// The audit trail (`[audit]`).
+    pub(crate) audit: Arc<audit::Audit>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -145,7 +148,24 @@ impl AppState {
     /// reload is logged with its errors.
     pub async fn reload_by(&self, config: ServerConfig, by: &str) -> Result<()> {
         let changes = self.live().config.changes_to(&config).join(", ");
-        match self.swap(config).await {
+        let slot = self
+            .audit
+            .reserve()
+            .map_err(|e| Error::new(mux::ErrorKind::Unavailable, e.message().to_owned()))?;
+        let result = self.swap(config).await;
+        slot.record(audit::Pending {
+            actor: by.to_owned(),
+            tenant: None,
+            action: "reload".into(),
+            key: None,
+            version: None,
+            outcome: match &result {
+                Ok(()) => "ok".into(),
+                Err(e) => e.kind().as_str().into(),
+            },
+            request_id: self.audit.request_id(),
+        });
+        match result {
             Ok(()) => {
                 tracing::info!(by, changes = %changes, "configuration reloaded");
                 Ok(())
@@ -171,6 +191,7 @@ impl AppState {
             ),
             ("intent_log", config.intent_log == current.config.intent_log),
             ("feed", config.feed == current.config.feed),
+            ("audit", config.audit == current.config.audit),
             ("telemetry", config.telemetry == current.config.telemetry),
         ] {
             if !same {
@@ -310,8 +331,22 @@ pub async fn build(config: &ServerConfig) -> Result<AppState> {
     // metrics series would show in /metrics).
     let backends = Arc::new(tokio::sync::Mutex::new(Vec::new()));
     let live = make_live(&backends, intent_log.as_ref(), &feed, config.clone(), None).await?;
+    let live = Arc::new(RwLock::new(Arc::new(live)));
+    let current = live.clone();
+    let audit = audit::Audit::start(
+        config.audit.clone(),
+        config.mux.node_id,
+        Arc::new(move || {
+            current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .mux
+                .clone()
+        }),
+    );
     Ok(AppState {
-        live: Arc::new(RwLock::new(Arc::new(live))),
+        live,
+        audit: Arc::new(audit),
         backends,
         intent_log,
         metrics,

@@ -42,6 +42,8 @@ pub use crate::service::{
         crate::admin::get_job,
         crate::admin::export,
         crate::admin::import,
+        crate::admin::audit_events,
+        crate::admin::audit_verify,
         crate::ui::status,
     ),
     components(schemas(
@@ -61,7 +63,9 @@ pub use crate::service::{
         JobProgress,
         JobView,
         JobList,
-        ImportReply
+        ImportReply,
+        crate::audit::AuditEvent,
+        crate::audit::VerifyReport
     ))
 )]
 pub struct ApiDoc;

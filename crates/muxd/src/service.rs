@@ -337,13 +337,59 @@ impl<'a> Service<'a> {
     ) -> Result<WriteReply, ServiceError> {
         let key = self.key(key)?;
         let options = self.write_options(options)?;
-        let report = self
-            .state
-            .mux()
-            .write(key, value, &options)
-            .await
-            .map_err(|e| self.error(e))?;
+        let slot = self.audit_slot(&key)?;
+        let result = self.state.mux().write(key.clone(), value, &options).await;
+        self.audited(slot, "put", &key, result.as_ref().map(|r| r.version));
+        let report = result.map_err(|e| self.error(e))?;
         Ok(self.write_reply(&report))
+    }
+
+    /// Takes the audit slot of a mutation of `key` (refused when the queue is full
+    /// and `when_full = "reject"`); keys under the audit prefix are mux's own.
+    fn audit_slot(&self, key: &Key) -> Result<Option<crate::audit::Slot>, ServiceError> {
+        let audit = &self.state.audit;
+        if !audit.enabled() {
+            return Ok(None);
+        }
+        if self.tenant.is_none() && key.as_str().starts_with(audit.config().prefix.as_str()) {
+            return Err(ServiceError::from_mux(
+                &mux::Error::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "{key} is under {}, where muxd keeps its audit trail: only muxd writes there",
+                        audit.config().prefix
+                    ),
+                ),
+                None,
+            ));
+        }
+        audit.reserve().map(Some)
+    }
+
+    /// Records a mutation of `key` with its outcome.
+    fn audited(
+        &self,
+        slot: Option<crate::audit::Slot>,
+        action: &str,
+        key: &Key,
+        outcome: Result<mux::Version, &mux::Error>,
+    ) {
+        let Some(slot) = slot else { return };
+        slot.record(crate::audit::Pending {
+            actor: match &self.tenant {
+                Some(t) => format!("tenant:{t}"),
+                None => "operator".to_owned(),
+            },
+            tenant: self.tenant.as_ref().map(|t| t.as_str().to_owned()),
+            action: action.to_owned(),
+            key: Some(key.as_str().to_owned()),
+            version: outcome.as_ref().ok().map(ToString::to_string),
+            outcome: match &outcome {
+                Ok(_) => "ok".to_owned(),
+                Err(e) => e.kind().as_str().to_owned(),
+            },
+            request_id: self.state.audit.request_id(),
+        });
     }
 
     /// Reads the live record under `key` (`None`: missing or deleted).
@@ -372,15 +418,15 @@ impl<'a> Service<'a> {
         let write = self.write_options(options)?;
         let read = self.read_options(options)?;
         let store = self.state.mux();
+        let slot = self.audit_slot(&key)?;
         let found = store
             .get_with(&key, &read)
             .await
             .map_err(|e| self.error(e))?
             .is_some();
-        let report = store
-            .delete(&key, &write)
-            .await
-            .map_err(|e| self.error(e))?;
+        let result = store.delete(&key, &write).await;
+        self.audited(slot, "delete", &key, result.as_ref().map(|r| r.version));
+        let report = result.map_err(|e| self.error(e))?;
         Ok(Deleted {
             reply: self.write_reply(&report),
             found,

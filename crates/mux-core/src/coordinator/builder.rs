@@ -296,9 +296,16 @@ impl MuxBuilder {
         let info = BackendInfo::new("mux", "mux", combined_capability(&slots, &routes, &default));
         let mux = Mux {
             inner: Arc::new(Inner {
-                clock: self
-                    .clock
-                    .unwrap_or_else(|| Clock::new(self.node_id.unwrap_or(1))),
+                clock: self.clock.unwrap_or_else(|| {
+                    let clock = Clock::new(self.node_id.unwrap_or(1));
+                    // A successor continues its predecessor's clock: a write just after
+                    // a reload, in the same millisecond as one before it, must still get
+                    // the higher version.
+                    if let Some(o) = old {
+                        clock.observe(o.clock.now());
+                    }
+                    clock
+                }),
                 slots,
                 routes,
                 default,

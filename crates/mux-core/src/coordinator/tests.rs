@@ -676,3 +676,31 @@ async fn mux_is_a_backend() {
     );
     assert!(mux.as_backend().info().capability.list);
 }
+
+#[tokio::test]
+async fn a_successor_continues_its_predecessors_clock() {
+    let store = Arc::new(MemoryBackend::new("a"));
+    let build = |old: Option<&Mux>| {
+        let mut b = Mux::builder()
+            .backend(store.clone())
+            .default_route(RouteConfig::new("").backend("a", Role::Primary));
+        if let Some(old) = old {
+            b = b.succeeding(old);
+        }
+        b.build().unwrap()
+    };
+    let first = build(None);
+    let k = key("k");
+    for i in 0..50 {
+        first.put(k.clone(), format!("v{i}")).await.unwrap();
+    }
+    // Reloaded within the same millisecond as those writes (or not): the next write
+    // is newer than every one of them.
+    let second = build(Some(&first));
+    let report = second.put(k.clone(), "after the reload").await.unwrap();
+    assert_eq!(report.put_outcome(), PutOutcome::Applied, "{report}");
+    assert_eq!(
+        second.get(&k).await.unwrap().unwrap().value(),
+        "after the reload".as_bytes()
+    );
+}
