@@ -329,6 +329,15 @@ impl Api {
         parse("audit events", StatusCode::OK, &body)
     }
 
+    /// `DELETE /v1/admin/tenants/{tenant}`: the erasure report, as JSON.
+    pub async fn erase_tenant(&self, tenant: &str) -> Result<serde_json::Value, CliError> {
+        let url = self.url(["v1", "admin", "tenants", tenant]);
+        let body = self
+            .send(Method::DELETE, url, HeaderMap::new(), Vec::new(), None)
+            .await?;
+        parse("an erasure report", StatusCode::OK, &body)
+    }
+
     /// `GET /v1/admin/audit/verify`, as JSON.
     pub async fn audit_verify(&self) -> Result<serde_json::Value, CliError> {
         let url = self.url(["v1", "admin", "audit", "verify"]);

@@ -1,4 +1,4 @@
-//! `mux audit` and `mux audit verify`.
+//! `mux audit`, `mux audit verify` and `mux tenant erase` (the compliance commands).
 
 use crate::error::CliError;
 use crate::{api, output};
@@ -63,6 +63,44 @@ pub(crate) async fn run(
                 s("outcome")
             ))?;
         }
+    }
+    Ok(())
+}
+
+/// `mux tenant erase <tenant>`.
+pub(crate) async fn erase(api: &api::Api, tenant: &str, json: bool) -> Result<(), CliError> {
+    let report = api.erase_tenant(tenant).await?;
+    if json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| CliError::Failed(format!("cannot print the report: {e}")))?;
+        output::line(text)?;
+    } else {
+        output::line(format!(
+            "tenant {tenant} erased{}: {} dead letters and {} owed writes dropped",
+            if report["complete"] == true {
+                ""
+            } else {
+                " INCOMPLETELY"
+            },
+            report["dead_letters"].as_u64().unwrap_or(0),
+            report["owed_writes"].as_u64().unwrap_or(0)
+        ))?;
+        for s in report["stores"].as_array().into_iter().flatten() {
+            output::line(format!(
+                "  {}\t{} purged{}",
+                s["backend"].as_str().unwrap_or("?"),
+                s["purged"].as_u64().unwrap_or(0),
+                s["error"]
+                    .as_str()
+                    .map(|e| format!("\terror: {e}"))
+                    .unwrap_or_default()
+            ))?;
+        }
+    }
+    if report["complete"] != true {
+        return Err(CliError::Check(format!(
+            "tenant {tenant} is not erased from every store: run mux tenant erase {tenant} again"
+        )));
     }
     Ok(())
 }

@@ -205,6 +205,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Erases a tenant: every record in every store (live, deleted and past versions),
+    /// its dead letters, owed writes and cached entries. `mux tenant erase <tenant>`;
+    /// exit status 1 if a store could not be erased (run it again: it resumes).
+    Tenant {
+        /// `erase`.
+        #[arg(value_parser = ["erase"])]
+        action: String,
+        /// The tenant.
+        tenant: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Lists audit events (`[audit]` on the server), one line each; `mux audit verify`
     /// checks every node's hash chain (exit status 1 if an event is missing or altered).
     Audit {
@@ -482,6 +495,13 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 retire,
             };
             sync::run_job(&api, spec).await?;
+        }
+        Command::Tenant {
+            action: _,
+            tenant,
+            json,
+        } => {
+            audit::erase(&api, &tenant, json).await?;
         }
         Command::Audit {
             verify,

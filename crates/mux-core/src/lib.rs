@@ -56,10 +56,10 @@ pub use backend::{
 };
 pub use capability::Capability;
 pub use coordinator::{
-    BackendWrite, CacheConfig, CacheStats, Durability, HealthReport, Mux, MuxBackend, MuxBuilder,
-    MuxConfig, MuxStats, RESERVED_ROOT, RESIDENCY_TAG, ReadOptions, ReadPolicy, ResealPage,
-    ResilienceConfig, ResilienceStack, Role, RouteConfig, RouteTarget, Staleness, WriteConsistency,
-    WriteOptions, WriteOutcome, WriteReport, is_reserved,
+    BackendWrite, CacheConfig, CacheStats, Durability, EraseReport, HealthReport, Mux, MuxBackend,
+    MuxBuilder, MuxConfig, MuxStats, RESERVED_ROOT, RESIDENCY_TAG, ReadOptions, ReadPolicy,
+    ResealPage, ResilienceConfig, ResilienceStack, Role, RouteConfig, RouteTarget, Staleness,
+    StoreErasure, WriteConsistency, WriteOptions, WriteOutcome, WriteReport, is_reserved,
 };
 pub use error::{Error, ErrorKind, Operation, Result};
 pub use feed::{ChangeEvent, ChangeFeed, ChangeKind, FeedEvent, MemoryFeed, Position};

@@ -405,6 +405,49 @@ pub(crate) async fn import(
     .await
 }
 
+/// `DELETE /v1/admin/tenants/{tenant}` (operators only): erases every record of the
+/// tenant from every store, with its dead letters, owed writes and cached entries.
+#[utoipa::path(delete, path = "/v1/admin/tenants/{tenant}", params(("tenant" = String, Path, description = "The tenant")),
+    responses((status = 200, description = "`{\"tenant\", \"complete\", \"stores\": [{\"backend\", \"purged\", \"error\"}], \"dead_letters\", \"owed_writes\"}`; `complete` false names the stores to erase again"),
+              (status = 400, body = crate::service::ErrorBody, description = "Not a tenant name"),
+              (status = 401, body = crate::service::ErrorBody), (status = 403, body = crate::service::ErrorBody)))]
+pub(crate) async fn erase_tenant(
+    State(state): State<AppState>,
+    who: Who,
+    Path(tenant): Path<String>,
+) -> Result<Response, ServiceError> {
+    operator_only(&state, &who, "DELETE /v1/admin/tenants/{tenant}")?;
+    let tenant = Tenant::new(&tenant)?;
+    let prefix = tenant.storage_prefix(&mux::Prefix::all())?;
+    audited(
+        &state,
+        &who,
+        "erase".into(),
+        Some(tenant.as_str().to_owned()),
+        async {
+            let report = state
+                .mux()
+                .erase(&prefix, std::time::Duration::from_secs(10))
+                .await?;
+            tracing::warn!(tenant = %tenant, complete = report.complete, "tenant erased");
+            let stores: Vec<serde_json::Value> = report
+                .stores
+                .iter()
+                .map(|s| json!({"backend": s.backend, "purged": s.purged, "error": s.error}))
+                .collect();
+            Ok(axum::Json(json!({
+                "tenant": tenant.as_str(),
+                "complete": report.complete,
+                "stores": stores,
+                "dead_letters": report.dead_letters,
+                "owed_writes": report.owed_writes,
+            }))
+            .into_response())
+        },
+    )
+    .await
+}
+
 /// `GET /v1/admin/audit` query.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -44,6 +44,7 @@ pub use crate::service::{
         crate::admin::import,
         crate::admin::audit_events,
         crate::admin::audit_verify,
+        crate::admin::erase_tenant,
         crate::ui::status,
     ),
     components(schemas(

@@ -322,6 +322,7 @@ impl MuxBuilder {
                 feed,
                 feed_state: Default::default(),
                 tenant_regions: self.tenant_regions,
+                erased: old.map(|o| o.erased.clone()).unwrap_or_default(),
             }),
         };
         if let Some(old) = old {

@@ -85,6 +85,14 @@ impl Inner {
         }
     }
 
+    /// Whether `record` falls under an erasure (`Mux::erase`) made after it was written.
+    pub(crate) fn erased(&self, record: &Record) -> bool {
+        let erased = self.erased.read().unwrap_or_else(|p| p.into_inner());
+        erased.iter().any(|(prefix, upto)| {
+            record.version() <= *upto && prefix.matches(record.key().as_str())
+        })
+    }
+
     /// Whether a successor took over (see `MuxBuilder::succeeding`).
     fn is_retired(&self) -> bool {
         self.retired.load(Ordering::SeqCst)
@@ -165,6 +173,13 @@ impl Inner {
         };
         let _permit = s.handoff.acquire().await;
         loop {
+            if self.erased(&record) {
+                // Erased while owed: dropped, never delivered.
+                if let Err(e) = self.log.complete(id, &s.name).await {
+                    tracing::warn!(backend = %s.name, error = %e, "cannot drop an erased hint from the intent log");
+                }
+                break;
+            }
             if let Some(e) = &last {
                 if !e.is_temporary() || !policy.may_retry(attempts, since.elapsed()) {
                     self.dead_letter(slot, id, &record, e, attempts).await;

@@ -12,6 +12,7 @@ mod builder;
 mod cache;
 mod changes;
 mod config;
+mod erase;
 mod handoff;
 mod health;
 mod history;
@@ -47,6 +48,7 @@ pub use config::{
     CacheConfig, Durability, MuxConfig, ReadPolicy, ResilienceConfig, ResilienceStack, Role,
     RouteConfig, RouteTarget, WriteConsistency,
 };
+pub use erase::{EraseReport, StoreErasure};
 pub use health::HealthReport;
 pub use markers::{RESERVED_ROOT, Staleness, is_reserved};
 pub use reseal::ResealPage;
@@ -272,6 +274,10 @@ pub(crate) struct Inner {
     pub(crate) feed_state: cache::FeedState,
     /// Tenants restricted to regions (data residency).
     pub(crate) tenant_regions: BTreeMap<String, Vec<String>>,
+    /// Prefixes erased (`Mux::erase`) and the version each erasure covers: hints of
+    /// records under them, at or below it, are dropped instead of delivered.
+    /// Shared with the `Mux` this one succeeds (its hints are still being delivered).
+    pub(crate) erased: Arc<std::sync::RwLock<Vec<(crate::key::Prefix, crate::version::Version)>>>,
 }
 
 /// The multiplexer: routes each operation to its backends and coordinates them.
