@@ -344,6 +344,20 @@ pub fn python() -> String {
     })
 }
 
+/// Runs a command (a store's own client: psql, redis-cli …) and returns its stdout;
+/// panics with its stderr when it fails.
+pub fn run_command(cmd: &mut std::process::Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Runs a Python snippet with `args` in the services venv ([`python`]); it prints one
 /// JSON document, which is returned. Panics with the script's stderr when it fails.
 pub fn run_python(script: &str, args: &[&str]) -> serde_json::Value {

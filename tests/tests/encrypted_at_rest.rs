@@ -107,17 +107,7 @@ fn envelope_name(e: &Envelope) -> String {
     mux::seal::Sealer::name(e).to_owned()
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use mux_tests::run_command as run;
 
 /// What psql shows of the table: every row, bytea as hex.
 fn psql_dump(table: &str) -> String {

@@ -6,17 +6,7 @@ use std::process::Command;
 
 use mux::{Key, Tenant, WriteOptions};
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use mux_tests::run_command as run;
 
 const BOTO3_KEYS: &str = r#"
 import json, sys, boto3
