@@ -75,14 +75,18 @@ pub fn spec(name: &str, dir: &std::path::Path) -> Option<BackendSpec> {
                 // Used on its own (no coordinator above to retry), the SDK may retry a
                 // dropped connection to the emulator, as the adapter's README allows.
                 .with("max_attempts", 3)
+                // Within the fault mode's 30 s per call: a lost answer ends as a timeout.
+                .with("operation_timeout_ms", 20_000)
         }
         "azure" => BackendSpec::new("azure", "azure")
             .with("connection_string", azure_connection_string())
             .with("container", "mux-conformance")
             .with("prefix", "mux")
             .with("create_container", true)
-            // As for S3: the SDK may retry a dropped connection (no coordinator above).
-            .with("max_retries", 3),
+            // As for S3: the SDK may retry a dropped connection (no coordinator above),
+            // and a lost answer ends as a timeout within the fault mode's 30 s per call.
+            .with("max_retries", 3)
+            .with("timeout_ms", 20_000),
         "dynamodb" => {
             let var =
                 |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.into());
@@ -96,8 +100,10 @@ pub fn spec(name: &str, dir: &std::path::Path) -> Option<BackendSpec> {
                     var("MUX_DYNAMODB_SECRET_ACCESS_KEY", "test"),
                 )
                 .with("create_table", true)
-                // As for S3: the SDK may retry a dropped connection (no coordinator above).
+                // As for S3: the SDK may retry a dropped connection (no coordinator
+                // above), within the fault mode's 30 s per call.
                 .with("max_attempts", 3)
+                .with("operation_timeout_ms", 20_000)
         }
         // Under a root path of its own; the SDK may retry as for S3.
         "ssm" => {
@@ -113,6 +119,7 @@ pub fn spec(name: &str, dir: &std::path::Path) -> Option<BackendSpec> {
                     var("MUX_SSM_SECRET_ACCESS_KEY", "test"),
                 )
                 .with("max_attempts", 3)
+                .with("operation_timeout_ms", 20_000)
         }
         // A database of its own; create_database makes it at open.
         "influx" => BackendSpec::new("influx", "influx")

@@ -448,6 +448,23 @@ pub(crate) async fn erase_tenant(
     .await
 }
 
+/// `GET /v1/admin/tenants/{tenant}/usage` (operators only): requests, bytes written
+/// and read, bytes and keys stored, bytes written per backend, and the limits.
+#[utoipa::path(get, path = "/v1/admin/tenants/{tenant}/usage", params(("tenant" = String, Path, description = "The tenant")),
+    responses((status = 200, description = "`{\"tenant\", \"requests\": {\"read\", \"write\"}, \"bytes_written\", \"bytes_read\", \"bytes_stored\", \"keys_stored\", \"bytes_written_by_backend\", \"limits\"}`"),
+              (status = 400, body = crate::service::ErrorBody, description = "Not a tenant name"),
+              (status = 401, body = crate::service::ErrorBody), (status = 403, body = crate::service::ErrorBody)))]
+pub(crate) async fn tenant_usage(
+    State(state): State<AppState>,
+    who: Who,
+    Path(tenant): Path<String>,
+) -> Result<Response, ServiceError> {
+    operator_only(&state, &who, "GET /v1/admin/tenants/{tenant}/usage")?;
+    let tenant = Tenant::new(&tenant)?;
+    let report = state.quotas.report(&state.mux(), &tenant).await?;
+    Ok(axum::Json(report).into_response())
+}
+
 /// `GET /v1/admin/audit` query.
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

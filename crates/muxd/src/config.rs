@@ -110,6 +110,9 @@ pub struct ServerConfig {
     /// The audit trail: `[audit]` (off by default; see `crate::audit::AuditConfig`).
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
+    /// Per-tenant quotas: `[quotas]` (none by default; see `crate::quota::QuotaConfig`).
+    #[serde(default)]
+    pub quotas: crate::quota::QuotaConfig,
 }
 
 /// `[anti_entropy]`: every `interval`, compare the stores of each route that has two

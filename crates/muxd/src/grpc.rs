@@ -36,6 +36,7 @@ fn status(e: ServiceError) -> Status {
         Failure::Forbidden => tonic::Code::PermissionDenied,
         Failure::MethodNotAllowed => tonic::Code::Unimplemented,
         Failure::NoRoute => tonic::Code::NotFound,
+        Failure::Quota(_) => tonic::Code::ResourceExhausted,
         Failure::Mux(kind) => match kind {
             K::InvalidInput => tonic::Code::InvalidArgument,
             K::NotFound => tonic::Code::NotFound,

@@ -24,6 +24,7 @@ pub mod fuzz;
 pub mod grpc;
 mod jobs;
 pub mod openapi;
+pub mod quota;
 pub mod readiness;
 mod rest;
 mod service;
@@ -110,6 +111,8 @@ pub struct AppState {
     anti_entropy: Arc<antientropy::AntiEntropy>,
     /// The audit trail (`[audit]`).
     pub(crate) audit: Arc<audit::Audit>,
+    /// Per-tenant quotas and usage (`[quotas]`).
+    pub(crate) quotas: Arc<quota::Quotas>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -192,6 +195,7 @@ impl AppState {
             ("intent_log", config.intent_log == current.config.intent_log),
             ("feed", config.feed == current.config.feed),
             ("audit", config.audit == current.config.audit),
+            ("quotas", config.quotas == current.config.quotas),
             ("telemetry", config.telemetry == current.config.telemetry),
         ] {
             if !same {
@@ -347,6 +351,7 @@ pub async fn build(config: &ServerConfig) -> Result<AppState> {
     Ok(AppState {
         live,
         audit: Arc::new(audit),
+        quotas: Arc::new(quota::Quotas::new(config.quotas.clone())),
         backends,
         intent_log,
         metrics,

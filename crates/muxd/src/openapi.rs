@@ -45,6 +45,7 @@ pub use crate::service::{
         crate::admin::audit_events,
         crate::admin::audit_verify,
         crate::admin::erase_tenant,
+        crate::admin::tenant_usage,
         crate::ui::status,
     ),
     components(schemas(

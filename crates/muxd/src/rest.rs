@@ -118,6 +118,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/admin/import", post(admin::import))
         .route("/v1/admin/audit", get(admin::audit_events))
         .route("/v1/admin/tenants/{tenant}", delete(admin::erase_tenant))
+        .route("/v1/admin/tenants/{tenant}/usage", get(admin::tenant_usage))
         .route("/v1/admin/audit/verify", get(admin::audit_verify))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

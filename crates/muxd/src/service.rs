@@ -49,6 +49,8 @@ pub(crate) enum Failure {
     MethodNotAllowed,
     /// No such path.
     NoRoute,
+    /// A tenant's quota (`[quotas]`): 429, with `Retry-After` seconds for a rate.
+    Quota(Option<u64>),
 }
 
 impl ServiceError {
@@ -59,6 +61,12 @@ impl ServiceError {
             message: message.into(),
             backends: None,
         }
+    }
+
+    /// A tenant over a quota (429 / `RESOURCE_EXHAUSTED`), with the seconds to wait
+    /// for a rate limit.
+    pub(crate) fn quota(message: impl Into<String>, retry_after_s: Option<u64>) -> ServiceError {
+        ServiceError::new(Failure::Quota(retry_after_s), message)
     }
 
     /// An invalid-input error (400 / `INVALID_ARGUMENT`).
@@ -98,6 +106,7 @@ impl ServiceError {
             Failure::Forbidden => "permission_denied",
             Failure::MethodNotAllowed => "method_not_allowed",
             Failure::NoRoute => "not_found",
+            Failure::Quota(_) => "quota_exceeded",
         }
     }
 
@@ -285,6 +294,13 @@ impl<'a> Service<'a> {
         scope: Scope,
     ) -> Result<Service<'a>, ServiceError> {
         let tenant = authorize(caller, scope)?.cloned();
+        if let Some(t) = &tenant {
+            match scope {
+                Scope::Read => state.quotas.admit(t, crate::quota::Class::Read)?,
+                Scope::Write => state.quotas.admit(t, crate::quota::Class::Write)?,
+                Scope::Admin => {}
+            }
+        }
         Ok(Service { state, tenant })
     }
 
@@ -338,10 +354,70 @@ impl<'a> Service<'a> {
         let key = self.key(key)?;
         let options = self.write_options(options)?;
         let slot = self.audit_slot(&key)?;
+        let len = value.len() as u64;
+        let claim = self.storage_claim(&key, Some(len)).await?;
         let result = self.state.mux().write(key.clone(), value, &options).await;
         self.audited(slot, "put", &key, result.as_ref().map(|r| r.version));
+        self.metered(claim, &result, len);
         let report = result.map_err(|e| self.error(e))?;
         Ok(self.write_reply(&report))
+    }
+
+    /// A tenant's room for a write of `new_len` bytes to `key` (`None`: a delete),
+    /// under its storage quota; `None` when nothing is limited or counted.
+    async fn storage_claim(
+        &self,
+        key: &Key,
+        new_len: Option<u64>,
+    ) -> Result<Option<(i64, i64)>, ServiceError> {
+        let Some(t) = &self.tenant else {
+            return Ok(None);
+        };
+        let quotas = &self.state.quotas;
+        if !quotas.limits_storage(t) {
+            return Ok(None);
+        }
+        let mux = self.state.mux();
+        let read = ReadOptions {
+            tenant: Some(t.clone()),
+            ..ReadOptions::default()
+        };
+        let old = mux
+            .get_with(key, &read)
+            .await
+            .map_err(|e| self.error(e))?
+            .map(|r| r.value().len() as u64);
+        match (new_len, old) {
+            (Some(n), old) => quotas.reserve(&mux, t, old, n).await.map(Some),
+            // A delete frees the record's bytes and key once it is done.
+            (None, Some(o)) => Ok(Some((-(o as i64), -1))),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// Meters a tenant's write; gives back its storage claim when nothing was written
+    /// (a delete's claim is applied when it was).
+    fn metered(&self, claim: Option<(i64, i64)>, result: &mux::Result<WriteReport>, len: u64) {
+        let Some(t) = &self.tenant else { return };
+        let quotas = &self.state.quotas;
+        let applied: Vec<&str> = match result {
+            Ok(report) => report.applied_on(),
+            Err(e) => WriteReport::of(e)
+                .map(|r| r.applied_on())
+                .unwrap_or_default(),
+        };
+        if let Some(delta) = claim {
+            match (applied.is_empty(), delta.1 < 0) {
+                // A put that wrote nothing: its room goes back.
+                (true, false) => quotas.adjust(t, (-delta.0, -delta.1)),
+                // A delete that happened: its bytes and key are freed.
+                (false, true) => quotas.adjust(t, delta),
+                _ => {}
+            }
+        }
+        if len > 0 && !applied.is_empty() {
+            quotas.wrote(t, len, &applied);
+        }
     }
 
     /// Takes the audit slot of a mutation of `key` (refused when the queue is full
@@ -400,11 +476,16 @@ impl<'a> Service<'a> {
     ) -> Result<Option<Record>, ServiceError> {
         let key = self.key(key)?;
         let options = self.read_options(options)?;
-        self.state
+        let record = self
+            .state
             .mux()
             .get_with(&key, &options)
             .await
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.error(e))?;
+        if let (Some(t), Some(r)) = (&self.tenant, &record) {
+            self.state.quotas.read(t, r.value().len() as u64);
+        }
+        Ok(record)
     }
 
     /// Deletes `key` and says whether a live record existed (looked up with the read
@@ -419,6 +500,7 @@ impl<'a> Service<'a> {
         let read = self.read_options(options)?;
         let store = self.state.mux();
         let slot = self.audit_slot(&key)?;
+        let claim = self.storage_claim(&key, None).await?;
         let found = store
             .get_with(&key, &read)
             .await
@@ -426,6 +508,7 @@ impl<'a> Service<'a> {
             .is_some();
         let result = store.delete(&key, &write).await;
         self.audited(slot, "delete", &key, result.as_ref().map(|r| r.version));
+        self.metered(claim, &result, 0);
         let report = result.map_err(|e| self.error(e))?;
         Ok(Deleted {
             reply: self.write_reply(&report),

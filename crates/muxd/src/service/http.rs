@@ -42,13 +42,20 @@ impl ServiceError {
             Failure::Forbidden => StatusCode::FORBIDDEN,
             Failure::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Failure::NoRoute => StatusCode::NOT_FOUND,
+            Failure::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
 
 impl IntoResponse for ServiceError {
     fn into_response(self) -> Response {
-        (self.status(), axum::Json(self.body())).into_response()
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
+        if let Failure::Quota(Some(seconds)) = self.failure {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
