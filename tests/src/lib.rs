@@ -149,16 +149,29 @@ pub(crate) async fn open_spec(
     guard: Option<tempfile::TempDir>,
 ) -> std::result::Result<TestBackend, Unavailable> {
     let backend = mux::open(spec).await.map_err(Unavailable::Error)?;
-    match backend.health().await {
-        Ok(()) => Ok(TestBackend {
-            backend,
-            _guard: guard,
-        }),
-        Err(e) if e.is_temporary() => Err(Unavailable::Skip(format!(
-            "the {} store of backend {} is not reachable ({e}); start it with `cargo xtask services up`",
-            spec.kind, spec.name
-        ))),
-        Err(e) => Err(Unavailable::Error(e)),
+    // A store that opened deferred (not reached within the open's 10 s: an emulator
+    // stalled by a busy machine, say) keeps connecting in the background: give it up
+    // to 30 s more before calling it unreachable.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match backend.health().await {
+            Ok(()) => {
+                return Ok(TestBackend {
+                    backend,
+                    _guard: guard,
+                });
+            }
+            Err(e) if e.is_temporary() && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) if e.is_temporary() => {
+                return Err(Unavailable::Skip(format!(
+                    "the {} store of backend {} is not reachable ({e}); start it with `cargo xtask services up`",
+                    spec.kind, spec.name
+                )));
+            }
+            Err(e) => return Err(Unavailable::Error(e)),
+        }
     }
 }
 
