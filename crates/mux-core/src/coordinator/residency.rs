@@ -30,6 +30,22 @@ fn list<'a>(regions: impl IntoIterator<Item = &'a str>) -> String {
     regions.into_iter().collect::<Vec<_>>().join(", ")
 }
 
+/// Whether `tenant` can reach `route`: its own routes, and a route for every tenant
+/// unless one of the tenant's own (among `routes`) with the same prefix and tags
+/// shadows it.
+fn reachable<'a>(
+    route: &RouteConfig,
+    tenant: &str,
+    mut routes: impl Iterator<Item = &'a RouteConfig>,
+) -> bool {
+    match &route.tenant {
+        Some(t) => t == tenant,
+        None => !routes.any(|o| {
+            o.tenant.as_deref() == Some(tenant) && o.prefix == route.prefix && o.tags == route.tags
+        }),
+    }
+}
+
 /// The problems of one route against one allowed set: each backend outside it.
 fn outside(
     what: &str,
@@ -92,17 +108,7 @@ pub(crate) fn violations(
     for (tenant, regions) in tenant_regions {
         let allowed: BTreeSet<&str> = regions.iter().map(String::as_str).collect();
         for r in &all {
-            let reachable = match &r.tenant {
-                Some(t) => t == tenant,
-                // A route for every tenant is shadowed by one of this tenant's own with
-                // the same prefix and tags.
-                None => !routes.iter().any(|o| {
-                    o.tenant.as_deref() == Some(tenant.as_str())
-                        && o.prefix == r.prefix
-                        && o.tags == r.tags
-                }),
-            };
-            if reachable {
+            if reachable(r, tenant, routes.iter()) {
                 outside(
                     &r.describe(),
                     &format!(
@@ -199,7 +205,6 @@ impl super::Mux {
             .iter()
             .chain(std::iter::once(&inner.default))
             .collect();
-        let configs: Vec<RouteConfig> = inner.routes.iter().map(|r| r.config.clone()).collect();
         let region_of_target = all.iter().find_map(|r| {
             let i = r.names.iter().position(|(n, _)| &**n == target)?;
             Some(r.regions[i].clone())
@@ -225,15 +230,7 @@ impl super::Mux {
                 sets.push((format!("its tag {RESIDENCY_TAG}={v}"), tag_regions(v)));
             }
             for (tenant, regions) in &inner.tenant_regions {
-                let reachable = match &r.config.tenant {
-                    Some(t) => t == tenant,
-                    None => !configs.iter().any(|o| {
-                        o.tenant.as_deref() == Some(tenant.as_str())
-                            && o.prefix == r.config.prefix
-                            && o.tags == r.config.tags
-                    }),
-                };
-                if reachable {
+                if reachable(&r.config, tenant, inner.routes.iter().map(|o| &o.config)) {
                     sets.push((
                         format!("tenant {tenant}"),
                         regions.iter().map(String::as_str).collect(),
