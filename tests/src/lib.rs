@@ -7,6 +7,7 @@ pub mod denied;
 pub mod faults;
 pub mod history;
 pub mod netfault;
+pub mod pki;
 pub mod scenario;
 
 use std::sync::Arc;
@@ -361,6 +362,16 @@ pub fn python() -> String {
         let dir =
             std::env::var("MUX_SERVICES_DIR").unwrap_or_else(|_| "/var/tmp/mux-services".into());
         format!("{dir}/venv/bin/python")
+    })
+}
+
+/// Azurite's blob server (`MUX_AZURITE_BIN`, or where `cargo xtask services up
+/// --install` puts it), for tests that start one of their own.
+pub fn azurite_bin() -> String {
+    std::env::var("MUX_AZURITE_BIN").unwrap_or_else(|_| {
+        let dir =
+            std::env::var("MUX_SERVICES_DIR").unwrap_or_else(|_| "/var/tmp/mux-services".into());
+        format!("{dir}/azurite/node_modules/.bin/azurite-blob")
     })
 }
 

@@ -565,6 +565,12 @@ fn print_urls() {
     println!("MUX_AZURE_CONNECTION_STRING={}", azure_connection_string());
     println!("MUX_INFLUX_URL={}", influx::INFLUX_URL);
     println!("MUX_PYTHON={}", venv_python().display());
+    println!(
+        "MUX_AZURITE_BIN={}",
+        scratch()
+            .join("azurite/node_modules/.bin/azurite-blob")
+            .display()
+    );
 }
 
 /// The connection string of Azurite's development account.

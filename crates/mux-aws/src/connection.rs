@@ -5,7 +5,7 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+use aws_smithy_http_client::tls::{Provider, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use mux_core::{Error, Result};
 
 /// How to reach an AWS service (or a compatible local server).
@@ -29,6 +29,9 @@ pub struct Connection {
     pub operation_timeout: Duration,
     /// How long connecting may take.
     pub connect_timeout: Duration,
+    /// PEM CA certificates trusted besides the system's roots, for an endpoint whose
+    /// certificate a private or self-signed CA signed (verification stays on).
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -44,6 +47,7 @@ impl std::fmt::Debug for Connection {
             .field("max_attempts", &self.max_attempts)
             .field("operation_timeout", &self.operation_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("ca_file", &self.ca_file)
             .finish_non_exhaustive()
     }
 }
@@ -53,8 +57,24 @@ impl Connection {
     /// retry and timeout settings. Fails with `InvalidInput` when no region is found.
     pub async fn load(&self) -> Result<SdkConfig> {
         // rustls on ring, built here so the SDK needs no default TLS stack.
+        let mut trust = TrustStore::default();
+        if let Some(path) = &self.ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::invalid_input(format!(
+                    "{} ca_file {}: cannot read it: {e}",
+                    self.service,
+                    path.display()
+                ))
+            })?;
+            trust = trust.with_pem_certificate(pem);
+        }
+        let tls = TlsContext::builder()
+            .with_trust_store(trust)
+            .build()
+            .map_err(|e| Error::invalid_input(format!("{} TLS settings: {e}", self.service)))?;
         let http = aws_smithy_http_client::Builder::new()
             .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .tls_context(tls)
             .build_https();
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .http_client(http)

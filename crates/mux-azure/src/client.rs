@@ -26,9 +26,19 @@ pub(crate) struct Clients {
 /// The HTTP client every Azure client of this process shares the settings of: reqwest on
 /// rustls with the ring provider (the workspace's one TLS provider; reqwest's default would
 /// build aws-lc). Ring becomes the process default only if nothing else was installed.
-fn http_client() -> Result<Arc<reqwest::Client>> {
+/// `ca_file` adds PEM CA certificates to the system's roots.
+fn http_client(ca_file: Option<&std::path::Path>) -> Result<Arc<reqwest::Client>> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder();
+    if let Some(path) = ca_file {
+        let bad =
+            |e: String| Error::invalid_input(format!("Azure ca_file {}: {e}", path.display()));
+        let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder
         // Azurite (Node.js) closes a connection idle for 5 s; reusing one just as it
         // does fails with "connection reset by peer" (seen failing a suite's cleanup).
         // Dropping idle connections first costs at most a reconnect after 4 s idle.
@@ -55,7 +65,7 @@ pub(crate) fn build_client(config: &AzureConfig, endpoint: Url) -> Result<Client
             .unwrap_or(azure_core::time::Duration::seconds(60)),
     };
     let mut client_options = ClientOptions {
-        transport: Some(Transport::new(http_client()?)),
+        transport: Some(Transport::new(http_client(config.ca_file.as_deref())?)),
         retry: RetryOptions::exponential(retry),
         ..Default::default()
     };

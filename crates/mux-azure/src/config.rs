@@ -150,6 +150,10 @@ pub struct AzureConfig {
     /// Azure Stack that do not know the SDK's.
     #[serde(default)]
     pub api_version: Option<String>,
+    /// PEM CA certificates trusted besides the system's roots, for an `endpoint` whose
+    /// certificate a private or self-signed CA signed (verification is always on).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 fn default_single_upload_threshold() -> usize {
@@ -198,6 +202,7 @@ impl AzureConfig {
             timeout: default_timeout(),
             max_retries: 0,
             api_version: None,
+            ca_file: None,
         }
     }
 
@@ -531,6 +536,7 @@ impl fmt::Debug for AzureConfig {
             .field("timeout", &self.timeout)
             .field("max_retries", &self.max_retries)
             .field("api_version", &self.api_version)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }

@@ -153,10 +153,53 @@ pub struct Api {
     base: Url,
 }
 
+/// TLS settings for an https:// muxd beyond the system's roots.
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// PEM CA certificates trusted besides the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A client certificate and its key (PEM files), for mTLS.
+    pub identity: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl Tls {
+    fn apply(
+        &self,
+        mut builder: reqwest::ClientBuilder,
+    ) -> Result<reqwest::ClientBuilder, CliError> {
+        let read = |path: &std::path::Path, what: &str| {
+            std::fs::read(path).map_err(|e| {
+                CliError::Usage(format!("{what} {}: cannot read it: {e}", path.display()))
+            })
+        };
+        if let Some(path) = &self.ca_file {
+            let certs = reqwest::Certificate::from_pem_bundle(&read(path, "--ca-file")?)
+                .map_err(|e| CliError::Usage(format!("--ca-file {}: {e}", path.display())))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some((cert, key)) = &self.identity {
+            let mut pem = read(cert, "--cert")?;
+            pem.push(b'\n');
+            pem.extend(read(key, "--key")?);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                CliError::Usage(format!(
+                    "--cert {} / --key {}: not a PEM certificate and key: {e}",
+                    cert.display(),
+                    key.display()
+                ))
+            })?;
+            builder = builder.identity(identity);
+        }
+        Ok(builder)
+    }
+}
+
 impl Api {
     /// A client for the server at `url` (http:// or https://), sending `token` as a
-    /// bearer token when given.
-    pub fn new(url: &str, token: Option<&str>) -> Result<Api, CliError> {
+    /// bearer token when given, trusting `tls.ca_file` and presenting `tls.identity`.
+    pub fn with_tls(url: &str, token: Option<&str>, tls: &Tls) -> Result<Api, CliError> {
         let base = Url::parse(url)
             .map_err(|e| CliError::Usage(format!("--url \"{url}\" is not a URL: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
@@ -178,9 +221,11 @@ impl Api {
         // installed it already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let built = |read_timeout: Option<Duration>| {
-            let mut builder = Client::builder()
-                .default_headers(headers.clone())
-                .connect_timeout(CONNECT_TIMEOUT);
+            let mut builder = tls.apply(
+                Client::builder()
+                    .default_headers(headers.clone())
+                    .connect_timeout(CONNECT_TIMEOUT),
+            )?;
             if let Some(t) = read_timeout {
                 builder = builder.read_timeout(t);
             }
@@ -201,7 +246,7 @@ impl Api {
     fn url<'a>(&self, path: impl IntoIterator<Item = &'a str>) -> Url {
         let mut url = self.base.clone();
         url.path_segments_mut()
-            .expect("checked in Api::new: the URL can be a base")
+            .expect("checked in Api::with_tls: the URL can be a base")
             .pop_if_empty()
             .extend(path);
         url
@@ -485,7 +530,19 @@ pub fn transport_error(what: &str, e: &reqwest::Error) -> CliError {
         Some(source) => chain(source),
         None => chain(e),
     };
-    if e.is_connect() {
+    // TLS refusals say what to give (TLS 1.3 reports a missing client certificate
+    // only after the handshake, as an alert on the first request).
+    if cause.contains("CertificateRequired") || cause.contains("BadCertificate") {
+        CliError::Failed(format!(
+            "{what}: cannot connect: {cause} (muxd asks for a client certificate its CA \
+             signed: give --cert and --key, or MUX_CERT and MUX_KEY)"
+        ))
+    } else if cause.contains("invalid peer certificate") {
+        CliError::Failed(format!(
+            "{what}: cannot connect: {cause} (muxd's certificate is not trusted: give its CA \
+             with --ca-file or MUX_CA_FILE)"
+        ))
+    } else if e.is_connect() {
         CliError::Failed(format!(
             "{what}: cannot connect: {cause} (is muxd running there? set --url or MUX_URL)"
         ))
@@ -579,7 +636,7 @@ mod tests {
     use super::*;
 
     fn api() -> Api {
-        Api::new("http://127.0.0.1:9/base/", None).unwrap()
+        Api::with_tls("http://127.0.0.1:9/base/", None, &Tls::default()).unwrap()
     }
 
     #[test]

@@ -29,6 +29,8 @@ Environment:
   MUX_URL    the REST endpoint (as --url)
   MUX_GRPC   the gRPC endpoint, for watch (as --grpc)
   MUX_TOKEN  a bearer token (JWT), when the server requires one (as --token)
+  MUX_CA_FILE, MUX_CERT, MUX_KEY
+             for an https:// muxd: its CA, and a client certificate and key (mTLS)
 
 Examples:
   mux put tenantconfig/acme/limits 'max=10'
@@ -74,6 +76,20 @@ struct Cli {
     /// A bearer token (JWT), when the server requires one.
     #[arg(long, env = "MUX_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
+    /// PEM CA certificates that sign an https:// muxd's certificate (private CA).
+    #[arg(long, env = "MUX_CA_FILE", global = true)]
+    ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) for a muxd that asks for one (mTLS); with --key.
+    #[arg(
+        long = "cert",
+        env = "MUX_CERT",
+        global = true,
+        requires = "client_key"
+    )]
+    client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long = "key", env = "MUX_KEY", global = true, requires = "client_cert")]
+    client_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -348,7 +364,11 @@ fn write_headers(
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
-    let api = Api::new(&cli.url, cli.token.as_deref())?;
+    let tls = api::Tls {
+        ca_file: cli.ca_file.clone(),
+        identity: cli.client_cert.clone().zip(cli.client_key.clone()),
+    };
+    let api = Api::with_tls(&cli.url, cli.token.as_deref(), &tls)?;
     match cli.command {
         Command::Put {
             key,

@@ -112,6 +112,11 @@ pub struct DynamoDbConfig {
         deserialize_with = "millis"
     )]
     pub connect_timeout: Duration,
+    /// PEM CA certificates trusted besides the system's roots, for an `endpoint`
+    /// whose certificate a private or self-signed CA signed (without it such an
+    /// endpoint is refused: verification is always on).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// How many requests one call runs at once: the puts of a concurrent `put_batch`,
     /// the transactions of a transactional one (default 16).
     #[serde(default = "default_concurrency")]
@@ -179,6 +184,7 @@ impl DynamoDbConfig {
             max_attempts: self.max_attempts,
             operation_timeout: self.operation_timeout,
             connect_timeout: self.connect_timeout,
+            ca_file: self.ca_file.clone(),
         }
     }
 
@@ -199,6 +205,7 @@ impl DynamoDbConfig {
             max_attempts: default_max_attempts(),
             operation_timeout: default_operation_timeout(),
             connect_timeout: default_connect_timeout(),
+            ca_file: None,
             concurrency: default_concurrency(),
         }
     }

@@ -44,6 +44,9 @@ pub struct KeysSpec {
     /// A custom KMS endpoint (`http://127.0.0.1:5000` for a local moto server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// PEM CA certificates for an `endpoint` with a private CA (verification stays on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// Explicit credentials (else the standard AWS chain).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_key_id: Option<String>,
@@ -68,6 +71,7 @@ impl std::fmt::Debug for KeysSpec {
             .field("key_id", &self.key_id)
             .field("region", &self.region)
             .field("endpoint", &self.endpoint)
+            .field("ca_file", &self.ca_file)
             .field("access_key_id", &self.access_key_id)
             .field("accept_plaintext", &self.accept_plaintext)
             .finish_non_exhaustive()
@@ -100,6 +104,7 @@ impl KeysSpec {
             ("key_id", self.key_id.is_some()),
             ("region", self.region.is_some()),
             ("endpoint", self.endpoint.is_some()),
+            ("ca_file", self.ca_file.is_some()),
             ("access_key_id", self.access_key_id.is_some()),
             ("secret_access_key", self.secret_access_key.is_some()),
             ("data_key_ttl_s", self.data_key_ttl_s.is_some()),
@@ -173,6 +178,7 @@ impl KeysSpec {
             max_attempts: 3,
             operation_timeout: std::time::Duration::from_secs(10),
             connect_timeout: std::time::Duration::from_secs(3),
+            ca_file: self.ca_file.clone(),
         };
         let ttl = std::time::Duration::from_secs(self.data_key_ttl_s.unwrap_or(300));
         crate::kms::KmsProvider::connect(&connection, self.key_id.as_deref().expect("checked"), ttl)

@@ -200,10 +200,22 @@ impl InfluxBackend {
         config.validate().map_err(tag)?;
         // ring, the workspace's one TLS provider (reqwest is built without its own).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .timeout(config.timeout())
-            .build()
-            .map_err(|e| tag(from_transport(&e)))?;
+        let mut builder = reqwest::Client::builder().timeout(config.timeout());
+        if let Some(path) = &config.ca_file {
+            let bad = |e: String| {
+                tag(Error::invalid_input(format!(
+                    "InfluxDB ca_file {}: {e}",
+                    path.display()
+                )))
+            };
+            let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+            for cert in
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(|e| tag(from_transport(&e)))?;
         let from = match &config.retention_policy {
             Some(rp) => format!("{}.{}", ident(rp), ident(&config.measurement)),
             None => ident(&config.measurement),

@@ -51,6 +51,10 @@ pub struct InfluxConfig {
     /// call timeout usually fires first).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// PEM CA certificates trusted besides the system's roots, for an `https://` server
+    /// whose certificate a private or self-signed CA signed (verification is always on).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 fn default_database() -> String {
@@ -82,6 +86,7 @@ impl InfluxConfig {
             password: None,
             create_database: true,
             timeout_ms: default_timeout_ms(),
+            ca_file: None,
         }
     }
 
@@ -174,6 +179,7 @@ impl fmt::Debug for InfluxConfig {
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("create_database", &self.create_database)
             .field("timeout_ms", &self.timeout_ms)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }

@@ -43,11 +43,36 @@ return 0
 /// after failures (shared by [`RedisBackend`] and `RedisFeed`).
 pub(crate) async fn connect_manager(
     url: &str,
+    ca_file: Option<&std::path::Path>,
     connection_timeout: Duration,
     response_timeout: Duration,
 ) -> Result<(redis::Client, ConnectionManager)> {
-    let client = redis::Client::open(url)
-        .map_err(|e| Error::invalid_input(format!("invalid Redis URL {}: {e}", redact(url))))?;
+    let invalid = |e: redis::RedisError| {
+        Error::invalid_input(format!("invalid Redis URL {}: {e}", redact(url)))
+    };
+    let client = match ca_file {
+        None => redis::Client::open(url).map_err(invalid)?,
+        Some(path) if url.starts_with("rediss://") => {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::invalid_input(format!(
+                    "Redis ca_file {}: cannot read it: {e}",
+                    path.display()
+                ))
+            })?;
+            let certs = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            };
+            redis::Client::build_with_tls(url, certs).map_err(invalid)?
+        }
+        Some(path) => {
+            return Err(Error::invalid_input(format!(
+                "Redis ca_file {} is set but {} is not a rediss:// URL: use rediss:// for TLS",
+                path.display(),
+                redact(url)
+            )));
+        }
+    };
     let manager_config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(connection_timeout))
         .set_response_timeout(Some(response_timeout))
@@ -100,6 +125,7 @@ impl RedisBackend {
         let tag = |e: Error| e.with_backend(name).with_operation(Operation::Open);
         let (_, conn) = connect_manager(
             &config.url,
+            config.ca_file.as_deref(),
             config.connection_timeout,
             config.response_timeout,
         )

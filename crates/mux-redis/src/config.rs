@@ -15,6 +15,7 @@ pub const DEFAULT_MAX_VALUE_SIZE: usize = 64 << 20;
 /// name = "cache-eu"
 /// kind = "redis"
 /// url = "redis://:secret@redis.example:6379/0"   # rediss:// for TLS
+/// ca_file = "/etc/mux/redis-ca.pem"   # optional, rediss:// only: trust this CA
 /// namespace = "mux"
 /// response_timeout_ms = 5000
 /// connection_timeout_ms = 2000
@@ -25,8 +26,13 @@ pub const DEFAULT_MAX_VALUE_SIZE: usize = 64 << 20;
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// `redis://[user:password@]host:port/db`.
+    /// `redis://[user:password@]host:port/db`, or `rediss://…` for TLS (the server's
+    /// certificate is verified against the system's roots, or `ca_file`).
     pub url: String,
+    /// PEM CA certificates that sign the server's certificate, for a private or
+    /// self-signed CA (`rediss://` only); without it such a server is refused.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Prefix of every Redis key mux writes (`<namespace>:r:…`, `<namespace>:idx`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
@@ -67,10 +73,17 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> RedisConfig {
         RedisConfig {
             url: url.into(),
+            ca_file: None,
             namespace: default_namespace(),
             response_timeout: default_response_timeout(),
             connection_timeout: default_connection_timeout(),
         }
+    }
+
+    /// Trusts the CA certificates in `path` (PEM) for a `rediss://` URL.
+    pub fn with_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> RedisConfig {
+        self.ca_file = Some(path.into());
+        self
     }
 
     /// Sets the namespace.
@@ -98,6 +111,7 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &redact(&self.url))
+            .field("ca_file", &self.ca_file)
             .field("namespace", &self.namespace)
             .field("response_timeout", &self.response_timeout)
             .field("connection_timeout", &self.connection_timeout)

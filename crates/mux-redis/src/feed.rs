@@ -104,8 +104,11 @@ return {deleted, first, prev, added, len, entries}
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct RedisFeedConfig {
-    /// `redis://[user:password@]host:port/db`.
+    /// `redis://[user:password@]host:port/db`, or `rediss://…` for TLS.
     pub url: String,
+    /// PEM CA certificates for a `rediss://` server with a private CA.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// The key of the stream.
     #[serde(default = "default_stream")]
     pub stream: String,
@@ -143,6 +146,7 @@ impl RedisFeedConfig {
     pub fn new(url: impl Into<String>) -> RedisFeedConfig {
         RedisFeedConfig {
             url: url.into(),
+            ca_file: None,
             stream: default_stream(),
             max_len: default_max_len(),
             response_timeout: default_response_timeout(),
@@ -230,6 +234,7 @@ impl RedisFeed {
         }
         let (client, conn) = connect_manager(
             &config.url,
+            config.ca_file.as_deref(),
             config.connection_timeout,
             config.response_timeout,
         )

@@ -131,6 +131,11 @@ pub struct S3Config {
         deserialize_with = "millis"
     )]
     pub connect_timeout: Duration,
+    /// PEM CA certificates trusted besides the system's roots, for an `endpoint`
+    /// whose certificate a private or self-signed CA signed (without it such an
+    /// endpoint is refused: verification is always on).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// How many requests one call runs at once: the object heads of a `list`
     /// (listings carry no user metadata), the puts of a `put_batch`, the parts of a
     /// multipart upload (default 16).
@@ -208,6 +213,7 @@ impl S3Config {
             max_attempts: self.max_attempts,
             operation_timeout: self.operation_timeout,
             connect_timeout: self.connect_timeout,
+            ca_file: self.ca_file.clone(),
         }
     }
 
@@ -231,6 +237,7 @@ impl S3Config {
             max_attempts: default_max_attempts(),
             operation_timeout: default_operation_timeout(),
             connect_timeout: default_connect_timeout(),
+            ca_file: None,
             concurrency: default_concurrency(),
         }
     }

@@ -126,6 +126,11 @@ pub struct SsmConfig {
         deserialize_with = "millis"
     )]
     pub connect_timeout: Duration,
+    /// PEM CA certificates trusted besides the system's roots, for an `endpoint`
+    /// whose certificate a private or self-signed CA signed (without it such an
+    /// endpoint is refused: verification is always on).
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
     /// How long a listing's later pages are cut from the scan of the prefix its first
     /// page made, instead of reading the whole subtree again (TOML: `list_reuse_ms`;
     /// default 30 s; 0: every page reads the subtree). Those pages show the subtree as
@@ -204,6 +209,7 @@ impl SsmConfig {
             max_attempts: default_max_attempts(),
             operation_timeout: default_operation_timeout(),
             connect_timeout: default_connect_timeout(),
+            ca_file: None,
             list_reuse: default_list_reuse(),
             concurrency: default_concurrency(),
         }
@@ -223,6 +229,7 @@ impl SsmConfig {
             max_attempts: self.max_attempts,
             operation_timeout: self.operation_timeout,
             connect_timeout: self.connect_timeout,
+            ca_file: self.ca_file.clone(),
         }
     }
 

@@ -472,6 +472,34 @@ impl Verifier {
     }
 }
 
+/// Who is asking, from the bearer token if there is one, else from a verified client
+/// certificate listed in `[tls.identities]`, else the local caller when auth is off.
+pub(crate) fn principal(
+    live: &crate::Live,
+    token: Option<&str>,
+    cert_name: Option<&str>,
+) -> std::result::Result<Principal, Denied> {
+    if let (Some(token), Some(verifier)) = (token, &live.auth) {
+        return verifier.authenticate(token);
+    }
+    if token.is_none()
+        && let (Some(name), Some(tls)) = (cert_name, &live.config.tls)
+        && let Some(principal) = tls.principal(name)
+    {
+        return Ok(principal);
+    }
+    match (&live.auth, cert_name) {
+        (None, _) => Ok(Principal::Local),
+        (Some(_), Some(name)) => Err(Denied::Unauthenticated(format!(
+            "the client certificate \"{name}\" is not in [tls.identities] and there is no \
+             Authorization: Bearer <token>"
+        ))),
+        (Some(_), None) => Err(Denied::Unauthenticated(
+            "missing Authorization: Bearer <token>".into(),
+        )),
+    }
+}
+
 /// The `aud` claim's values (a string or an array of strings).
 fn audiences(claims: &serde_json::Value) -> impl Iterator<Item = &str> {
     let aud = claims.get("aud");

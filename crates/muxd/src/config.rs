@@ -75,6 +75,15 @@ pub struct ServerConfig {
     /// Where the gRPC API listens.
     #[serde(default = "default_grpc_listen")]
     pub grpc_listen: String,
+    /// TLS on both listeners: `[tls]` with `cert`, `key` and, for client certificates,
+    /// `client_ca` (see `crate::tls::TlsConfig`). The files are read again on reload.
+    #[serde(default)]
+    pub tls: Option<crate::tls::TlsConfig>,
+    /// Serve plain TCP on a non-loopback address (TLS terminated in front of muxd, by
+    /// an ingress or a service mesh). Without `[tls]` and without this, muxd listens
+    /// only on loopback.
+    #[serde(default)]
+    pub allow_plaintext: bool,
     /// The largest request body; larger ones get 413.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
@@ -256,7 +265,35 @@ impl ServerConfig {
             )));
         }
         crate::antientropy::check(&config)?;
+        config.check_transport()?;
         Ok(config)
+    }
+}
+
+impl ServerConfig {
+    /// Plain TCP only on loopback unless `allow_plaintext`; `[tls]` well formed.
+    pub fn check_transport(&self) -> Result<()> {
+        if let Some(tls) = &self.tls {
+            return tls.check();
+        }
+        let exposed: Vec<String> = [("listen", &self.listen), ("grpc_listen", &self.grpc_listen)]
+            .into_iter()
+            .filter(|(_, addr)| !crate::tls::is_loopback(addr))
+            .map(|(what, addr)| format!("{what} = \"{addr}\""))
+            .collect();
+        if exposed.is_empty() || self.allow_plaintext {
+            return Ok(());
+        }
+        let what = if exposed.len() == 1 {
+            "is not a loopback address"
+        } else {
+            "are not loopback addresses"
+        };
+        Err(Error::invalid_input(format!(
+            "{} {what} and there is no [tls]: give [tls] cert and key, \
+             or set allow_plaintext = true when TLS ends in front of muxd",
+            exposed.join(" and ")
+        )))
     }
 }
 
@@ -373,6 +410,11 @@ impl ServerConfig {
         }
         if self.anti_entropy != new.anti_entropy {
             changes.push("[anti_entropy] changed".into());
+        }
+        if self.tls != new.tls {
+            changes.push("[tls] changed".into());
+        } else if new.tls.is_some() {
+            changes.push("[tls] certificate files read again".into());
         }
         if changes.is_empty() {
             changes.push("nothing".into());

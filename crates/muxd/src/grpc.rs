@@ -7,7 +7,7 @@ use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
 use crate::AppState;
-use crate::auth::{Identity, Scope};
+use crate::auth::{Identity, Principal, Scope};
 use crate::service::history::{HistoryInput, version_time};
 use crate::service::watch::WatchItem;
 use crate::service::{Failure, ListInput, Options, Service, ServiceError, WriteReply};
@@ -63,17 +63,23 @@ impl GrpcStore {
 
     /// The caller (`None` with auth off).
     fn identity<T>(&self, request: &Request<T>) -> Result<Option<Identity>, Status> {
-        let Some(verifier) = self.state.live().auth.clone() else {
-            return Ok(None);
-        };
         let token = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(crate::auth::bearer_token)
-            .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <token>"))?;
-        let identity = verifier.verify(token).map_err(|d| status(d.into()))?;
-        Ok(Some(identity))
+            .and_then(crate::auth::bearer_token);
+        let cert = request
+            .extensions()
+            .get::<crate::tls::Peer>()
+            .and_then(|p| p.cert_name.as_deref());
+        match crate::auth::principal(&self.state.live(), token, cert) {
+            Ok(Principal::Local) => Ok(None),
+            Ok(Principal::Tenant(identity)) => Ok(Some(identity)),
+            Ok(Principal::Operator { .. }) => Err(Status::permission_denied(
+                "an operator credential names no tenant; the gRPC API serves tenants",
+            )),
+            Err(d) => Err(status(d.into())),
+        }
     }
 }
 

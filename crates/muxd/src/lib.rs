@@ -30,6 +30,7 @@ mod rest;
 mod service;
 mod sse;
 pub mod telemetry;
+pub mod tls;
 pub mod token;
 mod ui;
 
@@ -74,6 +75,22 @@ pub struct Live {
     pub auth: Option<Arc<auth::Verifier>>,
     /// The configuration it came from.
     pub config: ServerConfig,
+    /// The TLS configuration of new REST and gRPC connections (`[tls]`), built from
+    /// the certificate files when this `Live` was: a reload rotates them.
+    tls: Option<TlsPair>,
+}
+
+/// The rustls configurations of the two listeners (they differ in ALPN only).
+#[derive(Clone)]
+struct TlsPair {
+    rest: Arc<rustls::ServerConfig>,
+    grpc: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for TlsPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsPair")
+    }
 }
 
 /// A node-local event pushed to watchers (changes come from the feed).
@@ -193,6 +210,14 @@ impl AppState {
                 config.max_body_bytes == current.config.max_body_bytes,
             ),
             ("intent_log", config.intent_log == current.config.intent_log),
+            (
+                "allow_plaintext",
+                config.allow_plaintext == current.config.allow_plaintext,
+            ),
+            (
+                "whether [tls] is present",
+                config.tls.is_some() == current.config.tls.is_some(),
+            ),
             ("feed", config.feed == current.config.feed),
             ("audit", config.audit == current.config.audit),
             ("quotas", config.quotas == current.config.quotas),
@@ -234,6 +259,14 @@ async fn make_live(
     previous: Option<&Mux>,
 ) -> Result<Live> {
     let auth = verifier(&config)?;
+    config.check_transport()?;
+    let tls = match &config.tls {
+        Some(tls) => Some(TlsPair {
+            rest: tls::server_config(tls, &[b"http/1.1"])?,
+            grpc: tls::server_config(tls, &[b"h2"])?,
+        }),
+        None => None,
+    };
     // Every kind and field checked first, all problems at once; then the stores this
     // config adds are opened together. A store that is unreachable now opens as a
     // deferred backend (unavailable until it connects): only config errors fail.
@@ -280,7 +313,12 @@ async fn make_live(
     mux.recover().await?;
     // Forget stores the new config no longer names.
     opened.retain(|(s, _)| config.backends.contains(s));
-    Ok(Live { mux, auth, config })
+    Ok(Live {
+        mux,
+        auth,
+        config,
+        tls,
+    })
 }
 
 fn verifier(config: &ServerConfig) -> Result<Option<Arc<auth::Verifier>>> {
@@ -422,28 +460,61 @@ pub async fn serve(config: &ServerConfig, state: AppState) -> Result<Server> {
     };
     let grpc = grpc::service(state.clone());
     let anti_entropy_task = antientropy::spawn(state.clone(), rx.clone());
+    let tls = state.live().tls.is_some();
+    let current = |pick: fn(&TlsPair) -> Arc<rustls::ServerConfig>| -> tls::Current {
+        let state = state.clone();
+        Arc::new(move || state.live().tls.as_ref().map(pick))
+    };
+    let rest_tls = current(|t| t.rest.clone());
+    let grpc_tls = current(|t| t.grpc.clone());
     let app = rest::router(state)
         .merge(openapi::router())
         .route_layer(axum::middleware::from_fn(telemetry::trace_request));
     let rest_stop = stopped(rx.clone());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
+    let task = if tls {
+        let listener = tls::TlsListener::new(listener, rest_tls, "rest")?;
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<tls::Peer>(),
+            )
             .with_graceful_shutdown(rest_stop)
             .await
-    });
+        })
+    } else {
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(rest_stop)
+                .await
+        })
+    };
     let grpc_stop = stopped(rx);
-    let grpc_task = tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
-        if let Err(e) = tonic::transport::Server::builder()
-            .layer(telemetry::grpc_layer())
-            .add_service(grpc)
-            .serve_with_incoming_shutdown(incoming, grpc_stop)
-            .await
-        {
-            tracing::error!(error = %e, "gRPC server failed");
-        }
-    });
-    tracing::info!(rest = %addr, grpc = %grpc_addr, "muxd listening on http://{addr} (gRPC http://{grpc_addr})");
+    let grpc_server = tonic::transport::Server::builder()
+        .layer(telemetry::grpc_layer())
+        .add_service(grpc);
+    let grpc_task = if tls {
+        let incoming = tls::TlsListener::new(grpc_listener, grpc_tls, "grpc")?.into_stream();
+        tokio::spawn(async move {
+            if let Err(e) = grpc_server
+                .serve_with_incoming_shutdown(incoming, grpc_stop)
+                .await
+            {
+                tracing::error!(error = %e, "gRPC server failed");
+            }
+        })
+    } else {
+        tokio::spawn(async move {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+            if let Err(e) = grpc_server
+                .serve_with_incoming_shutdown(incoming, grpc_stop)
+                .await
+            {
+                tracing::error!(error = %e, "gRPC server failed");
+            }
+        })
+    };
+    let scheme = if tls { "https" } else { "http" };
+    tracing::info!(rest = %addr, grpc = %grpc_addr, "muxd listening on {scheme}://{addr} (gRPC {scheme}://{grpc_addr})");
     Ok(Server {
         addr,
         grpc_addr,

@@ -27,24 +27,18 @@ async fn authenticate(
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let principal = match &state.live().auth {
-        None => Principal::Local,
-        Some(verifier) => {
-            let token = request
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(crate::auth::bearer_token);
-            let Some(token) = token else {
-                return denied(Denied::Unauthenticated(
-                    "missing Authorization: Bearer <token>".into(),
-                ));
-            };
-            match verifier.authenticate(token) {
-                Ok(principal) => principal,
-                Err(d) => return denied(d),
-            }
-        }
+    let token = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::auth::bearer_token);
+    let cert = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<crate::tls::Peer>>()
+        .and_then(|c| c.0.cert_name.as_deref());
+    let principal = match crate::auth::principal(&state.live(), token, cert) {
+        Ok(principal) => principal,
+        Err(d) => return denied(d),
     };
     // Handlers outside the admin API see the tenant (`None` with auth off); an operator
     // token names no tenant, so it reaches only the admin API.

@@ -304,7 +304,11 @@ async fn authentication_failures_are_401_and_missing_scopes_403() {
 #[tokio::test]
 async fn auth_off_only_on_loopback() {
     let dir = tempfile::tempdir().unwrap();
-    let text = common::embedded_config(dir.path()).replace("127.0.0.1:0", "0.0.0.0:0");
+    // (Plain TCP off loopback is allowed here, so that the auth rule is what refuses.)
+    let text = format!(
+        "allow_plaintext = true\n{}",
+        common::embedded_config(dir.path()).replace("127.0.0.1:0", "0.0.0.0:0")
+    );
     let err = muxd::build(&ServerConfig::from_toml(&text).unwrap())
         .await
         .unwrap_err();
