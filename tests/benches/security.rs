@@ -9,9 +9,15 @@
 //!   pool) to two in-process muxd on memory backends, one with `[audit] enabled` (the
 //!   events routed to a memory store), one without.
 //!
+//! - `quiet_get_unloaded` / `quiet_get_under_flood`: one tenant's 1 KiB GETs over REST
+//!   (JWT, concurrency 2) to a muxd with `[quotas]`, alone and while another tenant,
+//!   limited to 50 writes per second, floods PUTs from 4 connections (almost all
+//!   answered 429). Alternating rounds; `quota_isolation_p99` is the median loaded p99
+//!   over the median unloaded p99 (issue 17's quota test: goal ≤ 2).
+//!
 //! Alternating rounds, median of 5, concurrency 8. Ratios `encrypted_vs_plain_put`,
-//! `encrypted_vs_plain_get` (encrypted throughput / plain; goal ≥ 0.7 each) and
-//! `audit_on_vs_off` (goal ≥ 0.8).
+//! `encrypted_vs_plain_get` (encrypted throughput / plain; goal ≥ 0.7 each),
+//! `audit_on_vs_off` (goal ≥ 0.8) and `quota_isolation_p99` (goal ≤ 2).
 
 use std::sync::Arc;
 
@@ -121,6 +127,148 @@ fn rest_put(client: reqwest::Client, base: String, value: Bytes) -> MakeOp {
     })
 }
 
+const SECRET: &str = "an-hs256-secret-of-at-least-32-bytes!";
+
+fn token(tenant: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs()
+        + 3600;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &serde_json::json!({"tenant": tenant, "scope": "read write", "aud": "muxd", "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("a token")
+}
+
+/// A muxd with JWT tenants and `[quotas]`: the tenant `flood` may write 50 times a
+/// second, every other tenant 100,000.
+async fn quota_muxd() -> (muxd::Server, muxd::AppState) {
+    let text = format!(
+        r#"
+listen = "127.0.0.1:0"
+grpc_listen = "127.0.0.1:0"
+[auth]
+mode = "jwt"
+algorithm = "HS256"
+secret = "{SECRET}"
+audience = "muxd"
+[quotas]
+reads_per_second = 100000
+writes_per_second = 100000
+[quotas.tenants.flood]
+writes_per_second = 50
+[[backends]]
+name = "main"
+kind = "memory"
+[mux]
+node_id = 1
+[mux.default]
+backends = [{{ backend = "main", role = "primary" }}]
+"#
+    );
+    let config = muxd::ServerConfig::from_toml(&text).expect("a valid bench config");
+    let state = muxd::build(&config).await.expect("muxd builds");
+    let server = muxd::serve(&config, state.clone())
+        .await
+        .expect("muxd serves");
+    (server, state)
+}
+
+/// The quiet tenant's p99 alone and under another tenant's flood, in alternating
+/// rounds; returns the two median rows (by p99) and how many flood requests got 429.
+async fn quota_isolation(value: Bytes) -> (Vec<mux_tests::bench::Row>, u64, u64) {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    const QUIET: usize = 4_000;
+    let (server, state) = quota_muxd().await;
+    let base = format!("http://{}", server.addr);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(16)
+        .build()
+        .expect("a client");
+    let quiet = format!("Bearer {}", token("quiet"));
+    for i in 0..100 {
+        let r = client
+            .put(format!("{base}/v1/kv/bench/{i:05}"))
+            .header("authorization", &quiet)
+            .body(value.clone())
+            .send()
+            .await
+            .expect("a PUT");
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+    let quiet_get = |name: &'static str| {
+        let (client, base, quiet) = (client.clone(), base.clone(), quiet.clone());
+        mux_tests::bench::measure(name, QUIET, 2, move |i| {
+            let request = client
+                .get(format!("{base}/v1/kv/bench/{:05}", i % 100))
+                .header("authorization", &quiet);
+            async move {
+                let r = request.send().await.expect("a GET");
+                assert!(r.status().is_success(), "{}", r.status());
+            }
+        })
+    };
+    let (limited, sent) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (mut alone, mut loaded) = (Vec::new(), Vec::new());
+    for round in 0..=ROUNDS {
+        let flooding = Arc::new(AtomicBool::new(true));
+        let measure_alone = || quiet_get("quiet_get_unloaded");
+        if round % 2 == 0 {
+            alone.push(measure_alone().await);
+        }
+        let flood: Vec<_> = (0..4)
+            .map(|_| {
+                let (client, base, flooding) = (client.clone(), base.clone(), flooding.clone());
+                let (limited, sent, value) = (limited.clone(), sent.clone(), value.clone());
+                let auth = format!("Bearer {}", token("flood"));
+                tokio::spawn(async move {
+                    let mut i = 0u64;
+                    while flooding.load(Ordering::Relaxed) {
+                        i += 1;
+                        let r = client
+                            .put(format!("{base}/v1/kv/flood/{:05}", i % 100))
+                            .header("authorization", &auth)
+                            .body(value.clone())
+                            .send()
+                            .await
+                            .expect("a flood PUT");
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        if r.status() == 429 {
+                            limited.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        // Let the flood reach its pace before measuring.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        loaded.push(quiet_get("quiet_get_under_flood").await);
+        flooding.store(false, Ordering::Relaxed);
+        for task in flood {
+            task.await.expect("a flood task");
+        }
+        if round % 2 == 1 {
+            alone.push(measure_alone().await);
+        }
+    }
+    // Round 0 warmed up the pools.
+    let by_p99 = |mut rows: Vec<mux_tests::bench::Row>| {
+        rows.remove(0);
+        rows.sort_by(|a, b| a.p99_us.total_cmp(&b.p99_us));
+        rows.swap_remove(rows.len() / 2)
+    };
+    let rows = vec![by_p99(alone), by_p99(loaded)];
+    server.shutdown(&state.mux()).await;
+    (
+        rows,
+        limited.load(Ordering::Relaxed),
+        sent.load(Ordering::Relaxed),
+    )
+}
+
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     runtime().block_on(async {
@@ -181,11 +329,19 @@ fn main() {
         .await;
         off.shutdown(&off_state.mux()).await;
         on.shutdown(&on_state.mux()).await;
+        println!("\nquota isolation (p99 medians of {ROUNDS} rounds):");
+        let (quota, limited, sent) = quota_isolation(value.clone()).await;
+        println!("flood: {limited} of {sent} PUTs answered 429");
+        assert!(
+            limited * 2 > sent,
+            "the flooding tenant was not held to its quota ({limited} of {sent} limited)"
+        );
         let ratio = |rows: &[mux_tests::bench::Row]| rows[1].ops_per_sec / rows[0].ops_per_sec;
         let rows: Vec<_> = puts
             .iter()
             .chain(gets.iter())
             .chain(audits.iter())
+            .chain(quota.iter())
             .cloned()
             .collect();
         write_json(
@@ -195,6 +351,7 @@ fn main() {
                 ("encrypted_vs_plain_put", ratio(&puts)),
                 ("encrypted_vs_plain_get", ratio(&gets)),
                 ("audit_on_vs_off", ratio(&audits)),
+                ("quota_isolation_p99", quota[1].p99_us / quota[0].p99_us),
             ],
         );
     });
