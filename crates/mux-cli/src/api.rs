@@ -163,6 +163,77 @@ pub struct Tls {
 }
 
 impl Tls {
+    /// A connector for tonic that speaks TLS (h2) to `authority` (`host:port`):
+    /// the public roots and `ca_file` are trusted, `identity` is presented.
+    pub fn connector(
+        &self,
+        authority: &str,
+    ) -> Result<
+        impl tower::Service<
+            tonic::transport::Uri,
+            Response = hyper_util::rt::TokioIo<
+                tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+            >,
+            Error = std::io::Error,
+            Future = impl Send,
+        > + Clone
+        + Send
+        + 'static,
+        CliError,
+    > {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+        let usage = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+            CliError::Usage(format!("{what} {}: {e}", path.display()))
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = &self.ca_file {
+            for cert in
+                CertificateDer::pem_file_iter(path).map_err(|e| usage("--ca-file", path, &e))?
+            {
+                let cert = cert.map_err(|e| usage("--ca-file", path, &e))?;
+                roots.add(cert).map_err(|e| usage("--ca-file", path, &e))?;
+            }
+        }
+        let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CliError::Failed(format!("TLS settings: {e}")))?
+        .with_root_certificates(roots);
+        let mut config = match &self.identity {
+            None => builder.with_no_client_auth(),
+            Some((cert, key)) => {
+                let chain = CertificateDer::pem_file_iter(cert)
+                    .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                    .map_err(|e| usage("--client-cert", cert, &e))?;
+                let key = PrivateKeyDer::from_pem_file(key)
+                    .map_err(|e| usage("--client-key", key, &e))?;
+                builder
+                    .with_client_auth_cert(chain, key)
+                    .map_err(|e| usage("--client-cert", cert, &e))?
+            }
+        };
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let host = match authority.rsplit_once(':') {
+            Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
+            None => authority,
+        };
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| CliError::Usage(format!("--grpc host \"{host}\": {e}")))?;
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let authority = authority.to_owned();
+        Ok(tower::service_fn(move |_: tonic::transport::Uri| {
+            let (connector, name, authority) = (connector.clone(), name.clone(), authority.clone());
+            async move {
+                let tcp = tokio::net::TcpStream::connect(&authority).await?;
+                let tls = connector.connect(name, tcp).await?;
+                Ok(hyper_util::rt::TokioIo::new(tls))
+            }
+        }))
+    }
+
     fn apply(
         &self,
         mut builder: reqwest::ClientBuilder,
@@ -180,12 +251,12 @@ impl Tls {
             }
         }
         if let Some((cert, key)) = &self.identity {
-            let mut pem = read(cert, "--cert")?;
+            let mut pem = read(cert, "--client-cert")?;
             pem.push(b'\n');
-            pem.extend(read(key, "--key")?);
+            pem.extend(read(key, "--client-key")?);
             let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
                 CliError::Usage(format!(
-                    "--cert {} / --key {}: not a PEM certificate and key: {e}",
+                    "--client-cert {} / --client-key {}: not a PEM certificate and key: {e}",
                     cert.display(),
                     key.display()
                 ))
@@ -535,7 +606,7 @@ pub fn transport_error(what: &str, e: &reqwest::Error) -> CliError {
     if cause.contains("CertificateRequired") || cause.contains("BadCertificate") {
         CliError::Failed(format!(
             "{what}: cannot connect: {cause} (muxd asks for a client certificate its CA \
-             signed: give --cert and --key, or MUX_CERT and MUX_KEY)"
+             signed: give --client-cert and --client-key, or MUX_CLIENT_CERT and MUX_CLIENT_KEY)"
         ))
     } else if cause.contains("invalid peer certificate") {
         CliError::Failed(format!(

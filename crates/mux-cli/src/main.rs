@@ -29,7 +29,7 @@ Environment:
   MUX_URL    the REST endpoint (as --url)
   MUX_GRPC   the gRPC endpoint, for watch (as --grpc)
   MUX_TOKEN  a bearer token (JWT), when the server requires one (as --token)
-  MUX_CA_FILE, MUX_CERT, MUX_KEY
+  MUX_CA_FILE, MUX_CLIENT_CERT, MUX_CLIENT_KEY
              for an https:// muxd: its CA, and a client certificate and key (mTLS)
 
 Examples:
@@ -79,7 +79,7 @@ struct Cli {
     /// PEM CA certificates that sign an https:// muxd's certificate (private CA).
     #[arg(long, env = "MUX_CA_FILE", global = true)]
     ca_file: Option<PathBuf>,
-    /// A client certificate (PEM) for a muxd that asks for one (mTLS); with --key.
+    /// A client certificate (PEM) for a muxd that asks for one (mTLS); with --client-key.
     #[arg(
         long = "cert",
         env = "MUX_CERT",
@@ -88,7 +88,7 @@ struct Cli {
     )]
     client_cert: Option<PathBuf>,
     /// The client certificate's private key (PEM).
-    #[arg(long = "key", env = "MUX_KEY", global = true, requires = "client_cert")]
+    #[arg(long, env = "MUX_CLIENT_KEY", global = true, requires = "client_cert")]
     client_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -471,7 +471,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             prefix,
             resume_from,
         } => {
-            watch::watch(&cli.grpc, cli.token.as_deref(), prefix, resume_from).await?;
+            watch::watch(&cli.grpc, cli.token.as_deref(), &tls, prefix, resume_from).await?;
         }
         Command::Health => {
             let report = api.health().await?;

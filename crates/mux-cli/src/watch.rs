@@ -32,22 +32,35 @@ fn status_error(endpoint: &str, status: &tonic::Status) -> CliError {
 pub async fn watch(
     endpoint: &str,
     token: Option<&str>,
+    tls: &crate::api::Tls,
     prefix: String,
     resume_from: Option<String>,
 ) -> Result<(), CliError> {
-    if endpoint.starts_with("https://") {
-        return Err(CliError::Usage(format!(
-            "--grpc \"{endpoint}\": this mux build speaks gRPC over plain http:// only"
-        )));
-    }
-    let mut client = StoreClient::connect(endpoint.to_owned())
-        .await
-        .map_err(|e| {
-            CliError::Failed(format!(
-                "cannot reach the gRPC endpoint {endpoint}: {} (set --grpc or MUX_GRPC)",
-                chain(&e)
-            ))
-        })?;
+    let unreachable = |e: tonic::transport::Error| {
+        CliError::Failed(format!(
+            "cannot reach the gRPC endpoint {endpoint}: {} (set --grpc or MUX_GRPC{})",
+            chain(&e),
+            if endpoint.starts_with("https://") {
+                "; for TLS, --ca-file and --client-cert/--client-key"
+            } else {
+                ""
+            }
+        ))
+    };
+    let mut client = match endpoint.strip_prefix("https://") {
+        None => StoreClient::connect(endpoint.to_owned())
+            .await
+            .map_err(unreachable)?,
+        Some(rest) => {
+            let authority = rest.split('/').next().unwrap_or(rest).to_owned();
+            let channel = tonic::transport::Endpoint::from_shared(format!("http://{authority}"))
+                .map_err(|e| CliError::Usage(format!("--grpc \"{endpoint}\": {e}")))?
+                .connect_with_connector(tls.connector(&authority)?)
+                .await
+                .map_err(unreachable)?;
+            StoreClient::new(channel)
+        }
+    };
     let mut request = tonic::Request::new(WatchRequest {
         prefix,
         resume_from: resume_from.unwrap_or_default(),
