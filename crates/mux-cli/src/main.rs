@@ -80,12 +80,7 @@ struct Cli {
     #[arg(long, env = "MUX_CA_FILE", global = true)]
     ca_file: Option<PathBuf>,
     /// A client certificate (PEM) for a muxd that asks for one (mTLS); with --client-key.
-    #[arg(
-        long = "cert",
-        env = "MUX_CERT",
-        global = true,
-        requires = "client_key"
-    )]
+    #[arg(long, env = "MUX_CLIENT_CERT", global = true, requires = "client_key")]
     client_cert: Option<PathBuf>,
     /// The client certificate's private key (PEM).
     #[arg(long, env = "MUX_CLIENT_KEY", global = true, requires = "client_cert")]
