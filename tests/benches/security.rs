@@ -11,15 +11,22 @@
 //!
 //! - `quiet_get_unloaded` / `quiet_get_under_flood`: one tenant's 1 KiB GETs over REST
 //!   (JWT, concurrency 2) to a muxd with `[quotas]`, alone and while another tenant,
-//!   limited to 50 writes per second, floods PUTs from 4 connections (almost all
-//!   answered 429). Alternating rounds; `quota_isolation_p99` is the median loaded p99
-//!   over the median unloaded p99 (issue 17's quota test: goal ≤ 2).
+//!   limited to 50 writes per second, sends 2,000 PUTs per second (40× its quota, from
+//!   4 connections; almost all answered 429). The flood is paced: on these 2-core
+//!   machines its client shares the cores with muxd, so an unpaced one measures the
+//!   machine's CPU, not the quota's isolation. Alternating rounds; `quota_isolation_p99`
+//!   is the median loaded p99 over the median unloaded p99 (issue 17's quota test:
+//!   goal ≤ 2).
 //!
 //! Alternating rounds, median of 5, concurrency 8. Ratios `encrypted_vs_plain_put`,
 //! `encrypted_vs_plain_get` (encrypted throughput / plain; goal ≥ 0.7 each),
 //! `audit_on_vs_off` (goal ≥ 0.8) and `quota_isolation_p99` (goal ≤ 2).
 
 use std::sync::Arc;
+
+/// The allocator the muxd binary ships with (its in-process servers here are muxd).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use mux::encrypt::{Envelope, Keyring};
 use mux::{Bytes, Key, MemoryBackend, Mux, Role, RouteConfig};
@@ -213,6 +220,7 @@ async fn quota_isolation(value: Bytes) -> (Vec<mux_tests::bench::Row>, u64, u64)
     };
     let (limited, sent) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let (mut alone, mut loaded) = (Vec::new(), Vec::new());
+    let mut flood_secs = 0.0;
     for round in 0..=ROUNDS {
         let flooding = Arc::new(AtomicBool::new(true));
         let measure_alone = || quiet_get("quiet_get_unloaded");
@@ -226,7 +234,11 @@ async fn quota_isolation(value: Bytes) -> (Vec<mux_tests::bench::Row>, u64, u64)
                 let auth = format!("Bearer {}", token("flood"));
                 tokio::spawn(async move {
                     let mut i = 0u64;
+                    // 500 a second from each of the 4 tasks.
+                    let mut pace = tokio::time::interval(std::time::Duration::from_millis(2));
+                    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     while flooding.load(Ordering::Relaxed) {
+                        pace.tick().await;
                         i += 1;
                         let r = client
                             .put(format!("{base}/v1/kv/flood/{:05}", i % 100))
@@ -244,9 +256,11 @@ async fn quota_isolation(value: Bytes) -> (Vec<mux_tests::bench::Row>, u64, u64)
             })
             .collect();
         // Let the flood reach its pace before measuring.
+        let started = std::time::Instant::now();
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         loaded.push(quiet_get("quiet_get_under_flood").await);
         flooding.store(false, Ordering::Relaxed);
+        flood_secs += started.elapsed().as_secs_f64();
         for task in flood {
             task.await.expect("a flood task");
         }
@@ -262,11 +276,12 @@ async fn quota_isolation(value: Bytes) -> (Vec<mux_tests::bench::Row>, u64, u64)
     };
     let rows = vec![by_p99(alone), by_p99(loaded)];
     server.shutdown(&state.mux()).await;
-    (
-        rows,
-        limited.load(Ordering::Relaxed),
-        sent.load(Ordering::Relaxed),
-    )
+    let sent = sent.load(Ordering::Relaxed);
+    println!(
+        "flood: {:.0} PUTs per second while it ran",
+        sent as f64 / flood_secs
+    );
+    (rows, limited.load(Ordering::Relaxed), sent)
 }
 
 fn main() {

@@ -5,6 +5,12 @@
 //! muxd --config muxd.toml
 //! muxd --config muxd.toml token --tenant acme --scope read --scope write
 //! ```
+/// mimalloc: glibc's malloc spent ~30% of a REST write's CPU in arena locks when
+/// buffers allocated on one worker thread are freed on another (perf, issue 17's
+/// `cargo xtask bench security`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
