@@ -307,28 +307,28 @@ impl Sealer for Envelope {
         stored: &Key,
         record: Record,
     ) -> std::result::Result<Result<Record>, Record> {
-        let ready = match Header::parse(record.value()) {
-            Ok(h) => self.provider.kek_ready(h.key_id, h.wrapped_kek),
-            // Refused or passed through below, without a key.
-            Err(_) => return Ok(self.open_with(None, stored, record)),
+        let opened = match Header::parse(record.value()) {
+            Ok(h) => match self.provider.kek_ready(h.key_id, h.wrapped_kek) {
+                Some(kek) => open_parsed(kek, &h, stored, &record),
+                None => return Err(record),
+            },
+            Err(why) => return Ok(self.unsealed(stored, record, why)),
         };
-        match ready {
-            Some(kek) => Ok(self.open_with(Some(kek), stored, record)),
-            None => Err(record),
-        }
+        Ok(opened.map(|v| record.with_value(v)))
     }
 
     async fn open(&self, stored: &Key, record: Record) -> Result<Record> {
-        let kek = match Header::parse(record.value()) {
-            Ok(h) => Some(
-                self.provider
-                    .kek(h.key_id, h.wrapped_kek)
-                    .await
-                    .map_err(|e| e.context(format!("record {stored}: its key encryption key")))?,
-            ),
-            Err(_) => None,
+        let header = match Header::parse(record.value()) {
+            Ok(h) => h,
+            Err(why) => return self.unsealed(stored, record, why),
         };
-        self.open_with(kek.as_deref(), stored, record)
+        let kek = self
+            .provider
+            .kek(header.key_id, header.wrapped_kek)
+            .await
+            .map_err(|e| e.context(format!("record {stored}: its key encryption key")))?;
+        let value = open_parsed(&kek, &header, stored, &record)?;
+        Ok(record.with_value(value))
     }
 }
 
@@ -348,51 +348,54 @@ impl Envelope {
         Ok(record.with_value(sealed))
     }
 
-    /// Opens `record` with `kek` (`None` when the header does not parse: the record is
-    /// then refused, or passed through while migrating).
-    fn open_with(&self, kek: Option<&Kek>, stored: &Key, record: Record) -> Result<Record> {
-        let value = record.value();
-        let header = match Header::parse(value) {
-            Ok(h) => h,
-            Err(_) if self.accept_plaintext && !value.starts_with(MAGIC) => return Ok(record),
-            Err(why) => return Err(corrupt(stored, format_args!("cannot be read: {why}"))),
-        };
-        let kek = kek.expect("a parsed header has its key looked up");
-        let aad = AadBuf::new(stored, record.version(), record.is_tombstone());
-        let mut dek = header.wrapped_dek;
-        let opened = kek.cipher().open_in_place(
-            Nonce::assume_unique_for_key(header.dek_nonce),
-            aad.aad(),
-            &mut dek,
-        );
-        if opened.is_err() {
-            return Err(corrupt(
-                stored,
-                format_args!(
-                    "does not open with key \"{}\" (altered, or moved from another key or version)",
-                    header.key_id
-                ),
-            ));
+    /// A value without a readable envelope: refused as `Corrupt`, or passed through
+    /// while migrating a route that held plain values.
+    fn unsealed(&self, stored: &Key, record: Record, why: &str) -> Result<Record> {
+        if self.accept_plaintext && !record.value().starts_with(MAGIC) {
+            return Ok(record);
         }
-        let mut plain = value[header.body..].to_vec();
-        let dek_cipher = cipher(&dek[..DEK_LEN]);
-        dek.zeroize();
-        let len = dek_cipher
-            .open_in_place(
-                Nonce::assume_unique_for_key(header.nonce),
-                aad.aad(),
-                &mut plain,
-            )
-            .map_err(|_| {
-                corrupt(
-                    stored,
-                    "does not decrypt (altered, or moved from another key or version)",
-                )
-            })?
-            .len();
-        plain.truncate(len);
-        Ok(record.with_value(plain))
+        Err(corrupt(stored, format_args!("cannot be read: {why}")))
     }
+}
+
+/// The plain value of `record` (read under `stored`), whose parsed `header` names
+/// `kek`.
+fn open_parsed(kek: &Kek, header: &Header<'_>, stored: &Key, record: &Record) -> Result<Vec<u8>> {
+    let value = record.value();
+    let aad = AadBuf::new(stored, record.version(), record.is_tombstone());
+    let mut dek = header.wrapped_dek;
+    let opened = kek.cipher().open_in_place(
+        Nonce::assume_unique_for_key(header.dek_nonce),
+        aad.aad(),
+        &mut dek,
+    );
+    if opened.is_err() {
+        return Err(corrupt(
+            stored,
+            format_args!(
+                "does not open with key \"{}\" (altered, or moved from another key or version)",
+                header.key_id
+            ),
+        ));
+    }
+    let mut plain = value[header.body..].to_vec();
+    let dek_cipher = cipher(&dek[..DEK_LEN]);
+    dek.zeroize();
+    let len = dek_cipher
+        .open_in_place(
+            Nonce::assume_unique_for_key(header.nonce),
+            aad.aad(),
+            &mut plain,
+        )
+        .map_err(|_| {
+            corrupt(
+                stored,
+                "does not decrypt (altered, or moved from another key or version)",
+            )
+        })?
+        .len();
+    plain.truncate(len);
+    Ok(plain)
 }
 
 #[cfg(test)]
