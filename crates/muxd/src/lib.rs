@@ -107,9 +107,20 @@ pub enum Event {
 /// The stores opened so far, by the spec that opened them.
 type OpenBackends = Vec<(BackendSpec, Arc<dyn mux::Backend>)>;
 
-/// What the handlers share.
+/// What the handlers share: one `Arc`, so the clone every request makes (axum's
+/// `State`, the middleware) is one reference count, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The fields of [`AppState`].
+pub struct Shared {
     live: Arc<RwLock<Arc<Live>>>,
     /// Open backends by spec, reused across reloads (a store is opened once).
     backends: Arc<tokio::sync::Mutex<OpenBackends>>,
@@ -130,6 +141,14 @@ pub struct AppState {
     pub(crate) audit: Arc<audit::Audit>,
     /// Per-tenant quotas and usage (`[quotas]`).
     pub(crate) quotas: Arc<quota::Quotas>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -386,7 +405,7 @@ pub async fn build(config: &ServerConfig) -> Result<AppState> {
                 .clone()
         }),
     );
-    Ok(AppState {
+    Ok(AppState(Arc::new(Shared {
         live,
         audit: Arc::new(audit),
         quotas: Arc::new(quota::Quotas::new(config.quotas.clone())),
@@ -398,7 +417,7 @@ pub async fn build(config: &ServerConfig) -> Result<AppState> {
         feed,
         jobs: Arc::default(),
         anti_entropy: Arc::default(),
-    })
+    })))
 }
 
 /// A running server.
