@@ -85,6 +85,16 @@ fn get(mux: Mux, keys: Arc<Vec<Key>>) -> MakeOp {
     })
 }
 
+/// An in-process muxd on the configuration `text`.
+async fn serve(text: &str) -> (muxd::Server, muxd::AppState) {
+    let config = muxd::ServerConfig::from_toml(text).expect("a valid bench config");
+    let state = muxd::build(&config).await.expect("muxd builds");
+    let server = muxd::serve(&config, state.clone())
+        .await
+        .expect("muxd serves");
+    (server, state)
+}
+
 /// A muxd on memory backends, with or without the audit trail.
 async fn muxd(audit: bool) -> (muxd::Server, muxd::AppState) {
     let text = format!(
@@ -110,12 +120,7 @@ backends = [{{ backend = "trail", role = "primary" }}]
 backends = [{{ backend = "main", role = "primary" }}]
 "#
     );
-    let config = muxd::ServerConfig::from_toml(&text).expect("a valid bench config");
-    let state = muxd::build(&config).await.expect("muxd builds");
-    let server = muxd::serve(&config, state.clone())
-        .await
-        .expect("muxd serves");
-    (server, state)
+    serve(&text).await
 }
 
 fn rest_put(client: reqwest::Client, base: String, value: Bytes) -> MakeOp {
@@ -176,12 +181,7 @@ node_id = 1
 backends = [{{ backend = "main", role = "primary" }}]
 "#
     );
-    let config = muxd::ServerConfig::from_toml(&text).expect("a valid bench config");
-    let state = muxd::build(&config).await.expect("muxd builds");
-    let server = muxd::serve(&config, state.clone())
-        .await
-        .expect("muxd serves");
-    (server, state)
+    serve(&text).await
 }
 
 /// The quiet tenant's p99 alone and under another tenant's flood, in alternating

@@ -365,6 +365,15 @@ pub fn python() -> String {
     })
 }
 
+/// A TCP port free on 127.0.0.1 now (the OS's pick; a server started on it may still
+/// lose it to another process, so callers retry on another).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
+
 /// Azurite's blob server (`MUX_AZURITE_BIN`, or where `cargo xtask services up
 /// --install` puts it), for tests that start one of their own.
 pub fn azurite_bin() -> String {

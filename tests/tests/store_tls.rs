@@ -29,20 +29,12 @@ impl Drop for Spawned {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `command(port)` on a free port and waits (up to 20 s) until it accepts;
 /// another port is tried if the server exits (the port was taken meanwhile). Panics,
 /// naming `what` and the fix, when it cannot.
 fn start(what: &str, command: impl Fn(u16) -> Command) -> Spawned {
     for _ in 0..5 {
-        let port = free_port();
+        let port = mux_tests::free_port();
         let mut child = command(port)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -138,6 +138,18 @@ pub enum Scope {
     Admin,
 }
 
+impl Scope {
+    /// The scope named `read`, `write` or `admin`.
+    pub fn from_name(name: &str) -> Option<Scope> {
+        match name {
+            "read" => Some(Scope::Read),
+            "write" => Some(Scope::Write),
+            "admin" => Some(Scope::Admin),
+            _ => None,
+        }
+    }
+}
+
 /// A tenant token's holder: the tenant and the granted scopes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Identity {
@@ -459,15 +471,7 @@ impl Verifier {
         if let Some(list) = claims.get("scopes").and_then(|v| v.as_array()) {
             names.extend(list.iter().filter_map(|v| v.as_str().map(str::to_owned)));
         }
-        let scopes = names
-            .iter()
-            .filter_map(|n| match n.as_str() {
-                "read" => Some(Scope::Read),
-                "write" => Some(Scope::Write),
-                "admin" => Some(Scope::Admin),
-                _ => None,
-            })
-            .collect();
+        let scopes = names.iter().filter_map(|n| Scope::from_name(n)).collect();
         Ok(Identity { tenant, scopes })
     }
 }

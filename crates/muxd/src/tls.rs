@@ -136,16 +136,9 @@ fn principal_of(id: &CertIdentity) -> Result<Principal> {
             let tenant = Tenant::new(tenant)?;
             let mut scopes = std::collections::BTreeSet::new();
             for s in &id.scopes {
-                scopes.insert(match s.as_str() {
-                    "read" => Scope::Read,
-                    "write" => Scope::Write,
-                    "admin" => Scope::Admin,
-                    other => {
-                        return Err(Error::invalid_input(format!(
-                            "unknown scope \"{other}\": use read, write or admin"
-                        )));
-                    }
-                });
+                scopes.insert(Scope::from_name(s).ok_or_else(|| {
+                    Error::invalid_input(format!("unknown scope \"{s}\": use read, write or admin"))
+                })?);
             }
             Ok(Principal::Tenant(Identity { tenant, scopes }))
         }

@@ -55,14 +55,6 @@ impl Drop for RedisServer {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn config(port: u16) -> String {
     format!(
         r#"
@@ -115,7 +107,7 @@ async fn until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) -> D
 async fn redis_restarted_without_persistence_is_flagged_left_out_and_backfilled() {
     const KEYS: usize = 3000;
     const UPDATED: usize = 200;
-    let port = free_port();
+    let port = mux_tests::free_port();
     let mut redis = RedisServer::start(port);
     let config = ServerConfig::from_toml(&config(port)).unwrap();
     let state = muxd::build(&config).await.unwrap();
