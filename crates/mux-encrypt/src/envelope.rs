@@ -31,7 +31,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use mux_core::seal::Sealer;
 use mux_core::{Error, ErrorKind, Key, Record, Result, Version};
 use rand::RngCore;
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, Tag, UnboundKey};
 use zeroize::Zeroize;
 
 use crate::provider::{Kek, KeyProvider};
@@ -70,6 +70,37 @@ pub struct Envelope {
     name: String,
     provider: Arc<dyn KeyProvider>,
     accept_plaintext: bool,
+    data_keys: DataKeys,
+}
+
+/// How many opened data keys an envelope keeps by default (see
+/// [`Envelope::data_key_cache`]).
+pub const DATA_KEY_CACHE: usize = 4096;
+
+/// The data keys of recently opened values, unwrapped and ready to decrypt, by the
+/// exact header bytes they were read from. Unwrapping a data key and expanding it
+/// (an AES-GCM open under the key encryption key, an AES key schedule, GHASH tables)
+/// is most of the cost of a read that is not the decryption itself.
+///
+/// A hit skips only the unwrap: the value is still decrypted and authenticated with
+/// the record's key, version and tombstone flag as associated data, so a value moved
+/// to another key or version still fails; any changed header byte misses; and the key
+/// encryption key must still be available from the provider.
+struct DataKeys(Option<quick_cache::sync::Cache<Box<[u8]>, Arc<LessSafeKey>>>);
+
+impl std::fmt::Debug for DataKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(c) => write!(f, "DataKeys({} of {})", c.len(), c.capacity()),
+            None => f.write_str("DataKeys(off)"),
+        }
+    }
+}
+
+impl DataKeys {
+    fn new(capacity: usize) -> DataKeys {
+        DataKeys((capacity > 0).then(|| quick_cache::sync::Cache::new(capacity)))
+    }
 }
 
 impl Envelope {
@@ -79,7 +110,17 @@ impl Envelope {
             name: name.into(),
             provider,
             accept_plaintext: false,
+            data_keys: DataKeys::new(DATA_KEY_CACHE),
         }
+    }
+
+    /// Keeps the unwrapped data keys of up to `entries` recently read values in
+    /// memory ([`DATA_KEY_CACHE`] by default; 0 turns it off), so reading them again
+    /// skips unwrapping their data key. A cached key costs about 700 bytes. It holds
+    /// nothing the key encryption key, which is in memory too, does not already give.
+    pub fn data_key_cache(mut self, entries: usize) -> Envelope {
+        self.data_keys = DataKeys::new(entries);
+        self
     }
 
     /// Opens values that were never sealed as they are, instead of refusing them as
@@ -315,7 +356,7 @@ impl Sealer for Envelope {
     ) -> std::result::Result<Result<Record>, Record> {
         let opened = match Header::parse(record.value()) {
             Ok(h) => match self.provider.kek_ready(h.key_id, h.wrapped_kek) {
-                Some(kek) => open_parsed(kek, &h, stored, &record),
+                Some(kek) => self.open_parsed(kek, &h, stored, &record),
                 None => return Err(record),
             },
             Err(why) => return Ok(self.unsealed(stored, record, why)),
@@ -333,7 +374,7 @@ impl Sealer for Envelope {
             .kek(header.key_id, header.wrapped_kek)
             .await
             .map_err(|e| e.context(format!("record {stored}: its key encryption key")))?;
-        let value = open_parsed(&kek, &header, stored, &record)?;
+        let value = self.open_parsed(&kek, &header, stored, &record)?;
         Ok(record.with_value(value))
     }
 }
@@ -364,11 +405,54 @@ impl Envelope {
     }
 }
 
-/// The plain value of `record` (read under `stored`), whose parsed `header` names
-/// `kek`.
-fn open_parsed(kek: &Kek, header: &Header<'_>, stored: &Key, record: &Record) -> Result<Vec<u8>> {
-    let value = record.value();
-    let aad = AadBuf::new(stored, record.version(), record.is_tombstone());
+impl Envelope {
+    /// The plain value of `record` (read under `stored`), whose parsed `header` names
+    /// `kek`.
+    fn open_parsed(
+        &self,
+        kek: &Kek,
+        header: &Header<'_>,
+        stored: &Key,
+        record: &Record,
+    ) -> Result<Vec<u8>> {
+        let value = record.value();
+        let aad = AadBuf::new(stored, record.version(), record.is_tombstone());
+        let head = &value[..header.body];
+        let cached = self.data_keys.0.as_ref().and_then(|c| c.get(head));
+        let dek = match cached {
+            Some(dek) => dek,
+            None => {
+                let dek = Arc::new(unwrap_dek(kek, header, &aad, stored)?);
+                if let Some(cache) = &self.data_keys.0 {
+                    cache.insert(head.into(), dek.clone());
+                }
+                dek
+            }
+        };
+        // The plain value is exactly as long as the ciphertext: decrypted in a buffer of
+        // that size, it becomes the record's `Bytes` without another allocation.
+        let (ciphertext, tag) = value[header.body..].split_at(value.len() - header.body - TAG_LEN);
+        let tag = Tag::try_from(tag).expect("split at its length");
+        let mut plain = ciphertext.to_vec();
+        dek.open_in_place_separate_tag(
+            Nonce::assume_unique_for_key(header.nonce),
+            aad.aad(),
+            tag,
+            &mut plain,
+            0..,
+        )
+        .map_err(|_| {
+            corrupt(
+                stored,
+                "does not decrypt (altered, or moved from another key or version)",
+            )
+        })?;
+        Ok(plain)
+    }
+}
+
+/// The data key of a sealed value, unwrapped with `kek` and ready to decrypt.
+fn unwrap_dek(kek: &Kek, header: &Header<'_>, aad: &AadBuf, stored: &Key) -> Result<LessSafeKey> {
     let mut dek = header.wrapped_dek;
     let opened = kek.cipher().open_in_place(
         Nonce::assume_unique_for_key(header.dek_nonce),
@@ -376,6 +460,7 @@ fn open_parsed(kek: &Kek, header: &Header<'_>, stored: &Key, record: &Record) ->
         &mut dek,
     );
     if opened.is_err() {
+        dek.zeroize();
         return Err(corrupt(
             stored,
             format_args!(
@@ -384,24 +469,9 @@ fn open_parsed(kek: &Kek, header: &Header<'_>, stored: &Key, record: &Record) ->
             ),
         ));
     }
-    let mut plain = value[header.body..].to_vec();
-    let dek_cipher = cipher(&dek[..DEK_LEN]);
+    let cipher = cipher(&dek[..DEK_LEN]);
     dek.zeroize();
-    let len = dek_cipher
-        .open_in_place(
-            Nonce::assume_unique_for_key(header.nonce),
-            aad.aad(),
-            &mut plain,
-        )
-        .map_err(|_| {
-            corrupt(
-                stored,
-                "does not decrypt (altered, or moved from another key or version)",
-            )
-        })?
-        .len();
-    plain.truncate(len);
-    Ok(plain)
+    Ok(cipher)
 }
 
 #[cfg(test)]

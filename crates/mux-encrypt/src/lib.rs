@@ -29,7 +29,7 @@ mod layer;
 mod provider;
 pub mod spec;
 
-pub use envelope::Envelope;
+pub use envelope::{DATA_KEY_CACHE, Envelope};
 pub use keyring::Keyring;
 #[cfg(feature = "kms")]
 pub use kms::KmsProvider;

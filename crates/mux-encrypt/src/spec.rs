@@ -60,6 +60,10 @@ pub struct KeysSpec {
     /// that held plain values; see [`Envelope::accept_plaintext`]).
     #[serde(default)]
     pub accept_plaintext: bool,
+    /// How many unwrapped data keys of recently read values to keep (4096; 0 turns
+    /// it off; see [`Envelope::data_key_cache`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_key_cache: Option<usize>,
 }
 
 impl std::fmt::Debug for KeysSpec {
@@ -74,6 +78,7 @@ impl std::fmt::Debug for KeysSpec {
             .field("ca_file", &self.ca_file)
             .field("access_key_id", &self.access_key_id)
             .field("accept_plaintext", &self.accept_plaintext)
+            .field("data_key_cache", &self.data_key_cache)
             .finish_non_exhaustive()
     }
 }
@@ -160,7 +165,12 @@ impl KeysSpec {
             _ => unreachable!("problems() names every other kind"),
         };
         Ok(Arc::new(
-            Envelope::new(&self.name, provider).accept_plaintext(self.accept_plaintext),
+            Envelope::new(&self.name, provider)
+                .accept_plaintext(self.accept_plaintext)
+                .data_key_cache(
+                    self.data_key_cache
+                        .unwrap_or(crate::envelope::DATA_KEY_CACHE),
+                ),
         ))
     }
 

@@ -46,9 +46,22 @@ async fn a_sealed_value_opens_to_the_record_and_hides_the_plaintext() {
 
 #[tokio::test]
 async fn a_value_moved_to_another_key_or_version_or_altered_is_corrupt() {
-    let env = Envelope::new("k", ring("new"));
+    // With the data key cache off, and on with both values opened once before, so the
+    // checks below meet their data keys cached.
+    for warm in [false, true] {
+        let env = Envelope::new("k", ring("new")).data_key_cache(if warm { 16 } else { 0 });
+        moved_or_altered_is_corrupt(&env, warm).await;
+    }
+}
+
+async fn moved_or_altered_is_corrupt(env: &Envelope, warm: bool) {
     let a = env.seal(record("a", "value of a", 5)).await.unwrap();
     let b = env.seal(record("b", "value of b", 5)).await.unwrap();
+    if warm {
+        env.open(&key("a"), a.clone()).await.unwrap();
+        env.open(&key("b"), b.clone()).await.unwrap();
+        assert_eq!(env.data_keys.0.as_ref().unwrap().len(), 2);
+    }
     // Swap the two ciphertexts between the keys.
     let a_under_b = b.clone().with_value(a.value().clone());
     let e = env.open(&key("b"), a_under_b).await.unwrap_err();
@@ -138,4 +151,24 @@ async fn an_empty_value_seals_and_opens() {
     let r = record("a", "", 1);
     let sealed = env.seal(r.clone()).await.unwrap();
     assert_eq!(env.open(&key("a"), sealed).await.unwrap(), r);
+}
+
+#[tokio::test]
+async fn a_cached_data_key_opens_the_same_value_and_needs_its_key_encryption_key() {
+    let env = Envelope::new("k", ring("old"));
+    let r = record("a/b", "cached", 3);
+    let sealed = env.seal(r.clone()).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(env.open(&key("a/b"), sealed.clone()).await.unwrap(), r);
+    }
+    assert_eq!(env.data_keys.0.as_ref().unwrap().len(), 1);
+    // The same cache, but a provider that no longer has the key: refused, not served
+    // from the cache.
+    let without_old = Arc::new(Keyring::from_keys("new", [("new".to_owned(), [2u8; 32])]).unwrap());
+    let moved = Envelope {
+        provider: without_old,
+        ..env
+    };
+    let e = moved.open(&key("a/b"), sealed).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
 }
