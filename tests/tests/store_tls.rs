@@ -4,7 +4,8 @@
 //!   nothing is written;
 //! - the HTTP stores (S3, DynamoDB and SSM through moto, Azure Blob through Azurite,
 //!   InfluxDB): each behind a TLS front with a certificate of that CA; with `ca_file`
-//!   a record goes in and comes back, without it the store is refused.
+//!   a record goes in and comes back, without it the store is refused;
+//! - ScyllaDB: the driver's TLS handshake with a front standing in for a node.
 //!
 //! PostgreSQL and MySQL TLS are tested in their own crates.
 
@@ -244,4 +245,75 @@ async fn http_stores_trust_a_configured_ca_and_refuse_an_unknown_one() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// ScyllaDB over TLS. No CQL server can run here (see mux-scylla's README), so a TLS
+/// front with a certificate of the test's CA stands in for a node, forwarding to a
+/// listener that counts what reaches it: with the CA as `ca_file` the handshake
+/// completes and the connection reaches it (where CQL then fails); with another CA or
+/// the system's trusted certificates the driver refuses the certificate and nothing
+/// gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_verifies_the_node_certificate_against_its_ca_file() {
+    use mux::scylla::{ScyllaBackend, ScyllaConfig, TlsMode};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "cql-ca");
+    let other = Ca::new(dir.path(), "other-ca");
+    let identity = ca.sign("cql", "cql.test", true);
+    let behind = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let behind_addr = behind.local_addr().unwrap().to_string();
+    let reached = Arc::new(AtomicUsize::new(0));
+    let counter = tokio::spawn({
+        let reached = reached.clone();
+        async move {
+            while let Ok((conn, _)) = behind.accept().await {
+                reached.fetch_add(1, Ordering::SeqCst);
+                drop(conn);
+            }
+        }
+    });
+    let front = TlsFront::start(&identity, &behind_addr).await.unwrap();
+    let node = format!("127.0.0.1:{}", front.addr().port());
+    let connect = |ca_file: Option<std::path::PathBuf>| {
+        let mut config = ScyllaConfig::new([node.clone()]).with_tls(TlsMode::Require { ca_file });
+        config.connect_timeout_ms = 3_000;
+        async move {
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                ScyllaBackend::connect("cql", config),
+            )
+            .await
+            .expect("the driver gave up within 60 s")
+        }
+    };
+
+    for (what, ca_file) in [
+        ("another CA", Some(other.path.clone())),
+        ("the system's trusted certificates", None),
+    ] {
+        let e = connect(ca_file).await.unwrap_err().to_string();
+        println!("{what}: {e}");
+        assert!(untrusted(&e), "{what}: {e}");
+        assert_eq!(
+            reached.load(Ordering::SeqCst),
+            0,
+            "{what}: a connection got past the TLS front"
+        );
+    }
+    let e = connect(Some(ca.path.clone()))
+        .await
+        .unwrap_err()
+        .to_string();
+    println!("its CA: {e}");
+    assert!(
+        reached.load(Ordering::SeqCst) > 0,
+        "with its CA the handshake should complete and reach the node: {e}"
+    );
+    assert!(
+        !untrusted(&e),
+        "with its CA the certificate was refused: {e}"
+    );
+    counter.abort();
 }

@@ -430,6 +430,15 @@ fn tools_up(install: bool) -> Result<(), String> {
     if which("webdis").is_none() && install {
         apt_install(&["webdis"])?;
     }
+    // The ScyllaDB driver's TLS links the system OpenSSL (openssl-sys finds it with
+    // pkg-config), so building the workspace needs its headers.
+    let have_openssl = Command::new("pkg-config")
+        .args(["--exists", "openssl"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_openssl && install {
+        apt_install(&["libssl-dev", "pkg-config"])?;
+    }
     // Headless Chromium drives the status page's browser test (crates/muxd/tests/ui.rs).
     if which("chromium").is_none() && install {
         apt_install(&["chromium"])?;

@@ -25,6 +25,7 @@ use crate::schema::check_identifier;
 /// local_datacenter = "eu-west"
 /// create_schema = true
 /// replication = { eu-west = 3 }
+/// tls = { mode = "require", ca_file = "/etc/ssl/certs/scylla-ca.pem" }
 /// ```
 ///
 /// `Debug` shows the user name but never the password.
@@ -86,6 +87,30 @@ pub struct ScyllaConfig {
     /// listing opens).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// TLS to every node (OpenSSL; off by default).
+    #[serde(default)]
+    pub tls: TlsMode,
+}
+
+/// TLS for the connections to the cluster (OpenSSL, through the driver).
+///
+/// In TOML: `tls = { mode = "disable" }` (the default) or
+/// `tls = { mode = "require", ca_file = "/etc/ssl/certs/scylla-ca.pem" }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TlsMode {
+    /// Plain TCP.
+    #[default]
+    Disable,
+    /// TLS required; each node's certificate chain is verified against `ca_file` (PEM),
+    /// or the system's trusted certificates when `None`. Node names are not checked
+    /// against the certificate: the driver reaches nodes by the addresses the cluster
+    /// reports, as Cassandra drivers do.
+    Require {
+        /// PEM file of the certificate authorities to trust.
+        #[serde(default)]
+        ca_file: Option<std::path::PathBuf>,
+    },
 }
 
 fn default_keyspace() -> String {
@@ -201,7 +226,14 @@ impl ScyllaConfig {
             request_timeout_ms: default_request_timeout_ms(),
             connect_timeout_ms: default_connect_timeout_ms(),
             concurrency: default_concurrency(),
+            tls: TlsMode::Disable,
         }
+    }
+
+    /// Sets TLS to the nodes.
+    pub fn with_tls(mut self, tls: TlsMode) -> ScyllaConfig {
+        self.tls = tls;
+        self
     }
 
     /// Sets the keyspace.
@@ -354,6 +386,7 @@ impl fmt::Debug for ScyllaConfig {
             .field("request_timeout_ms", &self.request_timeout_ms)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("concurrency", &self.concurrency)
+            .field("tls", &self.tls)
             .finish()
     }
 }

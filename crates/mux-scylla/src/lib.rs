@@ -42,11 +42,12 @@ mod layout;
 mod listing;
 mod schema;
 mod session;
+mod tls;
 
 use std::sync::Arc;
 
 pub use backend::ScyllaBackend;
-pub use config::{ConsistencyLevel, ScyllaConfig, SerialLevel};
+pub use config::{ConsistencyLevel, ScyllaConfig, SerialLevel, TlsMode};
 pub use layout::{INDEX_PARTITION, MAX_PARTITION_DEPTH, partition_of};
 pub use schema::{SCHEMA_VERSION, check_identifier, create_keyspace, create_table};
 

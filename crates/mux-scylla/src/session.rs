@@ -75,6 +75,9 @@ pub(crate) async fn connect(config: &ScyllaConfig) -> Result<ScyllaCql> {
     if let (Some(user), Some(password)) = (&config.username, &config.password) {
         builder = builder.user(user.clone(), password.clone());
     }
+    if let Some(context) = crate::tls::context(&config.tls)? {
+        builder = builder.tls_context(Some(context));
+    }
     let session = builder.build().await.map_err(|e| {
         map_new_session(e).context(format!("cannot connect to {}", config.nodes.join(", ")))
     })?;
