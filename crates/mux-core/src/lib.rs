@@ -48,6 +48,7 @@ pub mod seal;
 mod tenant;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod tls;
 mod version;
 
 pub use backend::{
@@ -71,6 +72,7 @@ pub use record::{
 };
 pub use resilience::{DeadLetter, IntentLog, IntentLogStats, MemoryIntentLog, PendingIntent};
 pub use tenant::{TENANTS_ROOT, Tenant};
+pub use tls::TlsMode;
 pub use version::{Clock, Version};
 
 /// Re-exported so that implementors of [`Backend`] use the same macro version.

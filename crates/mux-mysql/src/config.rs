@@ -1,5 +1,6 @@
 //! [`MysqlConfig`]: how to reach MariaDB or MySQL and where to keep records.
 
+pub use mux_core::TlsMode;
 use std::fmt;
 
 use serde::Deserialize;
@@ -34,7 +35,10 @@ pub struct MysqlConfig {
     /// The most connections in the pool.
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
-    /// Whether to use TLS (rustls on ring).
+    /// Whether to use TLS (rustls on ring). `disable` may use the server's Unix socket
+    /// when mysql_async's `prefer_socket` finds one on a loopback address; `require`
+    /// stays on TCP, refuses a server without TLS, and verifies its certificate against
+    /// `ca_file` or the Mozilla root certificates (it must name the host connected to).
     #[serde(default)]
     pub tls: TlsMode,
 }
@@ -45,28 +49,6 @@ fn default_table() -> String {
 
 fn default_pool_size() -> usize {
     16
-}
-
-/// TLS for the connections (rustls, ring).
-///
-/// In TOML: `tls = { mode = "disable" }` (the default) or
-/// `tls = { mode = "require", ca_file = "/etc/ssl/certs/db-ca.pem" }`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
-pub enum TlsMode {
-    /// Plain TCP (or the server's Unix socket when mysql_async's `prefer_socket` finds
-    /// one on a loopback address).
-    #[default]
-    Disable,
-    /// TLS required (a server without TLS is refused); the server certificate is
-    /// verified against `ca_file` (PEM), or the Mozilla root certificates when `None`,
-    /// and must name the host connected to. Connections stay on TCP: a Unix socket
-    /// would not be encrypted.
-    Require {
-        /// PEM file of the certificate authorities to trust.
-        #[serde(default)]
-        ca_file: Option<std::path::PathBuf>,
-    },
 }
 
 impl MysqlConfig {

@@ -1,6 +1,7 @@
 //! [`PostgresConfig`]: how to reach PostgreSQL and where to keep records;
 //! [`PostgresFeedConfig`]: the same for a change feed.
 
+pub use mux_core::TlsMode;
 use std::fmt;
 use std::time::Duration;
 
@@ -43,7 +44,9 @@ pub struct PostgresConfig {
     /// batches (fewer round trips and commits) under load.
     #[serde(default = "default_batch_concurrency")]
     pub batch_concurrency: usize,
-    /// Whether to use TLS (rustls).
+    /// Whether to use TLS (rustls on ring). With `require`, the server's certificate is
+    /// verified against `ca_file` or the Mozilla root certificates, and must name the
+    /// host connected to.
     #[serde(default)]
     pub tls: TlsMode,
 }
@@ -62,25 +65,6 @@ fn default_max_batch() -> usize {
 
 fn default_batch_concurrency() -> usize {
     1
-}
-
-/// TLS for the connections to PostgreSQL (rustls, ring).
-///
-/// In TOML: `tls = { mode = "disable" }` (the default) or
-/// `tls = { mode = "require", ca_file = "/etc/ssl/certs/db-ca.pem" }`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
-pub enum TlsMode {
-    /// Plain TCP.
-    #[default]
-    Disable,
-    /// TLS required; the server certificate is verified against `ca_file` (PEM), or the
-    /// Mozilla root certificates when `None`, and must name the host connected to.
-    Require {
-        /// PEM file of the certificate authorities to trust.
-        #[serde(default)]
-        ca_file: Option<std::path::PathBuf>,
-    },
 }
 
 impl PostgresConfig {

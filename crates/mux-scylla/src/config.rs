@@ -1,5 +1,6 @@
 //! [`ScyllaConfig`]: which cluster to reach, how to talk to it, and where to keep records.
 
+pub use mux_core::TlsMode;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -87,30 +88,12 @@ pub struct ScyllaConfig {
     /// listing opens).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// TLS to every node (OpenSSL; off by default).
+    /// TLS to every node (OpenSSL, through the driver; off by default). With `require`,
+    /// each node's certificate chain is verified against `ca_file` or the system's
+    /// trusted certificates. Node names are not matched: the driver reaches nodes at the
+    /// addresses the cluster reports, as Cassandra drivers do.
     #[serde(default)]
     pub tls: TlsMode,
-}
-
-/// TLS for the connections to the cluster (OpenSSL, through the driver).
-///
-/// In TOML: `tls = { mode = "disable" }` (the default) or
-/// `tls = { mode = "require", ca_file = "/etc/ssl/certs/scylla-ca.pem" }`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
-pub enum TlsMode {
-    /// Plain TCP.
-    #[default]
-    Disable,
-    /// TLS required; each node's certificate chain is verified against `ca_file` (PEM),
-    /// or the system's trusted certificates when `None`. Node names are not checked
-    /// against the certificate: the driver reaches nodes by the addresses the cluster
-    /// reports, as Cassandra drivers do.
-    Require {
-        /// PEM file of the certificate authorities to trust.
-        #[serde(default)]
-        ca_file: Option<std::path::PathBuf>,
-    },
 }
 
 fn default_keyspace() -> String {

@@ -130,7 +130,7 @@ impl AuditEvent {
             h.update((part.len() as u64).to_be_bytes());
             h.update(part.as_bytes());
         }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        hex::encode(h.finalize())
     }
 }
 
@@ -357,6 +357,10 @@ async fn writer(
         content_type: Some("application/json".into()),
         ..WriteOptions::default()
     };
+    let (events_total, sink_errors) = (
+        metrics::counter!("muxd_audit_events_total"),
+        metrics::counter!("muxd_audit_sink_errors_total"),
+    );
     while let Some(p) = rx.recv().await {
         let mut event = AuditEvent {
             seq: head.seq + 1,
@@ -392,13 +396,13 @@ async fn writer(
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, seq = event.seq, "the audit sink refused an event; retrying");
-                    metrics::counter!("muxd_audit_sink_errors_total").increment(1);
+                    sink_errors.increment(1);
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
             }
         }
-        metrics::counter!("muxd_audit_events_total").increment(1);
+        events_total.increment(1);
         head = Head {
             seq: event.seq,
             hash: event.hash,
