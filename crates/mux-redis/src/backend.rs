@@ -1,6 +1,5 @@
 //! [`RedisBackend`]: the `Backend` implementation on Redis.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -211,36 +210,57 @@ impl RedisBackend {
         }
     }
 
-    pub(crate) fn decode(key: Key, fields: BTreeMap<String, Vec<u8>>) -> Result<Record> {
-        let text = |name: &str| -> Result<String> {
-            let raw = fields.get(name).ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Corrupt,
-                    format!("record {key} has no field '{name}'"),
-                )
-            })?;
-            String::from_utf8(raw.clone()).map_err(|_| {
-                Error::new(
-                    ErrorKind::Corrupt,
-                    format!("record {key}: field '{name}' is not UTF-8"),
-                )
-            })
-        };
-        let corrupt =
-            |what: &str| Error::new(ErrorKind::Corrupt, format!("record {key}: invalid {what}"));
-        let meta = Metadata {
-            version: text("v")?.parse().map_err(|_| corrupt("version"))?,
-            tombstone: text("t")? == "1",
-            content_type: match fields.get("ct") {
-                Some(_) => Some(text("ct")?),
-                None => None,
-            },
-            tags: serde_json::from_str(&text("tags")?).map_err(|_| corrupt("tags"))?,
-            checksum: text("crc")?.parse().map_err(|_| corrupt("checksum"))?,
-        };
-        let value = Bytes::from(fields.get("val").cloned().unwrap_or_default());
-        Record::from_parts(key, value, meta)
+    /// The record stored as `fields` (the hash's fields named by [`FIELDS`], in that
+    /// order). The value is moved, not copied.
+    pub(crate) fn decode(key: Key, fields: Fields) -> Result<Record> {
+        let [v, t, ct, tags, crc, val] = fields;
+        let meta = decode_meta(&key, [v, t, ct, tags, crc])?;
+        Record::from_parts(key, Bytes::from(val.unwrap_or_default()), meta)
     }
+}
+
+/// The metadata of `key` from the first five of [`FIELDS`] (`v`, `t`, `ct`, `tags`,
+/// `crc`); every one but `ct` must be there.
+fn decode_meta(key: &Key, fields: [Option<Vec<u8>>; 5]) -> Result<Metadata> {
+    let [v, t, ct, tags, crc] = fields;
+    let corrupt =
+        |what: &str| Error::new(ErrorKind::Corrupt, format!("record {key}: invalid {what}"));
+    Ok(Metadata {
+        version: text(key, "v", &v)?
+            .parse()
+            .map_err(|_| corrupt("version"))?,
+        tombstone: text(key, "t", &t)? == "1",
+        content_type: match &ct {
+            Some(_) => Some(text(key, "ct", &ct)?.to_owned()),
+            None => None,
+        },
+        tags: serde_json::from_str(text(key, "tags", &tags)?).map_err(|_| corrupt("tags"))?,
+        checksum: text(key, "crc", &crc)?
+            .parse()
+            .map_err(|_| corrupt("checksum"))?,
+    })
+}
+
+/// The hash fields a read asks for (`HMGET`), in the order of [`Fields`].
+pub(crate) const FIELDS: [&str; 6] = ["v", "t", "ct", "tags", "crc", "val"];
+
+/// A record's hash as read: each field of [`FIELDS`], if the hash has it.
+pub(crate) type Fields = [Option<Vec<u8>>; 6];
+
+/// Field `name` of the hash of `key`, which must be there and be UTF-8.
+fn text<'a>(key: &Key, name: &str, raw: &'a Option<Vec<u8>>) -> Result<&'a str> {
+    let raw = raw.as_deref().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("record {key} has no field '{name}'"),
+        )
+    })?;
+    std::str::from_utf8(raw).map_err(|_| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("record {key}: field '{name}' is not UTF-8"),
+        )
+    })
 }
 
 #[async_trait]
@@ -260,15 +280,29 @@ impl Backend for RedisBackend {
 
     async fn get(&self, key: &Key) -> Result<Option<Record>> {
         let mut conn = self.conn.clone();
-        let fields: BTreeMap<String, Vec<u8>> = redis::cmd("HGETALL")
+        // HMGET of the known fields: the reply carries no field names, and each field
+        // arrives as a buffer of its own, so the value is moved into the record.
+        // (Read as a Vec: the redis crate converts arrays by copying each field.)
+        let fields: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
             .arg(self.record_key(key.as_str()))
+            .arg(&FIELDS)
             .query_async(&mut conn)
             .await
             .map_err(|e| self.tag(Operation::Get)(map_err(e)))?;
-        if fields.is_empty() {
+        if fields.iter().all(Option::is_none) {
             return Ok(None);
         }
-        Self::decode(key.clone(), fields)
+        let fields: Result<Fields> = fields.try_into().map_err(|f: Vec<_>| {
+            Error::new(
+                ErrorKind::Corrupt,
+                format!(
+                    "record {key}: HMGET answered {} fields for {}",
+                    f.len(),
+                    FIELDS.len()
+                ),
+            )
+        });
+        Self::decode(key.clone(), fields.map_err(self.tag(Operation::Get))?)
             .map(Some)
             .map_err(self.tag(Operation::Get))
     }
@@ -324,7 +358,7 @@ impl Backend for RedisBackend {
         for k in &keys {
             pipe.cmd("HMGET")
                 .arg(self.record_key(k.as_str()))
-                .arg(&["v", "t", "ct", "tags", "crc"])
+                .arg(&FIELDS[..5])
                 .cmd("HSTRLEN")
                 .arg(self.record_key(k.as_str()))
                 .arg("val");
@@ -345,37 +379,14 @@ impl Backend for RedisBackend {
             }
             let size: u64 =
                 redis::from_redis_value(pair[1].clone()).map_err(|e| tag(parse_err(e)))?;
-            let mut map = BTreeMap::new();
-            for (name, v) in ["v", "t", "ct", "tags", "crc"].iter().zip(fields) {
-                if let Some(v) = v {
-                    map.insert((*name).to_owned(), v);
-                }
-            }
-            let meta = {
-                // Decode the metadata alone (the value is not fetched for listings).
-                let text = |n: &str| map.get(n).map(|v| String::from_utf8_lossy(v).into_owned());
-                Metadata {
-                    version: text("v")
-                        .unwrap_or_default()
-                        .parse::<Version>()
-                        .map_err(&tag)?,
-                    tombstone: text("t").as_deref() == Some("1"),
-                    content_type: text("ct"),
-                    tags: serde_json::from_str(&text("tags").unwrap_or_else(|| "{}".into()))
-                        .map_err(|_| {
-                            tag(Error::new(
-                                ErrorKind::Corrupt,
-                                format!("record {k}: invalid tags"),
-                            ))
-                        })?,
-                    checksum: text("crc").unwrap_or_default().parse().map_err(|_| {
-                        tag(Error::new(
-                            ErrorKind::Corrupt,
-                            format!("record {k}: invalid checksum"),
-                        ))
-                    })?,
-                }
-            };
+            let fields: [Option<Vec<u8>>; 5] = fields.try_into().map_err(|f: Vec<_>| {
+                tag(Error::new(
+                    ErrorKind::Corrupt,
+                    format!("record {k}: HMGET answered {} fields for 5", f.len()),
+                ))
+            })?;
+            // The metadata alone: listings do not fetch values.
+            let meta = decode_meta(&k, fields).map_err(&tag)?;
             page.entries.push(ListEntry { key: k, meta, size });
         }
         if more {

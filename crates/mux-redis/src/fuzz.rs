@@ -4,6 +4,7 @@
 use mux_core::{Key, Record, Result};
 
 use crate::RedisBackend;
+use crate::backend::{FIELDS, Fields};
 
 /// The hash fields the put script stores for `record` (a seed for the fuzzer).
 pub fn stored(record: &Record) -> Vec<(String, Vec<u8>)> {
@@ -29,5 +30,11 @@ pub fn stored(record: &Record) -> Vec<(String, Vec<u8>)> {
 
 /// Decodes a record's hash as a read does.
 pub fn decode(key: Key, fields: &[(String, Vec<u8>)]) -> Result<Record> {
-    RedisBackend::decode(key, fields.iter().cloned().collect())
+    let mut read: Fields = Default::default();
+    for (name, value) in fields {
+        if let Some(i) = FIELDS.iter().position(|f| f == name) {
+            read[i] = Some(value.clone());
+        }
+    }
+    RedisBackend::decode(key, read)
 }
