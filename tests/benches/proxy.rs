@@ -6,7 +6,9 @@
 //!
 //! - muxd (release build, its own process) with one Redis route (`write = "one"`) and
 //!   webdis (Debian's `webdis`, started here on its own port against the same Redis):
-//!   `GET /v1/kv/KEY` vs `GET /GET/KEY`, `PUT /v1/kv/KEY` vs `PUT /SET/KEY`;
+//!   `GET /v1/kv/KEY` vs `GET /GET/KEY`, `PUT /v1/kv/KEY` vs `PUT /SET/KEY`, with the
+//!   CPU time Redis spent per request in each (`INFO cpu` before and after the round:
+//!   `redis_cpu_us_per_*`), which shows how much of the difference is Redis's;
 //! - muxd on the embedded default (fs + redb, `write = "all"`): PUTs vs GETs
 //!   (`embedded_put_vs_get`), and the same PUTs made through a `Mux` built in this
 //!   process over the same kinds of store, no HTTP (`muxd_embedded_vs_library`).
@@ -26,8 +28,9 @@ use mux::{Bytes, Key, Mux, ReadPolicy, Role, RouteConfig, WriteConsistency};
 use mux_tests::bench::{Row, measure, median, print_header, print_row, write_json};
 
 const CONCURRENCY: usize = 32;
-const OPS: usize = 10_000;
-const ROUNDS: usize = 3;
+const OPS: usize = 20_000;
+/// Alternating rounds; `MUX_BENCH_ROUNDS` sets another number (more, to profile muxd).
+const ROUNDS: usize = 5;
 const KEYS: usize = 1_000;
 
 /// A child process killed (and reaped) when dropped.
@@ -145,6 +148,41 @@ async fn http_round(
     .await
 }
 
+/// The CPU time (user + system) Redis has used, in seconds, from `INFO cpu`.
+async fn redis_cpu_seconds(conn: &mut redis::aio::MultiplexedConnection) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(conn)
+        .await
+        .expect("INFO cpu");
+    info.lines()
+        .filter_map(|l| {
+            let (name, value) = l.trim().split_once(':')?;
+            matches!(name, "used_cpu_user" | "used_cpu_sys").then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// Runs `round` (OPS requests) and pushes to `cpu` the CPU µs Redis spent per request
+/// meanwhile.
+async fn redis_metered(
+    conn: &mut redis::aio::MultiplexedConnection,
+    cpu: &mut Vec<f64>,
+    round: impl Future<Output = Row>,
+) -> Row {
+    let before = redis_cpu_seconds(conn).await;
+    let row = round.await;
+    cpu.push((redis_cpu_seconds(conn).await - before) * 1e6 / OPS as f64);
+    row
+}
+
+/// The median of a few figures.
+fn middle(figures: &[f64]) -> f64 {
+    let mut sorted = figures.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
 fn urls(base: &str, run: &str) -> Arc<Vec<String>> {
     Arc::new((0..KEYS).map(|k| format!("{base}{run}k{k:04}")).collect())
 }
@@ -235,12 +273,32 @@ read = "primary"
         http_round("fill", &client, Method::PUT, &emb_urls, &value).await;
         print_header();
         let mut rows: Vec<Vec<Row>> = (0..7).map(|_| Vec::new()).collect();
-        for _ in 0..ROUNDS {
+        // Redis's CPU µs per request in each round of the first four rows.
+        let mut redis_cpu: [Vec<f64>; 4] = Default::default();
+        let mut conn = mux_tests::redis_conn().await;
+        let rounds = std::env::var("MUX_BENCH_ROUNDS")
+            .ok()
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(ROUNDS);
+        for _ in 0..rounds {
+            let [muxd_get, webdis_get_cpu, muxd_put, webdis_put] = &mut redis_cpu;
             let r = [
-                http_round("muxd_get", &client, Method::GET, &mux_urls, &value).await,
-                http_round("webdis_get", &client, Method::GET, &webdis_get, &value).await,
-                http_round("muxd_put", &client, Method::PUT, &mux_urls, &value).await,
-                http_round("webdis_put", &client, Method::PUT, &webdis_set, &value).await,
+                redis_metered(&mut conn, muxd_get, async {
+                    http_round("muxd_get", &client, Method::GET, &mux_urls, &value).await
+                })
+                .await,
+                redis_metered(&mut conn, webdis_get_cpu, async {
+                    http_round("webdis_get", &client, Method::GET, &webdis_get, &value).await
+                })
+                .await,
+                redis_metered(&mut conn, muxd_put, async {
+                    http_round("muxd_put", &client, Method::PUT, &mux_urls, &value).await
+                })
+                .await,
+                redis_metered(&mut conn, webdis_put, async {
+                    http_round("webdis_put", &client, Method::PUT, &webdis_set, &value).await
+                })
+                .await,
                 http_round("embedded_get", &client, Method::GET, &emb_urls, &value).await,
                 http_round("embedded_put", &client, Method::PUT, &emb_urls, &value).await,
                 library_round(&library, &lib_keys, &value).await,
@@ -251,7 +309,7 @@ read = "primary"
             }
         }
         let m: Vec<Row> = rows.into_iter().map(median).collect();
-        println!("medians over {ROUNDS} alternating rounds:");
+        println!("medians over {rounds} alternating rounds:");
         for row in &m {
             print_row(row);
         }
@@ -263,7 +321,14 @@ read = "primary"
             ("muxd_put_p99_ms", m[2].p99_us / 1000.0),
             ("embedded_put_vs_get", ratio(5, 4)),
             ("muxd_embedded_vs_library", ratio(5, 6)),
+            ("redis_cpu_us_per_muxd_get", middle(&redis_cpu[0])),
+            ("redis_cpu_us_per_webdis_get", middle(&redis_cpu[1])),
+            ("redis_cpu_us_per_muxd_put", middle(&redis_cpu[2])),
+            ("redis_cpu_us_per_webdis_put", middle(&redis_cpu[3])),
         ];
+        for (name, value) in &ratios[6..] {
+            println!("{name:<30} {value:>8.2}");
+        }
         write_json("proxy", &m, &ratios);
     });
     // Remove this run's keys from the shared Redis.
