@@ -280,29 +280,22 @@ read = "primary"
             .ok()
             .and_then(|r| r.parse().ok())
             .unwrap_or(ROUNDS);
+        // The rows behind which Redis works, in order: rows 0 to 3.
+        let redis_rows = [
+            ("muxd_get", Method::GET, &mux_urls),
+            ("webdis_get", Method::GET, &webdis_get),
+            ("muxd_put", Method::PUT, &mux_urls),
+            ("webdis_put", Method::PUT, &webdis_set),
+        ];
         for _ in 0..rounds {
-            let [muxd_get, webdis_get_cpu, muxd_put, webdis_put] = &mut redis_cpu;
-            let r = [
-                redis_metered(&mut conn, muxd_get, async {
-                    http_round("muxd_get", &client, Method::GET, &mux_urls, &value).await
-                })
-                .await,
-                redis_metered(&mut conn, webdis_get_cpu, async {
-                    http_round("webdis_get", &client, Method::GET, &webdis_get, &value).await
-                })
-                .await,
-                redis_metered(&mut conn, muxd_put, async {
-                    http_round("muxd_put", &client, Method::PUT, &mux_urls, &value).await
-                })
-                .await,
-                redis_metered(&mut conn, webdis_put, async {
-                    http_round("webdis_put", &client, Method::PUT, &webdis_set, &value).await
-                })
-                .await,
-                http_round("embedded_get", &client, Method::GET, &emb_urls, &value).await,
-                http_round("embedded_put", &client, Method::PUT, &emb_urls, &value).await,
-                library_round(&library, &lib_keys, &value).await,
-            ];
+            let mut r = Vec::with_capacity(7);
+            for ((name, method, urls), cpu) in redis_rows.iter().zip(&mut redis_cpu) {
+                let round = http_round(name, &client, method.clone(), urls, &value);
+                r.push(redis_metered(&mut conn, cpu, round).await);
+            }
+            r.push(http_round("embedded_get", &client, Method::GET, &emb_urls, &value).await);
+            r.push(http_round("embedded_put", &client, Method::PUT, &emb_urls, &value).await);
+            r.push(library_round(&library, &lib_keys, &value).await);
             for (i, row) in r.into_iter().enumerate() {
                 print_row(&row);
                 rows[i].push(row);
