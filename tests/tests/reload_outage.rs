@@ -44,15 +44,17 @@ impl RedisServer {
         RedisServer { child, port }
     }
 
-    /// How many `HGET`s the server ran since it started.
-    fn hgets(&self) -> u64 {
+    /// How many times the server ran mux-redis's put script since it started: each run
+    /// makes one `HMGET` (reads are `HMGET`s too, but this test reads Redis only at the
+    /// end, after the last count).
+    fn script_runs(&self) -> u64 {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string(), "INFO", "commandstats"])
             .output()
             .expect("redis-cli is required for this test");
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .find_map(|l| l.strip_prefix("cmdstat_hget:calls="))
+            .find_map(|l| l.strip_prefix("cmdstat_hmget:calls="))
             .map(|rest| rest.split(',').next().unwrap().parse().unwrap())
             .unwrap_or(0)
     }
@@ -127,7 +129,7 @@ max_backoff = 200
             .is_ok()
     );
     state.mux().settle().await;
-    let before = redis.hgets();
+    let before = redis.script_runs();
     assert_eq!(before, 1, "one script run for the first write");
 
     // Redis is cut off; writes at quorum go on and owe Redis a hint each.
@@ -159,14 +161,18 @@ max_backoff = 200
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(redis.hgets(), before, "nothing reached Redis while cut off");
+    assert_eq!(
+        redis.script_runs(),
+        before,
+        "nothing reached Redis while cut off"
+    );
 
     // Redis is back: every hint lands, each once.
     proxy.refuse(false);
     wait_until("the hints drain", 60, || state.mux().hints_pending() == 0).await;
     state.mux().settle().await;
     assert_eq!(
-        redis.hgets() - before,
+        redis.script_runs() - before,
         20,
         "each owed write ran the script once"
     );
