@@ -17,7 +17,7 @@ use futures_util::StreamExt;
 use mux::redb::RedbBackend;
 use mux::{Backend, Key, ListRequest, Prefix, Record, Version};
 use mux_sync::{BackfillOptions, VerifyOptions, VerifyReport, backfill, verify};
-use mux_tests::bench::{Row, print_header, print_row, write_json};
+use mux_tests::bench::{Row, median_figure, print_header, print_row, write_json};
 
 const KEYS: u64 = 1_000_000;
 const BUCKET: u64 = 100_000;
@@ -105,11 +105,6 @@ fn row(name: &'static str, ops_per_sec: f64) -> Row {
     r
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    xs[xs.len() / 2]
-}
-
 fn main() {
     let runtime = mux_tests::bench::runtime();
     runtime.block_on(async {
@@ -141,7 +136,7 @@ fn main() {
         let (dr, fr) = (digest_report.expect("ran"), full_report.expect("ran"));
         assert_eq!(dr.divergent, DIFFERENCES, "digest verify found {dr:?}");
         assert_eq!(fr.divergent, DIFFERENCES, "full compare found {fr:?}");
-        let (ds, fs) = (median(digest_s), median(full_s));
+        let (ds, fs) = (median_figure(&digest_s), median_figure(&full_s));
         let verify_digest = row("verify_digest_keys", KEYS as f64 / ds);
         let verify_full = row("verify_full_compare_keys", KEYS as f64 / fs);
         println!(
@@ -172,8 +167,8 @@ fn main() {
             assert_eq!(copied, BUCKET);
             raw_rate.push(BUCKET as f64 / started.elapsed().as_secs_f64());
         }
-        let backfill_row = row("backfill_keys", median(fill_rate));
-        let raw_row = row("raw_copy_keys", median(raw_rate));
+        let backfill_row = row("backfill_keys", median_figure(&fill_rate));
+        let raw_row = row("raw_copy_keys", median_figure(&raw_rate));
 
         let ratios = [
             ("verify_digest_vs_full_compare", ds / fs),

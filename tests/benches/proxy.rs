@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mux::{Bytes, Key, Mux, ReadPolicy, Role, RouteConfig, WriteConsistency};
-use mux_tests::bench::{Row, measure, median, print_header, print_row, write_json};
+use mux_tests::bench::{Row, measure, median, median_figure, print_header, print_row, write_json};
 
 const CONCURRENCY: usize = 32;
 const OPS: usize = 20_000;
@@ -176,13 +176,6 @@ async fn redis_metered(
     row
 }
 
-/// The median of a few figures.
-fn middle(figures: &[f64]) -> f64 {
-    let mut sorted = figures.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    sorted[sorted.len() / 2]
-}
-
 fn urls(base: &str, run: &str) -> Arc<Vec<String>> {
     Arc::new((0..KEYS).map(|k| format!("{base}{run}k{k:04}")).collect())
 }
@@ -314,14 +307,11 @@ read = "primary"
             ("muxd_put_p99_ms", m[2].p99_us / 1000.0),
             ("embedded_put_vs_get", ratio(5, 4)),
             ("muxd_embedded_vs_library", ratio(5, 6)),
-            ("redis_cpu_us_per_muxd_get", middle(&redis_cpu[0])),
-            ("redis_cpu_us_per_webdis_get", middle(&redis_cpu[1])),
-            ("redis_cpu_us_per_muxd_put", middle(&redis_cpu[2])),
-            ("redis_cpu_us_per_webdis_put", middle(&redis_cpu[3])),
+            ("redis_cpu_us_per_muxd_get", median_figure(&redis_cpu[0])),
+            ("redis_cpu_us_per_webdis_get", median_figure(&redis_cpu[1])),
+            ("redis_cpu_us_per_muxd_put", median_figure(&redis_cpu[2])),
+            ("redis_cpu_us_per_webdis_put", median_figure(&redis_cpu[3])),
         ];
-        for (name, value) in &ratios[6..] {
-            println!("{name:<30} {value:>8.2}");
-        }
         write_json("proxy", &m, &ratios);
     });
     // Remove this run's keys from the shared Redis.

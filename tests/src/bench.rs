@@ -94,6 +94,13 @@ pub fn median(mut rounds: Vec<Row>) -> Row {
     rounds.swap_remove(rounds.len() / 2)
 }
 
+/// The median of a few figures (the upper one of an even count).
+pub fn median_figure(figures: &[f64]) -> f64 {
+    let mut sorted = figures.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
 /// Prints the ratios and writes `{"rows":[…],"ratios":{…}}` to `$MUX_BENCH_OUT`
 /// (default `target/bench/<name>.json`).
 pub fn write_json(name: &str, rows: &[Row], ratios: &[(&str, f64)]) {
