@@ -18,7 +18,8 @@ use mux::{
 };
 
 /// Writes per row in all (each round writes `WRITES / ROUNDS`, about 0.1 s: shorter
-/// rounds measured scheduler noise more than the code).
+/// rounds measured scheduler noise more than the code). `MUX_BENCH_WRITES` sets
+/// another number (fewer, to count instructions under callgrind).
 const WRITES: usize = 2_200_000;
 /// Distinct keys written (round-robin).
 const KEYS: usize = 10_000;
@@ -85,7 +86,11 @@ async fn run() -> (Vec<Row>, Vec<(&'static str, f64)>) {
         ))
         .build()
         .unwrap();
-    let per_round = WRITES / ROUNDS;
+    let writes = std::env::var("MUX_BENCH_WRITES")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(WRITES);
+    let per_round = writes / ROUNDS;
     let mut runs: [Vec<Row>; 4] = Default::default();
     for _ in 0..ROUNDS {
         let (b, k, v, c) = (direct.clone(), ks.clone(), value.clone(), clock.clone());

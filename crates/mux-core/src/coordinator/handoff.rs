@@ -195,7 +195,12 @@ impl Inner {
             attempts += 1;
             let span = tracing::debug_span!("mux.handoff", backend = %s.name, key = %record.key(), attempt = attempts);
             match s
-                .guard_attempt(op_of(&record), attempts, apply_raw(&*s.backend, &record))
+                .guard_attempt(
+                    op_of(&record),
+                    attempts,
+                    apply_raw(&*s.backend, &record),
+                    None,
+                )
                 .instrument(span)
                 .await
             {

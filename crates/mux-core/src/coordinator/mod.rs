@@ -147,7 +147,18 @@ impl Slot {
         op: Operation,
         call: impl Future<Output = Result<T>> + Send + 'a,
     ) -> impl Future<Output = Result<T>> + Send + 'a {
-        self.guard_attempt(op, 1, call)
+        self.guard_attempt(op, 1, call, None)
+    }
+
+    /// [`Slot::guard`] for one of several calls started together: its latency is
+    /// measured from `since`, the one reading of the clock they share.
+    pub(crate) fn guard_since<'a, T: Send + 'a>(
+        &'a self,
+        op: Operation,
+        since: tokio::time::Instant,
+        call: impl Future<Output = Result<T>> + Send + 'a,
+    ) -> impl Future<Output = Result<T>> + Send + 'a {
+        self.guard_attempt(op, 1, call, Some(since))
     }
 
     /// [`Slot::guard`] for the `attempt`-th try of the same call (hinted handoff
@@ -157,6 +168,7 @@ impl Slot {
         op: Operation,
         attempt: u32,
         call: impl Future<Output = Result<T>> + Send + 'a,
+        since: Option<tokio::time::Instant>,
     ) -> impl Future<Output = Result<T>> + Send + 'a {
         let span = tracing::debug_span!(
             "mux.backend",
@@ -167,7 +179,9 @@ impl Slot {
         );
         // The span goes into the stack's own future to have the outcome recorded there:
         // an async block awaiting that future here would hold it twice.
-        self.stack.guarded(op, call, span.clone()).instrument(span)
+        self.stack
+            .guarded(op, call, span.clone(), since)
+            .instrument(span)
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use futures_util::stream::FuturesUnordered;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::handoff::{apply_raw, op_of};
@@ -171,17 +172,19 @@ impl fmt::Display for WriteReport {
 
 type Call = Pin<Box<dyn Future<Output = (usize, Result<PutOutcome>)> + Send>>;
 
-/// One backend write behind the slot's guards. (A plain function returning the guard's
-/// future: an `async fn` around it would hold that future twice.)
+/// One backend write of a fan-out started at `since`, behind the slot's guards. (A
+/// plain function returning the guard's future: an `async fn` around it would hold
+/// that future twice.)
 fn apply<'a>(
     slot: &'a Slot,
     record: &'a Record,
+    since: Instant,
 ) -> impl Future<Output = Result<PutOutcome>> + Send + 'a {
-    slot.guard(op_of(record), apply_raw(&*slot.backend, record))
+    slot.guard_since(op_of(record), since, apply_raw(&*slot.backend, record))
 }
 
-fn call(slot: Arc<Slot>, position: usize, record: Arc<Record>) -> Call {
-    Box::pin(async move { (position, apply(&slot, &record).await) })
+fn call(slot: Arc<Slot>, position: usize, record: Arc<Record>, since: Instant) -> Call {
+    Box::pin(async move { (position, apply(&slot, &record, since).await) })
 }
 
 impl Inner {
@@ -310,9 +313,13 @@ impl Inner {
         let version = record.version();
         let mut shared: Option<Arc<Record>> = None;
         let mut owned: Option<Record> = None;
+        // The calls start together: one reading of the clock times them all.
+        let since = Instant::now();
         if n == 1 {
             // One backend: no fan-out machinery.
-            outcomes[0] = apply(&self.slots[route.targets[0].0], &record).await.into();
+            outcomes[0] = apply(&self.slots[route.targets[0].0], &record, since)
+                .await
+                .into();
             owned = Some(record);
         } else if required == n && (0..n).all(counted) {
             // Every backend must answer anyway: join borrowed futures, nothing to finish
@@ -322,7 +329,7 @@ impl Inner {
                 route
                     .targets
                     .iter()
-                    .map(|(slot, _)| apply(&self.slots[*slot], &record)),
+                    .map(|(slot, _)| apply(&self.slots[*slot], &record, since)),
             )
             .await;
             for (outcome, result) in outcomes.iter_mut().zip(results) {
@@ -335,7 +342,7 @@ impl Inner {
                 .targets
                 .iter()
                 .enumerate()
-                .map(|(p, (slot, _))| call(self.slots[*slot].clone(), p, record.clone()))
+                .map(|(p, (slot, _))| call(self.slots[*slot].clone(), p, record.clone(), since))
                 .collect();
             let mut ok = 0;
             let mut counted_pending = (0..n).filter(|&p| counted(p)).count();

@@ -121,11 +121,15 @@ impl<B: Backend> ResilienceStack<B> {
     /// impls.
     ///
     /// The outcome (`ok` or the error kind) is recorded on `span` when it is enabled.
+    /// The call's latency is measured from `since` when given (calls of one fan-out
+    /// share one reading of the clock) unless it had to wait for a bulkhead slot, else
+    /// from when it is let through.
     pub(crate) async fn guarded<T>(
         &self,
         op: Operation,
         call: impl Future<Output = Result<T>>,
         span: tracing::Span,
+        since: Option<Instant>,
     ) -> Result<T> {
         let breaker = self.get_ref();
         let instrumented = breaker.get_ref();
@@ -133,14 +137,14 @@ impl<B: Backend> ResilienceStack<B> {
         let tag = |e: Error| e.with_backend(name).with_operation(op);
         // The uncontended slot is taken without a future; waiting for one is boxed, so
         // this state machine (moved on every call) stays small.
-        let _permit = match self.gate().try_take() {
-            Some(permit) => permit,
-            None => Box::pin(self.gate().acquire()).await.map_err(tag)?,
+        let (_permit, since) = match self.gate().try_take() {
+            Some(permit) => (permit, since),
+            None => (Box::pin(self.gate().acquire()).await.map_err(tag)?, None),
         };
         // Dropped unreported if this future is cancelled mid-call: a half-open probe's
         // slot then goes back (see `CallPermit`).
         let permit = breaker.circuit().try_acquire().map_err(tag)?;
-        let started = Instant::now();
+        let started = since.unwrap_or_else(Instant::now);
         let result = instrumented.get_ref().around(op, call).await.map_err(tag);
         let elapsed = started.elapsed();
         permit.record(result.as_ref().is_err_and(Error::is_temporary), elapsed);
