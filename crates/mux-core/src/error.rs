@@ -135,8 +135,14 @@ type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
 /// that reported it, the operation and the underlying cause. Only temporary errors
 /// are retried; a retry layer that gives up marks the error permanent so nobody
 /// retries it again.
+///
+/// Its parts are boxed: an `Error` is one pointer, so every `Result` (and every future
+/// holding one) stays small on the path where nothing fails.
 #[derive(Clone)]
-pub struct Error {
+pub struct Error(Box<Parts>);
+
+#[derive(Clone)]
+struct Parts {
     kind: ErrorKind,
     temporary: bool,
     message: String,
@@ -150,7 +156,7 @@ pub struct Error {
 impl Error {
     /// A new error; temporariness follows [`ErrorKind::is_temporary_by_default`].
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
+        Error(Box::new(Parts {
             kind,
             temporary: kind.is_temporary_by_default(),
             message: message.into(),
@@ -158,7 +164,7 @@ impl Error {
             operation: None,
             source: None,
             detail: None,
-        }
+        }))
     }
 
     /// Shorthand for an [`ErrorKind::InvalidInput`] error.
@@ -178,85 +184,85 @@ impl Error {
 
     /// Marks the error as temporary: retrying may succeed.
     pub fn temporary(mut self) -> Self {
-        self.temporary = true;
+        self.0.temporary = true;
         self
     }
 
     /// Marks the error as permanent: retrying will not help.
     pub fn permanent(mut self) -> Self {
-        self.temporary = false;
+        self.0.temporary = false;
         self
     }
 
     /// Names the backend that reported the error (kept if already set).
     pub fn with_backend(mut self, backend: impl AsRef<str>) -> Self {
-        if self.backend.is_none() {
-            self.backend = Some(Arc::from(backend.as_ref()));
+        if self.0.backend.is_none() {
+            self.0.backend = Some(Arc::from(backend.as_ref()));
         }
         self
     }
 
     /// Names the operation (kept if already set).
     pub fn with_operation(mut self, operation: Operation) -> Self {
-        if self.operation.is_none() {
-            self.operation = Some(operation);
+        if self.0.operation.is_none() {
+            self.0.operation = Some(operation);
         }
         self
     }
 
     /// Prefixes the message with context: `"{context}: {message}"`.
     pub fn context(mut self, context: impl std::fmt::Display) -> Self {
-        self.message = format!("{context}: {}", self.message);
+        self.0.message = format!("{context}: {}", self.0.message);
         self
     }
 
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.source = Some(Arc::new(source));
+        self.0.source = Some(Arc::new(source));
         self
     }
 
     /// Attaches a typed detail, such as the coordinator's `WriteReport` of a write that
     /// missed its consistency level (read it back with [`Error::detail`]).
     pub fn with_detail<T: std::any::Any + Send + Sync>(mut self, detail: T) -> Self {
-        self.detail = Some(Arc::new(detail));
+        self.0.detail = Some(Arc::new(detail));
         self
     }
 
     /// The detail of type `T`, if one was attached.
     pub fn detail<T: std::any::Any>(&self) -> Option<&T> {
-        self.detail.as_deref()?.downcast_ref()
+        self.0.detail.as_deref()?.downcast_ref()
     }
 
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// Whether retrying may succeed.
     pub fn is_temporary(&self) -> bool {
-        self.temporary
+        self.0.temporary
     }
 
     /// The human-readable message, without backend, operation or source.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The backend that reported the error, if known.
     pub fn backend(&self) -> Option<&str> {
-        self.backend.as_deref()
+        self.0.backend.as_deref()
     }
 
     /// The operation that failed, if known.
     pub fn operation(&self) -> Option<Operation> {
-        self.operation
+        self.0.operation
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.operation, &self.backend) {
+        match (self.0.operation, &self.0.backend) {
             (Some(op), Some(b)) => write!(f, "{op} on backend '{b}': ")?,
             (Some(op), None) => write!(f, "{op}: ")?,
             (None, Some(b)) => write!(f, "backend '{b}': ")?,
@@ -265,16 +271,17 @@ impl fmt::Display for Error {
         write!(
             f,
             "{} ({}): {}",
-            self.kind,
-            if self.temporary {
+            self.0.kind,
+            if self.0.temporary {
                 "temporary"
             } else {
                 "permanent"
             },
-            self.message
+            self.0.message
         )?;
         // The whole chain of causes: "handshake failed: invalid peer certificate: …".
         let mut cause: Option<&(dyn std::error::Error + 'static)> = self
+            .0
             .source
             .as_deref()
             .map(|s| s as &(dyn std::error::Error + 'static));
@@ -289,16 +296,16 @@ impl fmt::Display for Error {
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
-        d.field("kind", &self.kind)
-            .field("temporary", &self.temporary)
-            .field("message", &self.message);
-        if let Some(b) = &self.backend {
+        d.field("kind", &self.0.kind)
+            .field("temporary", &self.0.temporary)
+            .field("message", &self.0.message);
+        if let Some(b) = &self.0.backend {
             d.field("backend", b);
         }
-        if let Some(op) = &self.operation {
+        if let Some(op) = &self.0.operation {
             d.field("operation", op);
         }
-        if let Some(s) = &self.source {
+        if let Some(s) = &self.0.source {
             d.field("source", &format_args!("{s}"));
         }
         d.finish()
@@ -307,7 +314,8 @@ impl fmt::Debug for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.0
+            .source
             .as_deref()
             .map(|s| s as &(dyn std::error::Error + 'static))
     }

@@ -103,6 +103,38 @@ pub struct RedisBackend {
     conn: ConnectionManager,
     put: redis::Script,
     purge: redis::Script,
+    /// `{namespace}:idx`, the sorted set of keys (made once: every write names it).
+    index: String,
+}
+
+/// An argument written into a command's buffer as `T`'s text, without a `String` of
+/// its own (a read or write names several such).
+struct Shown<T>(T);
+
+impl<T: fmt::Display> redis::ToRedisArgs for Shown<T> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write as _;
+        // Writing into the command's Vec cannot fail.
+        let _ = write!(out.writer_for_next_arg(), "{}", self.0);
+    }
+}
+
+/// A record's hash, `{namespace}:r:{key}`.
+struct RecordKey<'a>(&'a str, &'a str);
+
+impl fmt::Display for RecordKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:r:{}", self.0, self.1)
+    }
+}
+
+/// A record's tags as the JSON object the hash keeps, written into the command.
+struct TagsJson<'a>(&'a std::collections::BTreeMap<String, String>);
+
+impl redis::ToRedisArgs for TagsJson<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        serde_json::to_writer(out.writer_for_next_arg(), self.0).expect("tags serialise");
+    }
 }
 
 impl fmt::Debug for RedisBackend {
@@ -144,19 +176,20 @@ impl RedisBackend {
         .map_err(tag)?;
         Ok(RedisBackend {
             info: BackendInfo::new(name, "redis", Self::CAPABILITY),
-            config,
             conn,
             put: redis::Script::new(PUT_SCRIPT),
             purge: redis::Script::new(PURGE_SCRIPT),
+            index: format!("{}:idx", config.namespace),
+            config,
         })
     }
 
-    fn record_key(&self, key: &str) -> String {
-        format!("{}:r:{key}", self.config.namespace)
+    fn record_key<'a>(&'a self, key: &'a str) -> Shown<RecordKey<'a>> {
+        Shown(RecordKey(&self.config.namespace, key))
     }
 
-    fn index_key(&self) -> String {
-        format!("{}:idx", self.config.namespace)
+    fn index_key(&self) -> &str {
+        &self.index
     }
 
     fn tag(&self, op: Operation) -> impl Fn(Error) -> Error + '_ {
@@ -171,7 +204,7 @@ impl RedisBackend {
             .arg(2)
             .arg(self.record_key(record.key().as_str()))
             .arg(self.index_key())
-            .arg(meta.version.to_string())
+            .arg(Shown(meta.version))
             .arg(if meta.tombstone { "1" } else { "0" })
             .arg(meta.content_type.as_deref().unwrap_or(""))
             .arg(if meta.content_type.is_some() {
@@ -179,8 +212,8 @@ impl RedisBackend {
             } else {
                 "0"
             })
-            .arg(serde_json::to_string(&meta.tags).expect("tags serialise"))
-            .arg(meta.checksum.to_string())
+            .arg(TagsJson(&meta.tags))
+            .arg(Shown(meta.checksum))
             .arg(record.value().as_ref())
             .arg(record.key().as_str());
         cmd
@@ -497,7 +530,7 @@ mod tests {
                 .await
                 .unwrap();
             let score: Option<f64> = redis::cmd("ZSCORE")
-                .arg(&index)
+                .arg(index)
                 .arg(key.as_str())
                 .query_async(&mut conn)
                 .await
@@ -542,7 +575,7 @@ mod tests {
         assert_eq!(listed.entries.len(), 1);
         let _: () = redis::cmd("DEL")
             .arg(&hash)
-            .arg(&index)
+            .arg(index)
             .query_async(&mut conn)
             .await
             .unwrap();

@@ -245,7 +245,7 @@ impl MuxBuilder {
         let mut default = default.expect("no problems means the default compiled");
         for route in routes.iter_mut().chain(std::iter::once(&mut default)) {
             route.regions = route
-                .names
+                .names()
                 .iter()
                 .map(|(n, _)| region_of(n).map(Arc::from))
                 .collect();
@@ -448,11 +448,12 @@ fn compile(
     };
     let mut read_order: Vec<usize> = (0..targets.len()).collect();
     read_order.sort_by_key(|&p| (p != primary, rank(targets[p].1)));
-    let names: Arc<[(Arc<str>, Role)]> = targets
+    let names: Box<[(Arc<str>, Role)]> = targets
         .iter()
         .map(|(i, role)| (backends[*i].info().name.clone(), *role))
         .collect();
     let owed = names.iter().map(|(n, _)| n.clone()).collect();
+    let names = std::array::from_fn(|_| Arc::new(super::Padded(names.clone())));
     Some(Route {
         owed,
         config: route.clone(),

@@ -115,7 +115,7 @@ impl Inner {
 }
 
 fn no_history(route: &Route, op: Operation) -> Error {
-    let names: Vec<&str> = route.names.iter().map(|(n, _)| &**n).collect();
+    let names: Vec<&str> = route.names().iter().map(|(n, _)| &**n).collect();
     Error::unsupported(format!(
         "no backend of {} keeps history (its backends: {}); add one whose capability has \
          `history` (e.g. mux-ssm or mux-influx) to the route",

@@ -38,6 +38,7 @@ use crate::error::{Error, Operation, Result};
 use crate::history::{AsOf, HistoryPage, HistoryRequest};
 use crate::key::{Key, Prefix};
 use crate::record::Record;
+use crate::resilience::shard::{self, Padded, SHARDS};
 use crate::resilience::{BulkheadGate, CallStats, Circuit, IntentLog, Jitter};
 use crate::tenant::Tenant;
 use crate::version::{Clock, Version};
@@ -192,8 +193,9 @@ pub(crate) struct Route {
     pub(crate) prefix: Prefix,
     /// Slot indices with roles, in configuration order.
     pub(crate) targets: Vec<(usize, Role)>,
-    /// Names and roles of the targets, shared with every write report.
-    pub(crate) names: Arc<[(Arc<str>, Role)]>,
+    /// Names and roles of the targets, shared with every write report: one copy per
+    /// shard (see [`Route::names_here`]).
+    pub(crate) names: [Names; SHARDS],
     /// Names of the targets (what an intent log entry owes).
     pub(crate) owed: Arc<[Arc<str>]>,
     /// Positions in `targets`: primary first, then replicas, then async replicas.
@@ -210,9 +212,24 @@ pub(crate) struct Route {
     pub(crate) regions: Vec<Option<Arc<str>>>,
 }
 
+/// A route's targets by name and role, as write reports hold them.
+pub(crate) type Names = Arc<Padded<Box<[(Arc<str>, Role)]>>>;
+
 impl Route {
     pub(crate) fn sealer(&self) -> Option<&dyn crate::seal::Sealer> {
         self.sealer.as_deref()
+    }
+
+    /// The targets' names and roles, in configuration order.
+    pub(crate) fn names(&self) -> &[(Arc<str>, Role)] {
+        &self.names[0]
+    }
+
+    /// This thread's copy of the names, for a write report. Every write takes one:
+    /// with a single copy, writes on different cores would bounce its reference count
+    /// between them (each copy is alone on its cache line).
+    pub(crate) fn names_here(&self) -> Names {
+        self.names[shard::home()].clone()
     }
 }
 

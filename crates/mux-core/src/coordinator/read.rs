@@ -81,13 +81,14 @@ impl Inner {
         };
         // A cached route serves reads with its own policy; an explicit policy asks
         // the backends.
+        // The cache's and the sealer's futures are boxed: inline, they would make every
+        // read's future (moved, and boxed by many callers) larger on routes without them.
         let record = if let (Some(cache), None) = (&route.cache, options.policy) {
-            cache
-                .read(&self.feed_state, &stored, || {
-                    self.read_stored(route, &stored, policy)
-                })
-                .instrument(span)
-                .await?
+            Box::pin(cache.read(&self.feed_state, &stored, || {
+                self.read_stored(route, &stored, policy)
+            }))
+            .instrument(span)
+            .await?
         } else {
             self.read_stored(route, &stored, policy)
                 .instrument(span)
@@ -96,7 +97,7 @@ impl Inner {
         // Sealed values are opened under the key they are stored under; a tenant's
         // record is handed back under its own key.
         let record = match route.sealer() {
-            Some(sealer) => crate::seal::open(Some(sealer), &stored, record).await?,
+            Some(sealer) => Box::pin(crate::seal::open(Some(sealer), &stored, record)).await?,
             None => record,
         };
         Ok(match options.tenant {
@@ -111,6 +112,8 @@ impl Inner {
         key: &Key,
         policy: ReadPolicy,
     ) -> Result<Option<Record>> {
+        // Only the primary read is inline; the other policies' futures are boxed, so a
+        // primary read's future is no larger than its one call.
         match policy {
             ReadPolicy::Primary => {
                 // A primary found stale by its marker gives way to the next in order.
@@ -126,19 +129,21 @@ impl Inner {
                     Err(e) if e.kind() == ErrorKind::Corrupt => {
                         let mut misses = Misses::default();
                         misses.push(p, e);
-                        self.first_healthy(route, key, misses).await
+                        Box::pin(self.first_healthy(route, key, misses)).await
                     }
                     other => other,
                 }
             }
-            ReadPolicy::FirstHealthy => self.first_healthy(route, key, Misses::default()).await,
-            ReadPolicy::Fastest => self.fastest(route, key).await,
-            ReadPolicy::Hedged { delay } => self.hedged(route, key, delay).await,
+            ReadPolicy::FirstHealthy => {
+                Box::pin(self.first_healthy(route, key, Misses::default())).await
+            }
+            ReadPolicy::Fastest => Box::pin(self.fastest(route, key)).await,
+            ReadPolicy::Hedged { delay } => Box::pin(self.hedged(route, key, delay)).await,
             ReadPolicy::Quorum => {
                 let n = route.voters.len();
-                self.gather(route, key, n / 2 + 1).await
+                Box::pin(self.gather(route, key, n / 2 + 1)).await
             }
-            ReadPolicy::All => self.gather(route, key, route.voters.len()).await,
+            ReadPolicy::All => Box::pin(self.gather(route, key, route.voters.len())).await,
         }
     }
 

@@ -139,7 +139,7 @@ pub(crate) fn check_write(
     if tag.is_none() && tenant_allowed.is_none() {
         return Ok(());
     }
-    for (i, (name, _)) in route.names.iter().enumerate() {
+    for (i, (name, _)) in route.names().iter().enumerate() {
         let region = route.regions[i].as_deref();
         let fits = |allowed: &dyn Fn(&str) -> bool| region.is_some_and(allowed);
         if let Some((value, allowed)) = &tag
@@ -206,14 +206,14 @@ impl super::Mux {
             .chain(std::iter::once(&inner.default))
             .collect();
         let region_of_target = all.iter().find_map(|r| {
-            let i = r.names.iter().position(|(n, _)| &**n == target)?;
+            let i = r.names().iter().position(|(n, _)| &**n == target)?;
             Some(r.regions[i].clone())
         });
         let target_region = region_of_target.flatten();
         let mut problems = Vec::new();
         for r in &all {
             let serves = r
-                .names
+                .names()
                 .iter()
                 .any(|(n, _)| sources.is_empty() || sources.contains(&&**n));
             if !serves {

@@ -88,7 +88,7 @@ pub struct WriteReport {
     /// The consistency level that applied.
     pub consistency: WriteConsistency,
     /// The route's backends and roles (shared by every write on the route).
-    targets: Arc<[(Arc<str>, Role)]>,
+    targets: super::Names,
     /// One outcome per backend, in route order.
     pub(crate) outcomes: Vec<WriteOutcome>,
 }
@@ -252,7 +252,8 @@ impl Inner {
             record = sealed.map_err(|e| e.with_operation(op))?;
             self.info.check_value_size(&record, op)?;
         }
-        let stored = record.key().clone();
+        // The stored key is kept only to announce the write on the route's feed.
+        let stored = self.feed.is_some().then(|| record.key().clone());
         let (version, tombstone) = (record.version(), record.is_tombstone());
         let result = self
             .fan_out(route, record, logical, level)
@@ -260,11 +261,13 @@ impl Inner {
             .await;
         // Boxed: most routes have no feed, and inline this future would grow every
         // write's state machine.
-        if self.feed.is_some() && super::changes::will_land(&result) {
+        if let Some(stored) = &stored
+            && super::changes::will_land(&result)
+        {
             Box::pin(self.announce(super::changes::Written {
                 route,
                 tenant,
-                stored: &stored,
+                stored,
                 version,
                 tombstone,
             }))
@@ -392,7 +395,7 @@ impl Inner {
             key: logical,
             version,
             consistency: level,
-            targets: route.names.clone(),
+            targets: route.names_here(),
             outcomes,
         };
         let ok = (0..n)

@@ -7,7 +7,7 @@ mod instrumented;
 mod intent;
 pub(crate) mod layer;
 mod retry;
-mod shard;
+pub(crate) mod shard;
 mod timeout;
 
 pub use breaker::{
