@@ -95,6 +95,15 @@ pub(crate) async fn connect_manager(
     Ok((client, conn))
 }
 
+/// Sends one command, its server error as an error (`query_async` without its boxed
+/// future and conversion).
+async fn send(conn: &mut ConnectionManager, cmd: &redis::Cmd) -> redis::RedisResult<Value> {
+    match conn.send_packed_command(cmd).await? {
+        Value::ServerError(e) => Err(e.into()),
+        reply => Ok(reply),
+    }
+}
+
 /// A backend storing records in Redis.
 #[derive(Clone)]
 pub struct RedisBackend {
@@ -199,8 +208,20 @@ impl RedisBackend {
     /// `EVALSHA` of the compare-and-set script for one record.
     fn put_cmd(&self, record: &Record) -> redis::Cmd {
         let meta = record.meta();
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.put.get_hash())
+        // Sized once: the value, the key twice, and the rest (hash, version, tags, …).
+        let size = record.value().len()
+            + 2 * record.key().as_str().len()
+            + self.config.namespace.len()
+            + meta.content_type.as_ref().map_or(0, String::len)
+            + meta
+                .tags
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 6)
+                .sum::<usize>()
+            + 128;
+        let mut cmd = redis::Cmd::with_capacity(12, size);
+        cmd.arg("EVALSHA")
+            .arg(self.put.get_hash())
             .arg(2)
             .arg(self.record_key(record.key().as_str()))
             .arg(self.index_key())
@@ -220,9 +241,22 @@ impl RedisBackend {
     }
 
     /// Runs the compare-and-set script for each record in one pipeline (one round
-    /// trip). After a server restart the script cache is empty: load it and retry.
+    /// trip; one record goes as a single command). After a server restart the script
+    /// cache is empty: load it and retry.
     async fn run_puts(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
         let mut conn = self.conn.clone();
+        if let [record] = records {
+            let cmd = self.put_cmd(record);
+            let reply = match send(&mut conn, &cmd).await {
+                Err(e) if e.kind() == RedisKind::Server(ServerErrorKind::NoScript) => {
+                    self.put.load_async(&mut conn).await.map_err(map_err)?;
+                    send(&mut conn, &cmd).await.map_err(map_err)?
+                }
+                other => other.map_err(map_err)?,
+            };
+            let reply = redis::from_redis_value(reply).map_err(parse_err)?;
+            return Ok(vec![Self::outcome(reply)?]);
+        }
         let build = || {
             let mut pipe = redis::pipe();
             for r in records {
@@ -308,6 +342,38 @@ fn text<'a>(key: &Key, name: &str, raw: &'a Option<Vec<u8>>) -> Result<&'a str> 
     })
 }
 
+/// The fields of an `HMGET` of [`FIELDS`] from its reply, moved out of it; `None` when
+/// the hash does not exist (every field nil).
+fn fields_of(key: &Key, reply: Value) -> Result<Option<Fields>> {
+    let unexpected = |what: String| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("record {key}: unexpected reply to HMGET: {what}"),
+        )
+    };
+    let items = match reply {
+        Value::Array(items) => items,
+        other => return Err(unexpected(format!("{other:?}"))),
+    };
+    if items.len() != FIELDS.len() {
+        return Err(unexpected(format!(
+            "{} fields for {}",
+            items.len(),
+            FIELDS.len()
+        )));
+    }
+    let mut fields: Fields = Default::default();
+    for (slot, item) in fields.iter_mut().zip(items) {
+        *slot = match item {
+            Value::Nil => None,
+            Value::BulkString(bytes) => Some(bytes),
+            Value::ServerError(e) => return Err(map_err(e.into())),
+            other => return Err(unexpected(format!("{other:?}"))),
+        };
+    }
+    Ok(fields.iter().any(Option::is_some).then_some(fields))
+}
+
 #[async_trait]
 impl Backend for RedisBackend {
     fn info(&self) -> &BackendInfo {
@@ -324,32 +390,24 @@ impl Backend for RedisBackend {
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Record>> {
-        let mut conn = self.conn.clone();
+        let tag = self.tag(Operation::Get);
         // HMGET of the known fields: the reply carries no field names, and each field
-        // arrives as a buffer of its own, so the value is moved into the record.
-        // (Read as a Vec: the redis crate converts arrays by copying each field.)
-        let fields: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+        // arrives as a buffer of its own, which is moved into the record. The command
+        // is sized once and sent without `query_async`'s boxed future and conversions.
+        let mut cmd = redis::Cmd::with_capacity(
+            2 + FIELDS.len(),
+            self.config.namespace.len() + key.as_str().len() + 32,
+        );
+        cmd.arg("HMGET")
             .arg(self.record_key(key.as_str()))
-            .arg(&FIELDS)
-            .query_async(&mut conn)
+            .arg(&FIELDS);
+        let reply = send(&mut self.conn.clone(), &cmd)
             .await
-            .map_err(|e| self.tag(Operation::Get)(map_err(e)))?;
-        if fields.iter().all(Option::is_none) {
-            return Ok(None);
+            .map_err(|e| tag(map_err(e)))?;
+        match fields_of(key, reply).map_err(&tag)? {
+            None => Ok(None),
+            Some(fields) => Self::decode(key.clone(), fields).map(Some).map_err(tag),
         }
-        let fields: Result<Fields> = fields.try_into().map_err(|f: Vec<_>| {
-            Error::new(
-                ErrorKind::Corrupt,
-                format!(
-                    "record {key}: HMGET answered {} fields for {}",
-                    f.len(),
-                    FIELDS.len()
-                ),
-            )
-        });
-        Self::decode(key.clone(), fields.map_err(self.tag(Operation::Get))?)
-            .map(Some)
-            .map_err(self.tag(Operation::Get))
     }
 
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {
@@ -505,6 +563,54 @@ mod tests {
         assert!(report.all_passed(), "{report}");
         // This store keeps no history: only the history cases may skip.
         assert!(report.skips_beyond(&["history"]).is_empty(), "{report}");
+    }
+
+    /// A server restart empties its script cache: a single write and a batch load the
+    /// put script again and go through (`SCRIPT FLUSH` stands in for the restart).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_load_the_script_again_after_the_cache_is_flushed() {
+        let url =
+            std::env::var("MUX_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        let namespace = format!("mux-noscript-{}", std::process::id());
+        let backend =
+            RedisBackend::connect("redis", RedisConfig::new(&url).with_namespace(&namespace))
+                .await
+                .unwrap_or_else(|e| panic!("Redis at {url} is required for this test: {e}"));
+        let mut conn = backend.conn.clone();
+        let flush = async |conn: &mut ConnectionManager| {
+            let _: () = redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query_async(conn)
+                .await
+                .unwrap();
+        };
+        let key = |k: &str| Key::new(k).unwrap();
+        let v = |n: u64| Version::new(n, 0, 1);
+        flush(&mut conn).await;
+        let one = Record::new(key("noscript/a"), "one", v(1));
+        assert_eq!(backend.put(&one).await.unwrap(), PutOutcome::Applied);
+        assert_eq!(backend.get(&key("noscript/a")).await.unwrap().unwrap(), one);
+        flush(&mut conn).await;
+        let batch = [
+            Record::new(key("noscript/a"), "two", v(2)),
+            Record::new(key("noscript/b"), "three", v(1)),
+        ];
+        assert_eq!(
+            backend.put_batch(&batch).await.unwrap(),
+            vec![PutOutcome::Applied, PutOutcome::Applied]
+        );
+        assert_eq!(
+            backend
+                .get(&key("noscript/a"))
+                .await
+                .unwrap()
+                .unwrap()
+                .value(),
+            "two"
+        );
+        for k in ["noscript/a", "noscript/b"] {
+            assert!(backend.purge(&key(k), v(2)).await.unwrap());
+        }
     }
 
     /// The layout the put script leaves: `ct` only while the record has a content type,
