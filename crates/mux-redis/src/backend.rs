@@ -240,23 +240,25 @@ impl RedisBackend {
         cmd
     }
 
+    /// Runs the compare-and-set script for one record, as a single command. After a
+    /// server restart the script cache is empty: load it and retry.
+    async fn run_put(&self, record: &Record) -> Result<PutOutcome> {
+        let mut conn = self.conn.clone();
+        let cmd = self.put_cmd(record);
+        let reply = match send(&mut conn, &cmd).await {
+            Err(e) if e.kind() == RedisKind::Server(ServerErrorKind::NoScript) => {
+                self.put.load_async(&mut conn).await.map_err(map_err)?;
+                send(&mut conn, &cmd).await.map_err(map_err)?
+            }
+            other => other.map_err(map_err)?,
+        };
+        Self::outcome(redis::from_redis_value(reply).map_err(parse_err)?)
+    }
+
     /// Runs the compare-and-set script for each record in one pipeline (one round
-    /// trip; one record goes as a single command). After a server restart the script
-    /// cache is empty: load it and retry.
+    /// trip), reloading the script as [`Self::run_put`] does.
     async fn run_puts(&self, records: &[Record]) -> Result<Vec<PutOutcome>> {
         let mut conn = self.conn.clone();
-        if let [record] = records {
-            let cmd = self.put_cmd(record);
-            let reply = match send(&mut conn, &cmd).await {
-                Err(e) if e.kind() == RedisKind::Server(ServerErrorKind::NoScript) => {
-                    self.put.load_async(&mut conn).await.map_err(map_err)?;
-                    send(&mut conn, &cmd).await.map_err(map_err)?
-                }
-                other => other.map_err(map_err)?,
-            };
-            let reply = redis::from_redis_value(reply).map_err(parse_err)?;
-            return Ok(vec![Self::outcome(reply)?]);
-        }
         let build = || {
             let mut pipe = redis::pipe();
             for r in records {
@@ -382,11 +384,7 @@ impl Backend for RedisBackend {
 
     async fn put(&self, record: &Record) -> Result<PutOutcome> {
         self.info.check_value_size(record, Operation::Put)?;
-        let outcomes = self
-            .run_puts(std::slice::from_ref(record))
-            .await
-            .map_err(self.tag(Operation::Put))?;
-        Ok(outcomes[0])
+        self.run_put(record).await.map_err(self.tag(Operation::Put))
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Record>> {
@@ -499,11 +497,9 @@ impl Backend for RedisBackend {
     }
 
     async fn delete(&self, key: &Key, version: Version) -> Result<PutOutcome> {
-        let outcomes = self
-            .run_puts(&[Record::tombstone(key.clone(), version)])
+        self.run_put(&Record::tombstone(key.clone(), version))
             .await
-            .map_err(self.tag(Operation::Delete))?;
-        Ok(outcomes[0])
+            .map_err(self.tag(Operation::Delete))
     }
 
     /// One pipeline of `EVALSHA` calls: one round trip for the whole batch.
@@ -547,17 +543,22 @@ impl Backend for RedisBackend {
 mod tests {
     use super::*;
 
+    /// A backend on the Redis at `MUX_REDIS_URL` (default `redis://127.0.0.1:6379`) under
+    /// `namespace`. Panics when it cannot connect: Redis is a required backend.
+    async fn connect(namespace: &str) -> RedisBackend {
+        let url =
+            std::env::var("MUX_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+        RedisBackend::connect("redis", RedisConfig::new(&url).with_namespace(namespace))
+            .await
+            .unwrap_or_else(|e| panic!("Redis at {url} is required for this test: {e}"))
+    }
+
     /// The conformance suite against the Redis at `MUX_REDIS_URL` (default
     /// `redis://127.0.0.1:6379`). Fails when it cannot connect: Redis is a required
     /// backend (`cargo xtask services up` starts one).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn passes_the_conformance_suite() {
-        let url =
-            std::env::var("MUX_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let backend =
-            RedisBackend::connect("redis", RedisConfig::new(&url).with_namespace("mux-test"))
-                .await
-                .unwrap_or_else(|e| panic!("Redis at {url} is required for this test: {e}"));
+        let backend = connect("mux-test").await;
         let report = mux_conformance::run(std::sync::Arc::new(backend)).await;
         println!("{report}");
         assert!(report.all_passed(), "{report}");
@@ -569,13 +570,7 @@ mod tests {
     /// put script again and go through (`SCRIPT FLUSH` stands in for the restart).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writes_load_the_script_again_after_the_cache_is_flushed() {
-        let url =
-            std::env::var("MUX_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let namespace = format!("mux-noscript-{}", std::process::id());
-        let backend =
-            RedisBackend::connect("redis", RedisConfig::new(&url).with_namespace(&namespace))
-                .await
-                .unwrap_or_else(|e| panic!("Redis at {url} is required for this test: {e}"));
+        let backend = connect(&format!("mux-noscript-{}", std::process::id())).await;
         let mut conn = backend.conn.clone();
         let flush = async |conn: &mut ConnectionManager| {
             let _: () = redis::cmd("SCRIPT")
@@ -617,13 +612,7 @@ mod tests {
     /// and one index entry from the first write until a purge, back with the next write.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_put_script_keeps_the_hash_and_its_index_entry_together() {
-        let url =
-            std::env::var("MUX_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-        let namespace = format!("mux-layout-{}", std::process::id());
-        let backend =
-            RedisBackend::connect("redis", RedisConfig::new(&url).with_namespace(&namespace))
-                .await
-                .unwrap_or_else(|e| panic!("Redis at {url} is required for this test: {e}"));
+        let backend = connect(&format!("mux-layout-{}", std::process::id())).await;
         let mut conn = backend.conn.clone();
         let key = Key::new("layout/a").unwrap();
         let (hash, index) = (backend.record_key(key.as_str()), backend.index_key());
