@@ -141,8 +141,20 @@ impl serde::Serialize for Version {
 
 impl<'de> serde::Deserialize<'de> for Version {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Version, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        /// Parses the text where the deserializer holds it: `Cow<str>` would copy it into a
+        /// `String` first (serde's `Cow` is always owned), an allocation on every read of
+        /// a record's metadata.
+        struct Text;
+        impl serde::de::Visitor<'_> for Text {
+            type Value = Version;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a version like 0000018c2f3a1b2c-00000000-00000001")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> std::result::Result<Version, E> {
+                s.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(Text)
     }
 }
 

@@ -7,48 +7,16 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use mux_core::{
     Backend, BackendInfo, Capability, Error, ErrorKind, Key, ListEntry, ListPage, ListRequest,
-    Metadata, Operation, PutOutcome, Record, Result, Version,
+    Operation, PutOutcome, Record, Result, Version,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind as RedisKind, ServerErrorKind, Value};
 
 use crate::config::{DEFAULT_MAX_VALUE_SIZE, RedisConfig, redact};
 use crate::error::{map_err, parse_err};
-
-/// Compare-and-set: write the record only if its version is higher than the stored one.
-/// KEYS: record hash, index. ARGV: version, tombstone, content type, has content type,
-/// tags, crc, value, key. Returns nil when applied, else the stored version.
-///
-/// The index entry is added only with a new hash: the hash and its entry are created
-/// here together and removed together by [`PURGE_SCRIPT`], so an update (most writes)
-/// leaves the index alone, and `ct` is deleted only when there is one. Measured with
-/// `INFO commandstats` on Redis 7.0 (1 KiB values), the server spends about 4.1 µs per
-/// update instead of 5.0 with an unconditional `ZADD` and `HDEL`; an empty script with
-/// the same arguments costs 2.3 µs of that, a plain `SET` 0.3 µs.
-const PUT_SCRIPT: &str = r"
-local found = redis.call('HMGET', KEYS[1], 'v', 'ct')
-local stored = found[1]
-if stored and stored >= ARGV[1] then return stored end
-if ARGV[4] == '1' then
-  redis.call('HSET', KEYS[1], 'v', ARGV[1], 't', ARGV[2], 'tags', ARGV[5], 'crc', ARGV[6], 'val', ARGV[7], 'ct', ARGV[3])
-else
-  redis.call('HSET', KEYS[1], 'v', ARGV[1], 't', ARGV[2], 'tags', ARGV[5], 'crc', ARGV[6], 'val', ARGV[7])
-  if found[2] then redis.call('HDEL', KEYS[1], 'ct') end
-end
-if not stored then redis.call('ZADD', KEYS[2], 0, ARGV[8]) end
-return false
-";
-
-/// Remove the record if its stored version is at most ARGV[1]. KEYS: hash, index.
-const PURGE_SCRIPT: &str = r"
-local stored = redis.call('HGET', KEYS[1], 'v')
-if stored and stored <= ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[2])
-  return 1
-end
-return 0
-";
+use crate::layout::{
+    self, FIELDS, LIST, MetaJson, PURGE_SCRIPT, PUT_SCRIPT, READ, RecordKey, Shown,
+};
 
 /// A client for `url` and one multiplexed connection on it that reconnects by itself
 /// after failures (shared by [`RedisBackend`] and `RedisFeed`).
@@ -116,36 +84,6 @@ pub struct RedisBackend {
     index: String,
 }
 
-/// An argument written into a command's buffer as `T`'s text, without a `String` of
-/// its own (a read or write names several such).
-struct Shown<T>(T);
-
-impl<T: fmt::Display> redis::ToRedisArgs for Shown<T> {
-    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
-        use std::io::Write as _;
-        // Writing into the command's Vec cannot fail.
-        let _ = write!(out.writer_for_next_arg(), "{}", self.0);
-    }
-}
-
-/// A record's hash, `{namespace}:r:{key}`.
-struct RecordKey<'a>(&'a str, &'a str);
-
-impl fmt::Display for RecordKey<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:r:{}", self.0, self.1)
-    }
-}
-
-/// A record's tags as the JSON object the hash keeps, written into the command.
-struct TagsJson<'a>(&'a std::collections::BTreeMap<String, String>);
-
-impl redis::ToRedisArgs for TagsJson<'_> {
-    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
-        serde_json::to_writer(out.writer_for_next_arg(), self.0).expect("tags serialise");
-    }
-}
-
 impl fmt::Debug for RedisBackend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBackend")
@@ -197,6 +135,19 @@ impl RedisBackend {
         Shown(RecordKey(&self.config.namespace, key))
     }
 
+    /// `HMGET` of `fields` of `key`'s hash: the command sized once and sent without
+    /// `query_async`'s boxed future and conversions.
+    async fn hmget(&self, key: &Key, fields: &[&str]) -> Result<Value> {
+        let mut cmd = redis::Cmd::with_capacity(
+            2 + fields.len(),
+            self.config.namespace.len() + key.as_str().len() + 32,
+        );
+        cmd.arg("HMGET")
+            .arg(self.record_key(key.as_str()))
+            .arg(fields);
+        send(&mut self.conn.clone(), &cmd).await.map_err(map_err)
+    }
+
     fn index_key(&self) -> &str {
         &self.index
     }
@@ -208,7 +159,7 @@ impl RedisBackend {
     /// `EVALSHA` of the compare-and-set script for one record.
     fn put_cmd(&self, record: &Record) -> redis::Cmd {
         let meta = record.meta();
-        // Sized once: the value, the key twice, and the rest (hash, version, tags, …).
+        // Sized once: the value, the key twice, and the rest (hash, version, metadata, …).
         let size = record.value().len()
             + 2 * record.key().as_str().len()
             + self.config.namespace.len()
@@ -218,23 +169,15 @@ impl RedisBackend {
                 .iter()
                 .map(|(k, v)| k.len() + v.len() + 6)
                 .sum::<usize>()
-            + 128;
-        let mut cmd = redis::Cmd::with_capacity(12, size);
+            + 192;
+        let mut cmd = redis::Cmd::with_capacity(8, size);
         cmd.arg("EVALSHA")
             .arg(self.put.get_hash())
             .arg(2)
             .arg(self.record_key(record.key().as_str()))
             .arg(self.index_key())
             .arg(Shown(meta.version))
-            .arg(if meta.tombstone { "1" } else { "0" })
-            .arg(meta.content_type.as_deref().unwrap_or(""))
-            .arg(if meta.content_type.is_some() {
-                "1"
-            } else {
-                "0"
-            })
-            .arg(TagsJson(&meta.tags))
-            .arg(Shown(meta.checksum))
+            .arg(MetaJson(meta))
             .arg(record.value().as_ref())
             .arg(record.key().as_str());
         cmd
@@ -290,90 +233,6 @@ impl RedisBackend {
             }),
         }
     }
-
-    /// The record stored as `fields` (the hash's fields named by [`FIELDS`], in that
-    /// order). The value is moved, not copied.
-    pub(crate) fn decode(key: Key, fields: Fields) -> Result<Record> {
-        let [v, t, ct, tags, crc, val] = fields;
-        let meta = decode_meta(&key, [v, t, ct, tags, crc])?;
-        Record::from_parts(key, Bytes::from(val.unwrap_or_default()), meta)
-    }
-}
-
-/// The metadata of `key` from the first five of [`FIELDS`] (`v`, `t`, `ct`, `tags`,
-/// `crc`); every one but `ct` must be there.
-fn decode_meta(key: &Key, fields: [Option<Vec<u8>>; 5]) -> Result<Metadata> {
-    let [v, t, ct, tags, crc] = fields;
-    let corrupt =
-        |what: &str| Error::new(ErrorKind::Corrupt, format!("record {key}: invalid {what}"));
-    Ok(Metadata {
-        version: text(key, "v", &v)?
-            .parse()
-            .map_err(|_| corrupt("version"))?,
-        tombstone: text(key, "t", &t)? == "1",
-        content_type: match &ct {
-            Some(_) => Some(text(key, "ct", &ct)?.to_owned()),
-            None => None,
-        },
-        tags: serde_json::from_str(text(key, "tags", &tags)?).map_err(|_| corrupt("tags"))?,
-        checksum: text(key, "crc", &crc)?
-            .parse()
-            .map_err(|_| corrupt("checksum"))?,
-    })
-}
-
-/// The hash fields a read asks for (`HMGET`), in the order of [`Fields`].
-pub(crate) const FIELDS: [&str; 6] = ["v", "t", "ct", "tags", "crc", "val"];
-
-/// A record's hash as read: each field of [`FIELDS`], if the hash has it.
-pub(crate) type Fields = [Option<Vec<u8>>; 6];
-
-/// Field `name` of the hash of `key`, which must be there and be UTF-8.
-fn text<'a>(key: &Key, name: &str, raw: &'a Option<Vec<u8>>) -> Result<&'a str> {
-    let raw = raw.as_deref().ok_or_else(|| {
-        Error::new(
-            ErrorKind::Corrupt,
-            format!("record {key} has no field '{name}'"),
-        )
-    })?;
-    std::str::from_utf8(raw).map_err(|_| {
-        Error::new(
-            ErrorKind::Corrupt,
-            format!("record {key}: field '{name}' is not UTF-8"),
-        )
-    })
-}
-
-/// The fields of an `HMGET` of [`FIELDS`] from its reply, moved out of it; `None` when
-/// the hash does not exist (every field nil).
-fn fields_of(key: &Key, reply: Value) -> Result<Option<Fields>> {
-    let unexpected = |what: String| {
-        Error::new(
-            ErrorKind::Corrupt,
-            format!("record {key}: unexpected reply to HMGET: {what}"),
-        )
-    };
-    let items = match reply {
-        Value::Array(items) => items,
-        other => return Err(unexpected(format!("{other:?}"))),
-    };
-    if items.len() != FIELDS.len() {
-        return Err(unexpected(format!(
-            "{} fields for {}",
-            items.len(),
-            FIELDS.len()
-        )));
-    }
-    let mut fields: Fields = Default::default();
-    for (slot, item) in fields.iter_mut().zip(items) {
-        *slot = match item {
-            Value::Nil => None,
-            Value::BulkString(bytes) => Some(bytes),
-            Value::ServerError(e) => return Err(map_err(e.into())),
-            other => return Err(unexpected(format!("{other:?}"))),
-        };
-    }
-    Ok(fields.iter().any(Option::is_some).then_some(fields))
 }
 
 #[async_trait]
@@ -389,22 +248,23 @@ impl Backend for RedisBackend {
 
     async fn get(&self, key: &Key) -> Result<Option<Record>> {
         let tag = self.tag(Operation::Get);
-        // HMGET of the known fields: the reply carries no field names, and each field
-        // arrives as a buffer of its own, which is moved into the record. The command
-        // is sized once and sent without `query_async`'s boxed future and conversions.
-        let mut cmd = redis::Cmd::with_capacity(
-            2 + FIELDS.len(),
-            self.config.namespace.len() + key.as_str().len() + 32,
-        );
-        cmd.arg("HMGET")
-            .arg(self.record_key(key.as_str()))
-            .arg(&FIELDS);
-        let reply = send(&mut self.conn.clone(), &cmd)
-            .await
-            .map_err(|e| tag(map_err(e)))?;
-        match fields_of(key, reply).map_err(&tag)? {
-            None => Ok(None),
-            Some(fields) => Self::decode(key.clone(), fields).map(Some).map_err(tag),
+        // `v`, `m` and `val`: the reply carries no field names, and each field arrives as
+        // a buffer of its own, which is moved into the record.
+        let reply = self.hmget(key, &READ).await.map_err(&tag)?;
+        let Some([v, m, val]) = layout::fields_of(key, reply).map_err(&tag)? else {
+            return Ok(None);
+        };
+        if let Some(meta) = layout::current_meta(key, &v, &m).map_err(&tag)? {
+            let value = Bytes::from(val.unwrap_or_default());
+            return Record::from_parts(key.clone(), value, meta)
+                .map(Some)
+                .map_err(tag);
+        }
+        // The old layout (or an `m` older than `v`): every field, in one read.
+        let reply = self.hmget(key, &FIELDS).await.map_err(&tag)?;
+        match layout::fields_of(key, reply).map_err(&tag)? {
+            None => Ok(None), // purged in between
+            Some(fields) => layout::decode(key.clone(), fields).map(Some).map_err(tag),
         }
     }
 
@@ -459,7 +319,7 @@ impl Backend for RedisBackend {
         for k in &keys {
             pipe.cmd("HMGET")
                 .arg(self.record_key(k.as_str()))
-                .arg(&FIELDS[..5])
+                .arg(&LIST)
                 .cmd("HSTRLEN")
                 .arg(self.record_key(k.as_str()))
                 .arg("val");
@@ -472,22 +332,24 @@ impl Backend for RedisBackend {
                 .map_err(|e| tag(map_err(e)))?
         };
         let mut page = ListPage::default();
-        for (k, pair) in keys.into_iter().zip(replies.chunks(2)) {
-            let fields: Vec<Option<Vec<u8>>> =
-                redis::from_redis_value(pair[0].clone()).map_err(|e| tag(parse_err(e)))?;
-            if fields[0].is_none() {
-                continue; // purged since the index was read
-            }
-            let size: u64 =
-                redis::from_redis_value(pair[1].clone()).map_err(|e| tag(parse_err(e)))?;
-            let fields: [Option<Vec<u8>>; 5] = fields.try_into().map_err(|f: Vec<_>| {
-                tag(Error::new(
+        let mut replies = replies.into_iter();
+        for k in keys {
+            let (Some(fields), Some(size)) = (replies.next(), replies.next()) else {
+                return Err(tag(Error::new(
                     ErrorKind::Corrupt,
-                    format!("record {k}: HMGET answered {} fields for 5", f.len()),
-                ))
-            })?;
+                    "Redis answered fewer replies than the listing asked for",
+                )));
+            };
+            let Some([v, m, t, ct, tags, crc]) = layout::fields_of(&k, fields).map_err(&tag)?
+            else {
+                continue; // purged since the index was read
+            };
+            let size: u64 = redis::from_redis_value(size).map_err(|e| tag(parse_err(e)))?;
             // The metadata alone: listings do not fetch values.
-            let meta = decode_meta(&k, fields).map_err(&tag)?;
+            let meta = match layout::current_meta(&k, &v, &m).map_err(&tag)? {
+                Some(meta) => meta,
+                None => layout::old_meta(&k, [v, t, ct, tags, crc]).map_err(&tag)?,
+            };
             page.entries.push(ListEntry { key: k, meta, size });
         }
         if more {
@@ -608,8 +470,16 @@ mod tests {
         }
     }
 
-    /// The layout the put script leaves: `ct` only while the record has a content type,
-    /// and one index entry from the first write until a purge, back with the next write.
+    /// The fields of `hash`, sorted.
+    async fn field_names(conn: &mut ConnectionManager, hash: &impl redis::ToRedisArgs) -> Vec<String> {
+        let mut names: Vec<String> = redis::cmd("HKEYS").arg(hash).query_async(conn).await.unwrap();
+        names.sort();
+        names
+    }
+
+    /// The layout the put script leaves: the fields `v`, `m` and `val` whatever the
+    /// record holds, and one index entry from the first write until a purge, back with the
+    /// next write.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_put_script_keeps_the_hash_and_its_index_entry_together() {
         let backend = connect(&format!("mux-layout-{}", std::process::id())).await;
@@ -618,26 +488,27 @@ mod tests {
         let (hash, index) = (backend.record_key(key.as_str()), backend.index_key());
         let v = |n: u64| Version::new(n, 0, 1);
         let mut state = async |expect_ct: Option<&str>, indexed: bool| {
-            let ct: Option<String> = redis::cmd("HGET")
-                .arg(&hash)
-                .arg("ct")
-                .query_async(&mut conn)
-                .await
-                .unwrap();
             let score: Option<f64> = redis::cmd("ZSCORE")
                 .arg(index)
                 .arg(key.as_str())
                 .query_async(&mut conn)
                 .await
                 .unwrap();
-            assert_eq!(ct.as_deref(), expect_ct);
             assert_eq!(score.is_some(), indexed);
+            let fields = field_names(&mut conn, &hash).await;
+            if indexed {
+                assert_eq!(fields, ["m", "v", "val"]);
+                let read = backend.get(&key).await.unwrap().unwrap();
+                assert_eq!(read.meta().content_type.as_deref(), expect_ct);
+            } else {
+                assert!(fields.is_empty(), "{fields:?}");
+            }
         };
 
         let typed = Record::new(key.clone(), "one", v(1)).with_content_type("text/plain");
         assert_eq!(backend.put(&typed).await.unwrap(), PutOutcome::Applied);
         state(Some("text/plain"), true).await;
-        // An update without a content type drops `ct`; the entry stays.
+        // An update without a content type has none; the entry stays.
         let plain = Record::new(key.clone(), "two", v(2));
         assert_eq!(backend.put(&plain).await.unwrap(), PutOutcome::Applied);
         state(None, true).await;
@@ -668,6 +539,93 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(listed.entries.len(), 1);
+        let _: () = redis::cmd("DEL")
+            .arg(&hash)
+            .arg(index)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    /// A hash in the earlier six-field layout (`v`, `t`, `ct`, `tags`, `crc`, `val`), as
+    /// an older mux wrote it, is read and listed; a stale write leaves it; the next write
+    /// turns it into the current layout. An older mux writing the old fields over a newer
+    /// hash (a rolling upgrade) is read by `v`, not by the stale `m`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hashes_in_the_earlier_layout_read_and_convert_on_their_next_write() {
+        let backend = connect(&format!("mux-oldlayout-{}", std::process::id())).await;
+        let mut conn = backend.conn.clone();
+        let key = Key::new("old/a").unwrap();
+        let (hash, index) = (backend.record_key(key.as_str()), backend.index_key());
+        let v = |n: u64| Version::new(n, 0, 1);
+        let write_old = async |conn: &mut ConnectionManager, record: &Record| {
+            let meta = record.meta();
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(&hash)
+                .arg("v")
+                .arg(meta.version.to_string())
+                .arg("t")
+                .arg(if meta.tombstone { "1" } else { "0" })
+                .arg("tags")
+                .arg(serde_json::to_string(&meta.tags).unwrap())
+                .arg("crc")
+                .arg(meta.checksum.to_string())
+                .arg("val")
+                .arg(record.value().as_ref());
+            if let Some(ct) = &meta.content_type {
+                cmd.arg("ct").arg(ct);
+            }
+            let _: () = cmd.query_async(&mut *conn).await.unwrap();
+            let _: () = redis::cmd("ZADD")
+                .arg(index)
+                .arg(0)
+                .arg(key.as_str())
+                .query_async(conn)
+                .await
+                .unwrap();
+        };
+
+        let old = Record::new(key.clone(), "old layout", v(2))
+            .with_content_type("text/plain")
+            .with_tag("class", "pii");
+        write_old(&mut conn, &old).await;
+        assert_eq!(backend.get(&key).await.unwrap().unwrap(), old);
+        let listed = backend
+            .list(&ListRequest::new(mux_core::Prefix::new("old").unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(listed.entries.len(), 1);
+        assert_eq!(&listed.entries[0].meta, old.meta());
+        assert_eq!(listed.entries[0].size, 10);
+        let stale = Record::new(key.clone(), "stale", v(1));
+        assert_eq!(
+            backend.put(&stale).await.unwrap(),
+            PutOutcome::Superseded { stored: v(2) }
+        );
+        assert_eq!(
+            field_names(&mut conn, &hash).await,
+            ["crc", "ct", "t", "tags", "v", "val"]
+        );
+
+        let new = Record::new(key.clone(), "new layout", v(3));
+        assert_eq!(backend.put(&new).await.unwrap(), PutOutcome::Applied);
+        assert_eq!(field_names(&mut conn, &hash).await, ["m", "v", "val"]);
+        assert_eq!(backend.get(&key).await.unwrap().unwrap(), new);
+
+        // An older node writes version 4 in the old layout over it: `m` still says 3.
+        let over = Record::new(key.clone(), "older node", v(4)).with_tag("by", "old");
+        write_old(&mut conn, &over).await;
+        assert_eq!(backend.get(&key).await.unwrap().unwrap(), over);
+        let listed = backend
+            .list(&ListRequest::new(mux_core::Prefix::new("old").unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(&listed.entries[0].meta, over.meta());
+        let newest = Record::tombstone(key.clone(), v(5));
+        assert_eq!(backend.delete(&key, v(5)).await.unwrap(), PutOutcome::Applied);
+        assert_eq!(field_names(&mut conn, &hash).await, ["m", "v", "val"]);
+        assert_eq!(backend.get(&key).await.unwrap().unwrap(), newest);
+
         let _: () = redis::cmd("DEL")
             .arg(&hash)
             .arg(index)

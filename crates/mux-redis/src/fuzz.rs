@@ -3,32 +3,15 @@
 
 use mux_core::{Key, Record, Result};
 
-use crate::RedisBackend;
-use crate::backend::{FIELDS, Fields};
+use crate::layout::{self, FIELDS, Fields};
 
 /// The hash fields the put script stores for `record` (a seed for the fuzzer).
 pub fn stored(record: &Record) -> Vec<(String, Vec<u8>)> {
-    let meta = record.meta();
-    let mut out = vec![
-        ("v".to_owned(), meta.version.to_string().into_bytes()),
-        (
-            "t".to_owned(),
-            if meta.tombstone { "1" } else { "0" }.into(),
-        ),
-        (
-            "tags".to_owned(),
-            serde_json::to_vec(&meta.tags).expect("string tags serialise"),
-        ),
-        ("crc".to_owned(), meta.checksum.to_string().into_bytes()),
-        ("val".to_owned(), record.value().to_vec()),
-    ];
-    if let Some(ct) = &meta.content_type {
-        out.push(("ct".to_owned(), ct.clone().into_bytes()));
-    }
-    out
+    layout::stored(record)
 }
 
-/// Decodes a record's hash as a read does.
+/// Decodes a record's hash as a read does: from `m` when it holds `v`'s version, else
+/// from the earlier layout's fields.
 pub fn decode(key: Key, fields: &[(String, Vec<u8>)]) -> Result<Record> {
     let mut read: Fields = Default::default();
     for (name, value) in fields {
@@ -36,5 +19,5 @@ pub fn decode(key: Key, fields: &[(String, Vec<u8>)]) -> Result<Record> {
             read[i] = Some(value.clone());
         }
     }
-    RedisBackend::decode(key, read)
+    layout::decode(key, read)
 }

@@ -5,8 +5,9 @@
 //!
 //! ## Layout (readable with `redis-cli`)
 //! - one hash per record at `<namespace>:r:<key>` with fields `v` (the version, fixed-width
-//!   hex, so it compares as text), `t` (`1` for a tombstone), `ct` (content type, absent
-//!   when none), `tags` (a JSON object), `crc` (CRC-32 of the value) and `val` (the value);
+//!   hex, so it compares as text), `m` (the metadata as one JSON object: version,
+//!   tombstone, checksum, content type and tags) and `val` (the value); hashes in the
+//!   earlier six-field layout are read as well and rewritten by their next write;
 //! - one sorted set `<namespace>:idx` holding every key with score 0, so keys list in
 //!   byte order with `ZRANGEBYLEX` (never `SCAN`).
 //!
@@ -26,6 +27,7 @@ mod backend;
 mod config;
 mod error;
 mod feed;
+mod layout;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzz;

@@ -1,0 +1,292 @@
+//! How a record is kept in its Redis hash, and the scripts that write and remove it.
+//!
+//! A hash `<namespace>:r:<key>` has three fields:
+//! - `v`: the version, fixed-width hex, so it compares as text (the scripts compare it);
+//! - `m`: the metadata as one JSON object, the same as the first line of mux's record
+//!   envelope without the key (`{"version":…,"tombstone":false,"checksum":…}`, plus
+//!   `content_type` and `tags` when there are any);
+//! - `val`: the value.
+//!
+//! A read asks for those three (`HMGET`): one reply of three buffers, where the layout
+//! before (six fields: `v`, `t`, `ct`, `tags`, `crc`, `val`) made a read parse seven
+//! values and a write pass twice the script arguments. Hashes written in that layout are
+//! still read: `v` decides. `m` counts only when it holds `v`'s version; otherwise (no
+//! `m`, or an older mux wrote the old fields over a newer hash during a rolling upgrade)
+//! the read asks again for every field and decodes the old ones. The next write through
+//! [`PUT_SCRIPT`] removes the old fields.
+
+use std::fmt;
+
+use bytes::Bytes;
+use mux_core::{Error, ErrorKind, Key, Metadata, Record, Result, Version};
+use redis::Value;
+
+use crate::error::map_err;
+
+/// Compare-and-set: write the record only if its version is higher than the stored one.
+/// KEYS: record hash, index. ARGV: version, metadata JSON, value, key. Returns nil when
+/// applied, else the stored version.
+///
+/// The index entry is added only with a new hash: the hash and its entry are created
+/// here together and removed together by [`PURGE_SCRIPT`], so an update (most writes)
+/// leaves the index alone. `t` marks a hash in the old layout, whose fields go.
+pub(crate) const PUT_SCRIPT: &str = r"
+local found = redis.call('HMGET', KEYS[1], 'v', 't')
+local stored = found[1]
+if stored and stored >= ARGV[1] then return stored end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'm', ARGV[2], 'val', ARGV[3])
+if found[2] then redis.call('HDEL', KEYS[1], 't', 'ct', 'tags', 'crc') end
+if not stored then redis.call('ZADD', KEYS[2], 0, ARGV[4]) end
+return false
+";
+
+/// Remove the record if its stored version is at most ARGV[1]. KEYS: hash, index.
+pub(crate) const PURGE_SCRIPT: &str = r"
+local stored = redis.call('HGET', KEYS[1], 'v')
+if stored and stored <= ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Every field a hash may hold, in the order of [`Fields`]: the three a read asks for
+/// first ([`READ`]), then the old layout's metadata.
+pub(crate) const FIELDS: [&str; 7] = ["v", "m", "val", "t", "ct", "tags", "crc"];
+
+/// The fields a read asks for: version, metadata, value.
+pub(crate) const READ: [&str; 3] = ["v", "m", "val"];
+
+/// The fields a listing asks for: every one but the value.
+pub(crate) const LIST: [&str; 6] = ["v", "m", "t", "ct", "tags", "crc"];
+
+/// A hash as read: each field of [`FIELDS`], if the hash has it.
+pub(crate) type Fields = [Option<Vec<u8>>; 7];
+
+/// A field's value as a reply holds it.
+pub(crate) type Field = Option<Vec<u8>>;
+
+/// A record's metadata as the JSON `m` holds, written into the command.
+pub(crate) struct MetaJson<'a>(pub(crate) &'a Metadata);
+
+impl redis::ToRedisArgs for MetaJson<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        serde_json::to_writer(out.writer_for_next_arg(), self.0).expect("metadata serialises");
+    }
+}
+
+/// The fields a put stores for `record`, as [`PUT_SCRIPT`] writes them (the fuzz
+/// targets' seed).
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn stored(record: &Record) -> Vec<(String, Vec<u8>)> {
+    let meta = record.meta();
+    vec![
+        ("v".to_owned(), meta.version.to_string().into_bytes()),
+        (
+            "m".to_owned(),
+            serde_json::to_vec(meta).expect("metadata serialises"),
+        ),
+        ("val".to_owned(), record.value().to_vec()),
+    ]
+}
+
+/// The record a hash holds, from every field of [`FIELDS`] (`m` or the old layout's).
+pub(crate) fn decode(key: Key, fields: Fields) -> Result<Record> {
+    let [v, m, val, t, ct, tags, crc] = fields;
+    let meta = match current_meta(&key, &v, &m)? {
+        Some(meta) => meta,
+        None => old_meta(&key, [v, t, ct, tags, crc])?,
+    };
+    Record::from_parts(key, Bytes::from(val.unwrap_or_default()), meta)
+}
+
+/// The metadata in `m` when it is there and holds the version `v` names; `None` when the
+/// old fields must be read instead.
+pub(crate) fn current_meta(key: &Key, v: &Field, m: &Field) -> Result<Option<Metadata>> {
+    let Some(m) = m else { return Ok(None) };
+    let version: Version = text(key, "v", v)?
+        .parse()
+        .map_err(|_| corrupt(key, "version in 'v'"))?;
+    let meta: Metadata =
+        serde_json::from_slice(m).map_err(|_| corrupt(key, "metadata in 'm'"))?;
+    Ok((meta.version == version).then_some(meta))
+}
+
+/// The metadata of the old layout, from `v`, `t`, `ct`, `tags` and `crc`; every one but
+/// `ct` must be there.
+pub(crate) fn old_meta(key: &Key, fields: [Field; 5]) -> Result<Metadata> {
+    let [v, t, ct, tags, crc] = fields;
+    Ok(Metadata {
+        version: text(key, "v", &v)?
+            .parse()
+            .map_err(|_| corrupt(key, "version"))?,
+        tombstone: text(key, "t", &t)? == "1",
+        content_type: match &ct {
+            Some(_) => Some(text(key, "ct", &ct)?.to_owned()),
+            None => None,
+        },
+        tags: serde_json::from_str(text(key, "tags", &tags)?).map_err(|_| corrupt(key, "tags"))?,
+        checksum: text(key, "crc", &crc)?
+            .parse()
+            .map_err(|_| corrupt(key, "checksum"))?,
+    })
+}
+
+fn corrupt(key: &Key, what: &str) -> Error {
+    Error::new(ErrorKind::Corrupt, format!("record {key}: invalid {what}"))
+}
+
+/// Field `name` of the hash of `key`, which must be there and be UTF-8.
+fn text<'a>(key: &Key, name: &str, raw: &'a Field) -> Result<&'a str> {
+    let raw = raw.as_deref().ok_or_else(|| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("record {key} has no field '{name}'"),
+        )
+    })?;
+    std::str::from_utf8(raw).map_err(|_| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("record {key}: field '{name}' is not UTF-8"),
+        )
+    })
+}
+
+/// The `N` fields of an `HMGET` from its reply, moved out of it; `None` when the hash
+/// does not exist (every field nil).
+pub(crate) fn fields_of<const N: usize>(key: &Key, reply: Value) -> Result<Option<[Field; N]>> {
+    let unexpected = |what: String| {
+        Error::new(
+            ErrorKind::Corrupt,
+            format!("record {key}: unexpected reply to HMGET: {what}"),
+        )
+    };
+    let items = match reply {
+        Value::Array(items) => items,
+        other => return Err(unexpected(format!("{other:?}"))),
+    };
+    if items.len() != N {
+        return Err(unexpected(format!("{} fields for {N}", items.len())));
+    }
+    let mut fields: [Field; N] = std::array::from_fn(|_| None);
+    for (slot, item) in fields.iter_mut().zip(items) {
+        *slot = match item {
+            Value::Nil => None,
+            Value::BulkString(bytes) => Some(bytes),
+            Value::ServerError(e) => return Err(map_err(e.into())),
+            other => return Err(unexpected(format!("{other:?}"))),
+        };
+    }
+    Ok(fields.iter().any(Option::is_some).then_some(fields))
+}
+
+/// An argument written into a command's buffer as `T`'s text, without a `String` of
+/// its own (a read or write names several such).
+pub(crate) struct Shown<T>(pub(crate) T);
+
+impl<T: fmt::Display> redis::ToRedisArgs for Shown<T> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        use std::io::Write as _;
+        // Writing into the command's Vec cannot fail.
+        let _ = write!(out.writer_for_next_arg(), "{}", self.0);
+    }
+}
+
+/// A record's hash, `{namespace}:r:{key}`.
+pub(crate) struct RecordKey<'a>(pub(crate) &'a str, pub(crate) &'a str);
+
+impl fmt::Display for RecordKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:r:{}", self.0, self.1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Key {
+        Key::new("a/b").unwrap()
+    }
+
+    fn by_name(pairs: &[(String, Vec<u8>)]) -> Fields {
+        FIELDS.map(|f| pairs.iter().find(|(n, _)| n == f).map(|(_, v)| v.clone()))
+    }
+
+    fn owned(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        pairs
+            .iter()
+            .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn a_stored_record_decodes_to_itself() {
+        let record = Record::new(key(), "hello", Version::new(5, 1, 2))
+            .with_content_type("text/plain")
+            .with_tag("class", "pii");
+        assert_eq!(decode(key(), by_name(&stored(&record))).unwrap(), record);
+        let tombstone = Record::tombstone(key(), Version::new(6, 0, 1));
+        assert_eq!(decode(key(), by_name(&stored(&tombstone))).unwrap(), tombstone);
+    }
+
+    #[test]
+    fn the_old_layout_still_reads() {
+        let record = Record::new(key(), "hello", Version::new(5, 0, 1)).with_tag("class", "pii");
+        let v = record.version().to_string();
+        let crc = record.meta().checksum.to_string();
+        let old = owned(&[
+            ("v", &v),
+            ("t", "0"),
+            ("ct", "text/plain"),
+            ("tags", r#"{"class":"pii"}"#),
+            ("crc", &crc),
+            ("val", "hello"),
+        ]);
+        let read = decode(key(), by_name(&old)).unwrap();
+        assert_eq!(read.value(), "hello");
+        assert_eq!(read.meta().content_type.as_deref(), Some("text/plain"));
+        assert_eq!(read.meta().tags, record.meta().tags);
+    }
+
+    /// An older mux wrote the old fields over a newer hash: `v` decides, and the stale `m`
+    /// is not used.
+    #[test]
+    fn a_stale_m_gives_way_to_the_old_fields() {
+        let first = Record::new(key(), "first", Version::new(5, 0, 1));
+        let second = Record::new(key(), "second", Version::new(7, 0, 1));
+        let mut fields = by_name(&stored(&first));
+        let v = second.version().to_string();
+        let crc = second.meta().checksum.to_string();
+        let old = by_name(&owned(&[
+            ("v", &v),
+            ("t", "0"),
+            ("tags", "{}"),
+            ("crc", &crc),
+            ("val", "second"),
+        ]));
+        for (slot, new) in fields.iter_mut().zip(old) {
+            if new.is_some() {
+                *slot = new;
+            }
+        }
+        assert_eq!(decode(key(), fields).unwrap(), second);
+    }
+
+    #[test]
+    fn damaged_fields_are_corrupt_not_a_panic() {
+        let record = Record::new(key(), "hello", Version::new(5, 0, 1));
+        let mut fields = by_name(&stored(&record));
+        fields[1] = Some(b"{not json".to_vec());
+        let err = decode(key(), fields).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+        assert!(err.message().contains("'m'"), "{err}");
+        let mut fields = by_name(&stored(&record));
+        fields[2] = Some(b"hellp".to_vec());
+        assert_eq!(
+            decode(key(), fields).unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
+    }
+}
