@@ -108,8 +108,7 @@ pub(crate) fn current_meta(key: &Key, v: &Field, m: &Field) -> Result<Option<Met
     let version: Version = text(key, "v", v)?
         .parse()
         .map_err(|_| corrupt(key, "version in 'v'"))?;
-    let meta: Metadata =
-        serde_json::from_slice(m).map_err(|_| corrupt(key, "metadata in 'm'"))?;
+    let meta: Metadata = serde_json::from_slice(m).map_err(|_| corrupt(key, "metadata in 'm'"))?;
     Ok((meta.version == version).then_some(meta))
 }
 
@@ -228,7 +227,10 @@ mod tests {
             .with_tag("class", "pii");
         assert_eq!(decode(key(), by_name(&stored(&record))).unwrap(), record);
         let tombstone = Record::tombstone(key(), Version::new(6, 0, 1));
-        assert_eq!(decode(key(), by_name(&stored(&tombstone))).unwrap(), tombstone);
+        assert_eq!(
+            decode(key(), by_name(&stored(&tombstone))).unwrap(),
+            tombstone
+        );
     }
 
     #[test]

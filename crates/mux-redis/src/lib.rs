@@ -27,10 +27,10 @@ mod backend;
 mod config;
 mod error;
 mod feed;
-mod layout;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzz;
+mod layout;
 
 use std::sync::Arc;
 
