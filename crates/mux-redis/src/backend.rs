@@ -260,7 +260,8 @@ impl Backend for RedisBackend {
                 .map(Some)
                 .map_err(tag);
         }
-        // The old layout (or an `m` older than `v`): every field, in one read.
+        // The old layout, or an `m` that does not hold `v`'s version: every field, in one
+        // read, for `layout::meta` to decide.
         let reply = self.hmget(key, &FIELDS).await.map_err(&tag)?;
         match layout::fields_of(key, reply).map_err(&tag)? {
             None => Ok(None), // purged in between
@@ -346,10 +347,7 @@ impl Backend for RedisBackend {
             };
             let size: u64 = redis::from_redis_value(size).map_err(|e| tag(parse_err(e)))?;
             // The metadata alone: listings do not fetch values.
-            let meta = match layout::current_meta(&k, &v, &m).map_err(&tag)? {
-                Some(meta) => meta,
-                None => layout::old_meta(&k, [v, t, ct, tags, crc]).map_err(&tag)?,
-            };
+            let meta = layout::meta(&k, v, m, [t, ct, tags, crc]).map_err(&tag)?;
             page.entries.push(ListEntry { key: k, meta, size });
         }
         if more {

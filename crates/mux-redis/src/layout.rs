@@ -12,7 +12,8 @@
 //! values and a write pass twice the script arguments. Hashes written in that layout are
 //! still read: `v` decides. `m` counts only when it holds `v`'s version; otherwise (no
 //! `m`, or an older mux wrote the old fields over a newer hash during a rolling upgrade)
-//! the read asks again for every field and decodes the old ones. The next write through
+//! the read asks again for every field and decodes the old ones; with no old fields, `v`
+//! was set by hand and gives the version, `m` the rest. The next write through
 //! [`PUT_SCRIPT`] removes the old fields.
 
 use std::fmt;
@@ -91,30 +92,53 @@ pub(crate) fn stored(record: &Record) -> Vec<(String, Vec<u8>)> {
     ]
 }
 
-/// The record a hash holds, from every field of [`FIELDS`] (`m` or the old layout's).
+/// The record a hash holds, from every field of [`FIELDS`] (see [`meta`]).
 pub(crate) fn decode(key: Key, fields: Fields) -> Result<Record> {
     let [v, m, val, t, ct, tags, crc] = fields;
-    let meta = match current_meta(&key, &v, &m)? {
-        Some(meta) => meta,
-        None => old_meta(&key, [v, t, ct, tags, crc])?,
-    };
+    let meta = meta(&key, v, m, [t, ct, tags, crc])?;
     Record::from_parts(key, Bytes::from(val.unwrap_or_default()), meta)
 }
 
-/// The metadata in `m` when it is there and holds the version `v` names; `None` when the
-/// old fields must be read instead.
+/// The metadata of a hash from `v`, `m` and the old layout's `t`, `ct`, `tags` and `crc`:
+/// - `m` when it holds `v`'s version (every hash this layout wrote);
+/// - else the old fields when there are any (a hash of the old layout, or one an older
+///   mux wrote over during a rolling upgrade, leaving `m` behind);
+/// - else `m` with `v`'s version: `v` was set by hand (`HSET … v …`), and as the scripts
+///   compare `v`, it is the version the store holds.
+pub(crate) fn meta(key: &Key, v: Field, m: Field, old: [Field; 4]) -> Result<Metadata> {
+    match parse_current(key, &v, &m)? {
+        Some((meta, version)) if meta.version == version => Ok(meta),
+        Some((mut meta, version)) if old.iter().all(Option::is_none) => {
+            meta.version = version;
+            Ok(meta)
+        }
+        _ => {
+            let [t, ct, tags, crc] = old;
+            old_meta(key, [v, t, ct, tags, crc])
+        }
+    }
+}
+
+/// The metadata in `m` when it is there and holds the version `v` names; `None` when
+/// [`meta`] must decide from every field.
 pub(crate) fn current_meta(key: &Key, v: &Field, m: &Field) -> Result<Option<Metadata>> {
+    Ok(parse_current(key, v, m)?
+        .and_then(|(meta, version)| (meta.version == version).then_some(meta)))
+}
+
+/// `m`'s metadata and `v`'s version, when there is an `m`.
+fn parse_current(key: &Key, v: &Field, m: &Field) -> Result<Option<(Metadata, Version)>> {
     let Some(m) = m else { return Ok(None) };
     let version: Version = text(key, "v", v)?
         .parse()
         .map_err(|_| corrupt(key, "version in 'v'"))?;
     let meta: Metadata = serde_json::from_slice(m).map_err(|_| corrupt(key, "metadata in 'm'"))?;
-    Ok((meta.version == version).then_some(meta))
+    Ok(Some((meta, version)))
 }
 
 /// The metadata of the old layout, from `v`, `t`, `ct`, `tags` and `crc`; every one but
 /// `ct` must be there.
-pub(crate) fn old_meta(key: &Key, fields: [Field; 5]) -> Result<Metadata> {
+fn old_meta(key: &Key, fields: [Field; 5]) -> Result<Metadata> {
     let [v, t, ct, tags, crc] = fields;
     Ok(Metadata {
         version: text(key, "v", &v)?
@@ -274,6 +298,20 @@ mod tests {
             }
         }
         assert_eq!(decode(key(), fields).unwrap(), second);
+    }
+
+    /// `v` set back by hand (drift made with Redis commands): `v` is the version, `m` the
+    /// rest.
+    #[test]
+    fn a_version_set_by_hand_in_v_decides() {
+        let record = Record::new(key(), "hello", Version::new(5, 0, 1)).with_tag("class", "pii");
+        let mut fields = by_name(&stored(&record));
+        let older = Version::new(1, 0, 1);
+        fields[0] = Some(older.to_string().into_bytes());
+        let read = decode(key(), fields).unwrap();
+        assert_eq!(read.version(), older);
+        assert_eq!(read.value(), "hello");
+        assert_eq!(read.meta().tags, record.meta().tags);
     }
 
     #[test]
