@@ -189,3 +189,76 @@ async fn tokio_postgres_cleanup(table: &str) {
         .await
         .unwrap();
 }
+
+/// A Redis that stops answering (every connection held by a fault proxy): the backend's
+/// own calls, with no coordinator around them, fail as temporary `Timeout`s after its
+/// `response_timeout` (kept by mux's coarse timer, the redis crate's being off), and
+/// the same connection serves again once the link heals. Timings are lower bounds, and
+/// the upper ones only catch a call that hangs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_stops_answering_times_out_and_serves_again_after() {
+    use mux::{ErrorKind, Key, Record};
+    use mux_tests::netfault::FaultProxy;
+    use std::time::Instant;
+
+    let url = mux_tests::redis_url();
+    let upstream = url.split("://").nth(1).unwrap_or(&url);
+    let upstream = upstream
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    let proxy = FaultProxy::start(upstream).await.unwrap();
+    let mut config = RedisConfig::new(format!("redis://{}", proxy.authority()))
+        .with_namespace(format!("stall{}", std::process::id()));
+    config.response_timeout = Duration::from_millis(300);
+    let redis = RedisBackend::connect("stalled", config)
+        .await
+        .expect("Redis is required (cargo xtask services up)");
+    let key = Key::new("stall/a").unwrap();
+    let v1 = Version::new(1, 0, 1);
+    redis
+        .put(&Record::new(key.clone(), "one", v1))
+        .await
+        .unwrap();
+
+    proxy.partition();
+    for op in ["get", "put"] {
+        let started = Instant::now();
+        let call = async {
+            match op {
+                "get" => redis.get(&key).await.map(drop),
+                _ => redis
+                    .put(&Record::new(key.clone(), "two", Version::new(2, 0, 1)))
+                    .await
+                    .map(drop),
+            }
+        };
+        let e = tokio::time::timeout(Duration::from_secs(30), call)
+            .await
+            .unwrap_or_else(|_| panic!("{op} hung past its response timeout"))
+            .expect_err("no answer while partitioned");
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{op}: {e}");
+        assert!(e.is_temporary(), "{op}: {e}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(300),
+            "{op} failed early"
+        );
+    }
+
+    proxy.heal();
+    let mut found = None;
+    for _ in 0..100 {
+        if let Ok(Some(r)) = redis.get(&key).await {
+            found = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let found = found.expect("reads work again after the link heals");
+    // The write that timed out may or may not have reached Redis: either version is fine.
+    assert!(found.version() >= v1);
+    assert!(redis.purge(&key, found.version()).await.unwrap());
+}

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use mux_core::resilience::CoarseTimeout;
 use mux_core::{
     Backend, BackendInfo, Capability, Error, ErrorKind, Key, ListEntry, ListPage, ListRequest,
     Operation, PutOutcome, Record, Result, Version,
@@ -13,6 +14,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind as RedisKind, ServerErrorKind, Value};
 
 use crate::config::{DEFAULT_MAX_VALUE_SIZE, RedisConfig, redact};
+use crate::conn::Conn;
 use crate::error::{map_err, parse_err};
 use crate::layout::{
     self, FIELDS, LIST, MetaJson, PURGE_SCRIPT, PUT_SCRIPT, READ, RecordKey, Shown,
@@ -24,7 +26,7 @@ pub(crate) async fn connect_manager(
     url: &str,
     ca_file: Option<&std::path::Path>,
     connection_timeout: Duration,
-    response_timeout: Duration,
+    response_timeout: Option<Duration>,
 ) -> Result<(redis::Client, ConnectionManager)> {
     let invalid = |e: redis::RedisError| {
         Error::invalid_input(format!("invalid Redis URL {}: {e}", redact(url)))
@@ -54,7 +56,7 @@ pub(crate) async fn connect_manager(
     };
     let manager_config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(connection_timeout))
-        .set_response_timeout(Some(response_timeout))
+        .set_response_timeout(response_timeout)
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_millis(500));
     let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
@@ -63,21 +65,12 @@ pub(crate) async fn connect_manager(
     Ok((client, conn))
 }
 
-/// Sends one command, its server error as an error (`query_async` without its boxed
-/// future and conversion).
-async fn send(conn: &mut ConnectionManager, cmd: &redis::Cmd) -> redis::RedisResult<Value> {
-    match conn.send_packed_command(cmd).await? {
-        Value::ServerError(e) => Err(e.into()),
-        reply => Ok(reply),
-    }
-}
-
 /// A backend storing records in Redis.
 #[derive(Clone)]
 pub struct RedisBackend {
     info: BackendInfo,
     config: RedisConfig,
-    conn: ConnectionManager,
+    conn: Conn,
     put: redis::Script,
     purge: redis::Script,
     /// `{namespace}:idx`, the sorted set of keys (made once: every write names it).
@@ -117,13 +110,14 @@ impl RedisBackend {
             &config.url,
             config.ca_file.as_deref(),
             config.connection_timeout,
-            config.response_timeout,
+            // Bounded by `Conn`'s coarse timer instead.
+            None,
         )
         .await
         .map_err(tag)?;
         Ok(RedisBackend {
             info: BackendInfo::new(name, "redis", Self::CAPABILITY),
-            conn,
+            conn: Conn::new(conn, CoarseTimeout::new(config.response_timeout)),
             put: redis::Script::new(PUT_SCRIPT),
             purge: redis::Script::new(PURGE_SCRIPT),
             index: format!("{}:idx", config.namespace),
@@ -145,7 +139,7 @@ impl RedisBackend {
         cmd.arg("HMGET")
             .arg(self.record_key(key.as_str()))
             .arg(fields);
-        send(&mut self.conn.clone(), &cmd).await.map_err(map_err)
+        self.conn.send(&cmd).await.map_err(map_err)
     }
 
     fn index_key(&self) -> &str {
@@ -186,12 +180,14 @@ impl RedisBackend {
     /// Runs the compare-and-set script for one record, as a single command. After a
     /// server restart the script cache is empty: load it and retry.
     async fn run_put(&self, record: &Record) -> Result<PutOutcome> {
-        let mut conn = self.conn.clone();
         let cmd = self.put_cmd(record);
-        let reply = match send(&mut conn, &cmd).await {
+        let reply = match self.conn.send(&cmd).await {
             Err(e) if e.kind() == RedisKind::Server(ServerErrorKind::NoScript) => {
-                self.put.load_async(&mut conn).await.map_err(map_err)?;
-                send(&mut conn, &cmd).await.map_err(map_err)?
+                self.put
+                    .load_async(&mut self.conn.clone())
+                    .await
+                    .map_err(map_err)?;
+                self.conn.send(&cmd).await.map_err(map_err)?
             }
             other => other.map_err(map_err)?,
         };

@@ -36,7 +36,8 @@ pub struct RedisConfig {
     /// Prefix of every Redis key mux writes (`<namespace>:r:…`, `<namespace>:idx`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
-    /// How long to wait for a response before the call fails as a timeout.
+    /// How long to wait for a response before the call fails as a timeout (kept by a
+    /// shared coarse timer: the call fails up to an eighth later, at most a second).
     #[serde(
         rename = "response_timeout_ms",
         default = "default_response_timeout",

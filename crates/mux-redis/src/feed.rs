@@ -236,7 +236,7 @@ impl RedisFeed {
             &config.url,
             config.ca_file.as_deref(),
             config.connection_timeout,
-            config.response_timeout,
+            Some(config.response_timeout),
         )
         .await
         .map_err(tag)?;

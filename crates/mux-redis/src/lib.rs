@@ -25,6 +25,7 @@
 
 mod backend;
 mod config;
+mod conn;
 mod error;
 mod feed;
 #[cfg(feature = "fuzzing")]

@@ -9,6 +9,7 @@ pub(crate) mod layer;
 mod retry;
 pub(crate) mod shard;
 mod timeout;
+mod watchdog;
 
 pub use breaker::{
     BreakerConfig, CallPermit, Circuit, CircuitBreaker, CircuitBreakerLayer, CircuitState,
@@ -20,3 +21,4 @@ pub use layer::{Identity, Layer, Layers, Stack};
 pub(crate) use retry::millis;
 pub use retry::{Jitter, RetryPolicy};
 pub use timeout::{Timeout, TimeoutLayer};
+pub use watchdog::{CoarseTimeout, Elapsed};

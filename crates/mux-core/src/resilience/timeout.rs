@@ -2,17 +2,20 @@
 //! `Timeout` error.
 
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use super::layer::{Layer, layer_impls};
+use super::watchdog::CoarseTimeout;
 use crate::backend::Backend;
 use crate::error::{Error, ErrorKind, Operation, Result};
 
 /// Fails a call that has not answered within a duration.
 ///
 /// A call that completes at its first poll (an in-memory store, a cached answer) never
-/// arms a timer.
+/// arms a timer. The others share one coarse timer per layer (a [`CoarseTimeout`], no
+/// tokio timer per call): a call fails between `timeout` and `timeout` plus an eighth of
+/// it (at most a second more). Like a tokio timer, a call that waits needs a tokio
+/// runtime with its time driver.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -28,7 +31,7 @@ use crate::error::{Error, ErrorKind, Operation, Result};
 #[derive(Debug)]
 pub struct Timeout<B> {
     inner: B,
-    timeout: Duration,
+    timer: CoarseTimeout,
     name: Arc<str>,
 }
 
@@ -38,7 +41,7 @@ impl<B: Backend> Timeout<B> {
         Timeout {
             name: inner.info().name.clone(),
             inner,
-            timeout,
+            timer: CoarseTimeout::new(timeout),
         }
     }
 }
@@ -56,7 +59,7 @@ impl<B> Timeout<B> {
 
     /// The limit of each call.
     pub fn timeout(&self) -> Duration {
-        self.timeout
+        self.timer.limit()
     }
 
     pub(crate) async fn around<T>(
@@ -64,21 +67,11 @@ impl<B> Timeout<B> {
         op: Operation,
         call: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        let mut call = std::pin::pin!(call);
-        let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
-        match first {
-            Poll::Ready(r) => r,
-            // Only a call that did not finish at once needs the timer; boxing it keeps
-            // the timer out of this future for the calls that finish at once.
-            Poll::Pending => match Box::pin(tokio::time::timeout(self.timeout, call)).await {
-                Ok(r) => r,
-                Err(_) => Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!("no answer within {} ms", self.timeout.as_millis()),
-                )
+        match self.timer.run(call).await {
+            Ok(r) => r,
+            Err(elapsed) => Err(Error::new(ErrorKind::Timeout, elapsed.to_string())
                 .with_backend(&self.name)
                 .with_operation(op)),
-            },
         }
     }
 }

@@ -30,7 +30,7 @@ async fn passes_the_conformance_suite() {
 async fn writes_load_the_script_again_after_the_cache_is_flushed() {
     let backend = connect(&format!("mux-noscript-{}", std::process::id())).await;
     let mut conn = backend.conn.clone();
-    let flush = async |conn: &mut ConnectionManager| {
+    let flush = async |conn: &mut Conn| {
         let _: () = redis::cmd("SCRIPT")
             .arg("FLUSH")
             .query_async(conn)
@@ -67,7 +67,7 @@ async fn writes_load_the_script_again_after_the_cache_is_flushed() {
 }
 
 /// The fields of `hash`, sorted.
-async fn field_names(conn: &mut ConnectionManager, hash: &impl redis::ToRedisArgs) -> Vec<String> {
+async fn field_names(conn: &mut Conn, hash: &impl redis::ToRedisArgs) -> Vec<String> {
     let mut names: Vec<String> = redis::cmd("HKEYS")
         .arg(hash)
         .query_async(conn)
@@ -158,7 +158,7 @@ async fn hashes_in_the_earlier_layout_read_and_convert_on_their_next_write() {
     let key = Key::new("old/a").unwrap();
     let (hash, index) = (backend.record_key(key.as_str()), backend.index_key());
     let v = |n: u64| Version::new(n, 0, 1);
-    let write_old = async |conn: &mut ConnectionManager, record: &Record| {
+    let write_old = async |conn: &mut Conn, record: &Record| {
         let meta = record.meta();
         let mut cmd = redis::cmd("HSET");
         cmd.arg(&hash)
