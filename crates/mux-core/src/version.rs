@@ -87,13 +87,30 @@ impl Version {
     }
 }
 
+impl Version {
+    /// The text form, written into a buffer on the stack: `core::fmt`'s zero-padded hex
+    /// (`{:016x}` and two `{:08x}`, each written piece by piece, so `to_string` grew its
+    /// `String` several times) was a tenth of a muxd PUT's CPU, which shows a version
+    /// three or four times.
+    fn text(self) -> [u8; 34] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [b'-'; 34];
+        let mut hex = |at: usize, value: u64, digits: usize| {
+            for (i, byte) in out[at..at + digits].iter_mut().enumerate() {
+                *byte = HEX[((value >> (4 * (digits - 1 - i))) & 0xf) as usize];
+            }
+        };
+        hex(0, self.physical_ms, 16);
+        hex(17, u64::from(self.logical), 8);
+        hex(26, u64::from(self.node), 8);
+        out
+    }
+}
+
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:016x}-{:08x}-{:08x}",
-            self.physical_ms, self.logical, self.node
-        )
+        // One `write_str` of ASCII hex digits and dashes.
+        f.write_str(std::str::from_utf8(&self.text()).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -275,7 +292,14 @@ mod tests {
         for v in vs {
             assert_eq!(Version::from_bytes(&v.to_bytes()).unwrap(), v);
             assert_eq!(v.to_string().parse::<Version>().unwrap(), v);
+            // The hand-written text form is core::fmt's zero-padded hex.
+            let fmt = format!("{:016x}-{:08x}-{:08x}", v.physical_ms, v.logical, v.node);
+            assert_eq!(v.to_string(), fmt);
         }
+        assert_eq!(
+            Version::new(0xfedc_ba98_7654_3210, 0x0123_4567, 0x89ab_cdef).to_string(),
+            "fedcba9876543210-01234567-89abcdef"
+        );
         assert_eq!(
             Version::new(0x18c2f3a1b2c, 3, 1).to_string(),
             "0000018c2f3a1b2c-00000003-00000001"
