@@ -320,14 +320,18 @@ mod tests {
     #[test]
     fn a_ticker_lost_with_its_runtime_is_replaced_on_the_next() {
         let limit = CoarseTimeout::new(Duration::from_millis(40));
-        let first = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .unwrap()
+        };
+        let first = runtime();
         first.block_on(async {
+            // Cut off early (or, on a stalled machine, failed by its limit): either way
+            // the ticker has not yet seen the call leave.
             let waiting = limit.run(std::future::pending::<()>());
-            let r = tokio::time::timeout(Duration::from_millis(5), waiting).await;
-            assert!(r.is_err(), "cut off before its limit");
+            let _ = tokio::time::timeout(Duration::from_millis(5), waiting).await;
         });
         assert!(
             limit.dog.ticking.load(Ordering::SeqCst),
@@ -338,10 +342,7 @@ mod tests {
             !limit.dog.ticking.load(Ordering::SeqCst),
             "dropped with its runtime"
         );
-        let second = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let second = runtime();
         second.block_on(async {
             let waiting = limit.run(std::future::pending::<()>());
             let r = tokio::time::timeout(Duration::from_secs(5), waiting).await;
