@@ -3,8 +3,8 @@
 //!
 //! A tokio timer takes the runtime's one timer-wheel lock when it is armed and again when
 //! it is dropped, so two timers per backend call (this layer's and the client's own) were
-//! about a fifth of a Redis read's CPU, much of it waiting for that lock on the other
-//! core. A call that does not finish at its first poll instead puts its deadline and
+//! about a fifth of a Redis read's samples on its calling task, much of it waiting for
+//! that lock on the other core. A call that does not finish at its first poll instead puts its deadline and
 //! waker into a slab of this thread's shard (one uncontended lock, no allocation once the
 //! slab has grown) and takes them out when it ends. One ticker task per watchdog, running
 //! only while calls are waiting, wakes every `tick` and wakes the calls whose deadline has
