@@ -6,7 +6,9 @@
 //! alternating rounds (`mux_tests::bench::alternate`):
 //!
 //! - Redis: mux (a `Mux` over mux-redis) against the redis crate on one multiplexed
-//!   connection (`GET`/`SET` of a string) and OpenDAL's redis service;
+//!   connection (`GET`/`SET` of a string) and OpenDAL's redis service; and, to show where
+//!   the difference goes, the redis crate sending mux's layout's commands itself
+//!   (`HMGET` of a record's three fields, `HSET` of them);
 //! - PostgreSQL: mux (mux-postgres, pool 16) against a prepared tokio-postgres
 //!   `SELECT value` / upsert through a deadpool pool of the same size, and OpenDAL's
 //!   postgresql service (sqlx; its default pool). The raw and OpenDAL reads read mux's
@@ -30,6 +32,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, path::Path as Object
 
 const CONCURRENCY: usize = 32;
 const ROUNDS: usize = 3;
+/// Redis's rows take a tenth of a second a round: more rounds steady their medians.
+const REDIS_ROUNDS: usize = 9;
 
 /// The rows and ratios of every comparison.
 #[derive(Default)]
@@ -39,14 +43,16 @@ struct Report {
 }
 
 impl Report {
-    /// Runs `rows` and records each `(ratio, row a, row b)` as a's throughput over b's.
+    /// Runs `rows` (`rounds` alternating rounds of `per` operations each) and records
+    /// each `(ratio, row a, row b)` as a's throughput over b's.
     async fn compare(
         &mut self,
         rows: &[(&'static str, MakeOp)],
+        rounds: usize,
         per: usize,
         ratios: &[(&'static str, usize, usize)],
     ) {
-        let medians = alternate(rows, ROUNDS, per, CONCURRENCY).await;
+        let medians = alternate(rows, rounds, per, CONCURRENCY).await;
         for &(name, a, b) in ratios {
             self.ratios
                 .push((name, medians[a].ops_per_sec / medians[b].ops_per_sec));
@@ -216,6 +222,7 @@ async fn redis(report: &mut Report, run: &str, value: &Bytes) {
         }
     });
     let [od_get, od_put] = opendal_rows("redis", &opendal, &od_paths, value);
+    let [hmget, hset] = layout_rows(run, &conn, &keys, value).await;
     let rows = [
         mux_get,
         mux_put,
@@ -223,22 +230,33 @@ async fn redis(report: &mut Report, run: &str, value: &Bytes) {
         ("redis_raw_set", raw_set),
         od_get,
         od_put,
+        ("redis_raw_hmget", hmget),
+        ("redis_raw_hset", hset),
     ];
     report
         .compare(
             &rows,
+            REDIS_ROUNDS,
             20_000,
             &[
                 ("mux_redis_get_vs_raw", 0, 2),
                 ("mux_redis_put_vs_raw", 1, 3),
                 ("mux_redis_get_vs_opendal", 0, 4),
                 ("mux_redis_put_vs_opendal", 1, 5),
+                // Where the difference to the raw client goes: mux's own cost over the
+                // commands it sends, and the cost of its layout's commands over a
+                // string's.
+                ("mux_redis_get_vs_raw_hmget", 0, 6),
+                ("redis_raw_hmget_vs_raw_get", 6, 2),
+                ("mux_redis_put_vs_raw_hset", 1, 7),
+                ("redis_raw_hset_vs_raw_set", 7, 3),
             ],
         )
         .await;
     // Remove this run's keys.
     let mut c = conn.clone();
     let mut doomed: Vec<String> = raw_keys.to_vec();
+    doomed.extend((0..KEYS).map(|i| hset_key(run, i)));
     doomed.extend(od_paths.iter().map(|p| format!("{run}-opendal/{p}")));
     for chunk in doomed.chunks(500) {
         let _: () = redis::cmd("DEL")
@@ -248,6 +266,69 @@ async fn redis(report: &mut Report, run: &str, value: &Bytes) {
             .unwrap();
     }
     purge(&store, &keys).await;
+}
+
+/// The key of raw `HSET` row's hash `i`.
+fn hset_key(run: &str, i: usize) -> String {
+    format!("{run}:raw-hash:k{i:04}")
+}
+
+/// Rows of the redis crate sending the commands of mux-redis's layout itself: `HMGET` of
+/// the three fields a mux read asks for (on mux's own hashes), and an unconditional
+/// `HSET` of the same three fields (the bytes mux stored for the first key) where mux
+/// runs its compare-and-set script. mux's ratios over these are its own cost; theirs
+/// over `GET`/`SET` are the layout's.
+async fn layout_rows(
+    run: &str,
+    conn: &redis::aio::MultiplexedConnection,
+    keys: &Arc<Vec<Key>>,
+    value: &Bytes,
+) -> [MakeOp; 2] {
+    let hashes: Arc<Vec<String>> = Arc::new(
+        keys.iter()
+            .map(|k| format!("{run}:r:{}", k.as_str()))
+            .collect(),
+    );
+    let [v, m]: [Vec<u8>; 2] = redis::cmd("HMGET")
+        .arg(&hashes[0])
+        .arg(&["v", "m"])
+        .query_async(&mut conn.clone())
+        .await
+        .expect("mux's first record, as stored");
+    let (c, h) = (conn.clone(), hashes.clone());
+    let hmget = row(move |i| {
+        let (mut c, hash) = (c.clone(), h[i % h.len()].clone());
+        async move {
+            let fields: Vec<Vec<u8>> = redis::cmd("HMGET")
+                .arg(hash)
+                .arg(&["v", "m", "val"])
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            assert_eq!(fields[2].len(), 1024);
+        }
+    });
+    let own: Arc<Vec<String>> = Arc::new((0..keys.len()).map(|i| hset_key(run, i)).collect());
+    let (c, o) = (conn.clone(), own.clone());
+    let (v, m, val) = (Bytes::from(v), Bytes::from(m), value.clone());
+    let hset = row(move |i| {
+        let (mut c, hash) = (c.clone(), o[i % o.len()].clone());
+        let (v, m, val) = (v.clone(), m.clone(), val.clone());
+        async move {
+            let _: () = redis::cmd("HSET")
+                .arg(hash)
+                .arg("v")
+                .arg(v.as_ref())
+                .arg("m")
+                .arg(m.as_ref())
+                .arg("val")
+                .arg(val.as_ref())
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+    });
+    [hmget, hset]
 }
 
 /// Removes mux's records of `keys` from `store`.
@@ -386,6 +467,7 @@ async fn postgres(report: &mut Report, run: &str, value: &Bytes) {
     report
         .compare(
             &rows,
+            ROUNDS,
             10_000,
             &[
                 ("mux_pg_get_vs_raw", 0, 2),
@@ -464,7 +546,7 @@ async fn compare_objects(
     let [mux_get, mux_put] = mux_rows(store, mux, &keys, value);
     let [os_get, os_put] = object_store_rows(store, &os, &read, &write, value);
     let rows = [mux_get, mux_put, os_get, os_put];
-    report.compare(&rows, 1_500, ratios).await;
+    report.compare(&rows, ROUNDS, 1_500, ratios).await;
     for path in write.iter() {
         os.delete(path).await.unwrap();
     }
