@@ -1,6 +1,6 @@
 //! Corrupt replicas in real stores: records written through a `Mux` over PostgreSQL,
 //! Redis and memory are damaged with each store's OWN client (SQL through
-//! tokio-postgres, `HSET` through the redis crate) so that their checksums fail. Reads
+//! tokio-postgres, `APPEND` through the redis crate) so that their checksums fail. Reads
 //! treat a corrupt copy as a stale one: `All` returns the good copy and repairs the
 //! corrupt one, `Primary` fails over, a `Quorum` read never counts a corrupt copy toward
 //! its majority, errors name the backends that returned corrupt data (and never say no
@@ -38,11 +38,11 @@ async fn damage_in_postgres(key: &Key) {
     assert_eq!(n, 1, "the row of {key} exists");
 }
 
-/// Damages the Redis hash of `key` behind mux's back: a new value, the old checksum.
+/// Damages the Redis string of `key` behind mux's back: bytes added to its value, the
+/// old checksum.
 async fn damage_in_redis(key: &Key) {
-    let _: i64 = redis::cmd("HSET")
+    let _: i64 = redis::cmd("APPEND")
         .arg(format!("{REDIS_NAMESPACE}:r:{key}"))
-        .arg("val")
         .arg("damaged")
         .query_async(&mut mux_tests::redis_conn().await)
         .await

@@ -118,7 +118,7 @@ fn psql_dump(table: &str) -> String {
     ]))
 }
 
-/// What redis-cli shows of every hash under the namespace.
+/// What redis-cli shows of every record under the namespace (each one string).
 fn redis_dump(namespace: &str) -> String {
     let url = mux_tests::redis_url();
     let keys = run(Command::new("redis-cli").args([
@@ -131,7 +131,7 @@ fn redis_dump(namespace: &str) -> String {
     let mut all = String::new();
     for key in keys.lines().filter(|k| !k.is_empty()) {
         all.push_str(&run(
-            Command::new("redis-cli").args(["-u", &url, "HGETALL", key])
+            Command::new("redis-cli").args(["-u", &url, "GET", key])
         ));
     }
     all

@@ -45,8 +45,8 @@ impl RedisServer {
     }
 
     /// How many times the server ran mux-redis's put script since it started: each run
-    /// makes one `HMGET` (reads are `HMGET`s too, but this test reads Redis only at the
-    /// end, after the last count).
+    /// makes one `GETRANGE` (listings do too, but this test reads Redis only at the end,
+    /// after the last count).
     fn script_runs(&self) -> u64 {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string(), "INFO", "commandstats"])
@@ -54,7 +54,7 @@ impl RedisServer {
             .expect("redis-cli is required for this test");
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .find_map(|l| l.strip_prefix("cmdstat_hmget:calls="))
+            .find_map(|l| l.strip_prefix("cmdstat_getrange:calls="))
             .map(|rest| rest.split(',').next().unwrap().parse().unwrap())
             .unwrap_or(0)
     }

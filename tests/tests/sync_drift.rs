@@ -1,6 +1,6 @@
 //! `mux_sync::verify` against drift made behind mux's back in real stores: 200 records
 //! are written to two stores, then rows are edited with each store's OWN client —
-//! PostgreSQL with SQL (tokio-postgres), Redis with `DEL`/`HSET` (the redis crate), S3
+//! PostgreSQL with SQL (tokio-postgres), Redis with `DEL`/`SET`/`SETRANGE` (the redis crate), S3
 //! by deleting objects and replacing metadata (boto3 from the services venv, else the
 //! AWS SDK client) — and verify must report exactly those keys, with their kinds;
 //! verify with `repair` converges them, and a second verify finds nothing.
@@ -364,53 +364,25 @@ async fn redis_drift_made_with_redis_commands_is_found_and_repaired() {
                 .await
                 .unwrap();
             assert_eq!(removed, 1);
-            let _: i64 = redis::cmd("HSET")
+            // A record is one string: its metadata's JSON, whose version starts at byte
+            // 12 (`{"version":"`), a newline, the value.
+            let _: i64 = redis::cmd("SETRANGE")
                 .arg(redis_record_key(&k(101)))
-                .arg("v")
+                .arg(12)
                 .arg(&older)
                 .query_async(&mut conn)
                 .await
                 .unwrap();
-            let _: i64 = redis::cmd("HSET")
-                .arg(redis_record_key(&k(188)))
-                .arg(&[
-                    "v",
-                    newer.as_str(),
-                    "t",
-                    "1",
-                    "val",
-                    "",
-                    "crc",
-                    "0",
-                    "tags",
-                    "{}",
-                ])
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            let _: i64 = redis::cmd("HDEL")
-                .arg(redis_record_key(&k(188)))
-                .arg("ct")
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            let _: i64 = redis::cmd("HSET")
-                .arg(redis_record_key(&extra))
-                .arg(&[
-                    "v",
-                    newer.as_str(),
-                    "t",
-                    "1",
-                    "val",
-                    "",
-                    "crc",
-                    "0",
-                    "tags",
-                    "{}",
-                ])
-                .query_async(&mut conn)
-                .await
-                .unwrap();
+            let tombstone =
+                format!("{{\"version\":\"{newer}\",\"tombstone\":true,\"checksum\":0}}\n");
+            for at in [k(188), extra.clone()] {
+                let () = redis::cmd("SET")
+                    .arg(redis_record_key(&at))
+                    .arg(&tombstone)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
             let _: i64 = redis::cmd("ZADD")
                 .arg(format!("{REDIS_NAMESPACE}:idx"))
                 .arg(0)
@@ -426,9 +398,10 @@ async fn redis_drift_made_with_redis_commands_is_found_and_repaired() {
             ]);
             find_and_repair(&stores, &prefix, &expected).await;
 
-            let v: String = redis::cmd("HGET")
+            let v: String = redis::cmd("GETRANGE")
                 .arg(redis_record_key(&k(101)))
-                .arg("v")
+                .arg(12)
+                .arg(45)
                 .query_async(&mut conn)
                 .await
                 .unwrap();

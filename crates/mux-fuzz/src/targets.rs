@@ -37,6 +37,12 @@ pub static TARGETS: &[Target] = &[
         seeds: redis_hash_seeds,
     },
     Target {
+        name: "redis_string",
+        what: "a record's Redis string",
+        run: redis_string,
+        seeds: redis_string_seeds,
+    },
+    Target {
         name: "postgres_row",
         what: "a record's PostgreSQL row",
         run: postgres_row,
@@ -231,6 +237,22 @@ fn redis_hash(data: &[u8]) {
 
 fn redis_hash_seeds() -> Vec<Vec<u8>> {
     stored_seeds(|r| Ok(mux_redis::fuzz::stored(r)))
+}
+
+fn redis_string(data: &[u8]) {
+    if let Ok(record) = mux_redis::fuzz::decode_string(fuzz_key(), data) {
+        let again =
+            mux_redis::fuzz::decode_string(fuzz_key(), &mux_redis::fuzz::stored_string(&record))
+                .expect("own string");
+        assert_eq!(again, record, "a record changes through its stored form");
+    }
+}
+
+fn redis_string_seeds() -> Vec<Vec<u8>> {
+    records()
+        .iter()
+        .map(mux_redis::fuzz::stored_string)
+        .collect()
 }
 
 fn postgres_row(data: &[u8]) {

@@ -8,17 +8,17 @@ use bytes::Bytes;
 use mux_core::resilience::CoarseTimeout;
 use mux_core::{
     Backend, BackendInfo, Capability, Error, ErrorKind, Key, ListEntry, ListPage, ListRequest,
-    Operation, PutOutcome, Record, Result, Version,
+    Metadata, Operation, PutOutcome, Record, Result, Version,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind as RedisKind, ServerErrorKind, Value};
 
-use crate::config::{DEFAULT_MAX_VALUE_SIZE, RedisConfig, redact};
+use crate::config::{DEFAULT_MAX_VALUE_SIZE, Layout, RedisConfig, redact};
 use crate::conn::Conn;
 use crate::error::{map_err, parse_err};
-use crate::layout::{
-    self, FIELDS, LIST, MetaJson, PURGE_SCRIPT, PUT_SCRIPT, READ, RecordKey, Shown,
-};
+use crate::layout::{self, FIELDS, LIST, MetaJson, READ, RecordKey, Shown};
+use crate::scripts;
+use crate::string_layout::{self, LIST_HEAD, Listed, RecordString};
 
 /// A client for `url` and one multiplexed connection on it that reconnects by itself
 /// after failures (shared by [`RedisBackend`] and `RedisFeed`).
@@ -71,6 +71,7 @@ pub struct RedisBackend {
     info: BackendInfo,
     config: RedisConfig,
     conn: Conn,
+    /// The compare-and-set script of the configured layout.
     put: redis::Script,
     purge: redis::Script,
     /// `{namespace}:idx`, the sorted set of keys (made once: every write names it).
@@ -118,8 +119,11 @@ impl RedisBackend {
         Ok(RedisBackend {
             info: BackendInfo::new(name, "redis", Self::CAPABILITY),
             conn: Conn::new(conn, CoarseTimeout::new(config.response_timeout)),
-            put: redis::Script::new(PUT_SCRIPT),
-            purge: redis::Script::new(PURGE_SCRIPT),
+            put: redis::Script::new(match config.layout {
+                Layout::String => scripts::PUT_STRING,
+                Layout::Hash => scripts::PUT_HASH,
+            }),
+            purge: redis::Script::new(scripts::PURGE),
             index: format!("{}:idx", config.namespace),
             config,
         })
@@ -129,17 +133,147 @@ impl RedisBackend {
         Shown(RecordKey(&self.config.namespace, key))
     }
 
-    /// `HMGET` of `fields` of `key`'s hash: the command sized once and sent without
+    /// `command` of `key`'s record with `args`: the command sized once and sent without
     /// `query_async`'s boxed future and conversions.
-    async fn hmget(&self, key: &Key, fields: &[&str]) -> Result<Value> {
+    async fn read(&self, command: &str, key: &Key, args: &[&str]) -> redis::RedisResult<Value> {
         let mut cmd = redis::Cmd::with_capacity(
-            2 + fields.len(),
+            2 + args.len(),
             self.config.namespace.len() + key.as_str().len() + 32,
         );
-        cmd.arg("HMGET")
+        cmd.arg(command)
             .arg(self.record_key(key.as_str()))
-            .arg(fields);
-        self.conn.send(&cmd).await.map_err(map_err)
+            .arg(args);
+        self.conn.send(&cmd).await
+    }
+
+    /// The record at `key` read as `layout` keeps it: `None` when Redis keeps it in the
+    /// other layout (`WRONGTYPE`).
+    async fn get_in(&self, key: &Key, layout: Layout) -> Result<Option<Option<Record>>> {
+        match layout {
+            Layout::String => self.get_string(key).await,
+            Layout::Hash => self.get_hash(key).await,
+        }
+    }
+
+    /// A read of a record's string: one `GET`, the value a slice of the reply.
+    async fn get_string(&self, key: &Key) -> Result<Option<Option<Record>>> {
+        match self.read("GET", key, &[]).await {
+            Ok(Value::Nil) => Ok(Some(None)),
+            Ok(Value::BulkString(bytes)) => {
+                string_layout::decode(key.clone(), bytes).map(|r| Some(Some(r)))
+            }
+            Ok(other) => Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("record {key}: unexpected reply to GET: {other:?}"),
+            )),
+            Err(e) if wrong_type(&e) => Ok(None),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    /// A read of a record's hash: `v`, `m` and `val` (the reply carries no field names,
+    /// and each field arrives as a buffer of its own, which is moved into the record).
+    async fn get_hash(&self, key: &Key) -> Result<Option<Option<Record>>> {
+        let reply = match self.read("HMGET", key, &READ).await {
+            Err(e) if wrong_type(&e) => return Ok(None),
+            other => other.map_err(map_err)?,
+        };
+        let Some([v, m, val]) = layout::fields_of(key, reply)? else {
+            return Ok(Some(None));
+        };
+        if let Some(meta) = layout::current_meta(key, &v, &m)? {
+            let value = Bytes::from(val.unwrap_or_default());
+            return Record::from_parts(key.clone(), value, meta).map(|r| Some(Some(r)));
+        }
+        // The old layout, or an `m` that does not hold `v`'s version: every field, in one
+        // read, for `layout::meta` to decide.
+        let reply = match self.read("HMGET", key, &FIELDS).await {
+            Err(e) if wrong_type(&e) => return Ok(None),
+            other => other.map_err(map_err)?,
+        };
+        match layout::fields_of(key, reply)? {
+            None => Ok(Some(None)), // purged in between
+            Some(fields) => layout::decode(key.clone(), fields).map(|r| Some(Some(r))),
+        }
+    }
+
+    /// The metadata and value size of the records at `keys` as `layout` keeps them, in
+    /// one pipeline (the values are not read).
+    async fn list_in(&self, keys: &[&Key], layout: Layout) -> Result<Vec<Fetched>> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for k in keys {
+            let record = self.record_key(k.as_str());
+            match layout {
+                Layout::String => pipe
+                    .cmd("GETRANGE")
+                    .arg(&record)
+                    .arg(0)
+                    .arg(LIST_HEAD - 1)
+                    .cmd("STRLEN")
+                    .arg(&record),
+                Layout::Hash => pipe
+                    .cmd("HMGET")
+                    .arg(&record)
+                    .arg(&LIST)
+                    .cmd("HSTRLEN")
+                    .arg(&record)
+                    .arg("val"),
+            };
+        }
+        let replies: Vec<Value> = pipe
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(map_err)?;
+        if replies.len() != 2 * keys.len() {
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                "Redis answered fewer replies than the listing asked for",
+            ));
+        }
+        let mut fetched = Vec::with_capacity(keys.len());
+        let mut replies = replies.into_iter();
+        for &k in keys {
+            let (Some(first), Some(size)) = (replies.next(), replies.next()) else {
+                unreachable!("two replies per key, counted above");
+            };
+            let (first, size) = match (first, size) {
+                (Value::ServerError(e), _) | (_, Value::ServerError(e)) => {
+                    let e = redis::RedisError::from(e);
+                    if wrong_type(&e) {
+                        fetched.push(Fetched::OtherLayout);
+                        continue;
+                    }
+                    return Err(map_err(e));
+                }
+                pair => pair,
+            };
+            let size: u64 = redis::from_redis_value(size).map_err(parse_err)?;
+            fetched.push(match layout {
+                Layout::String => {
+                    let head: Vec<u8> = redis::from_redis_value(first).map_err(parse_err)?;
+                    match string_layout::listed(k, &head, size)? {
+                        Listed::Entry(meta, size) => Fetched::Entry(meta, size),
+                        Listed::Gone => Fetched::Gone,
+                        // Metadata longer than the head: the whole string, read as a get.
+                        Listed::Longer => match self.get_string(k).await? {
+                            Some(Some(r)) => {
+                                Fetched::Entry(r.meta().clone(), r.value().len() as u64)
+                            }
+                            Some(None) => Fetched::Gone,
+                            None => Fetched::OtherLayout,
+                        },
+                    }
+                }
+                Layout::Hash => match layout::fields_of(k, first)? {
+                    None => Fetched::Gone,
+                    Some([v, m, t, ct, tags, crc]) => {
+                        Fetched::Entry(layout::meta(k, v, m, [t, ct, tags, crc])?, size)
+                    }
+                },
+            });
+        }
+        Ok(fetched)
     }
 
     fn index_key(&self) -> &str {
@@ -170,10 +304,12 @@ impl RedisBackend {
             .arg(2)
             .arg(self.record_key(record.key().as_str()))
             .arg(self.index_key())
-            .arg(Shown(meta.version))
-            .arg(MetaJson(meta))
-            .arg(record.value().as_ref())
-            .arg(record.key().as_str());
+            .arg(Shown(meta.version));
+        match self.config.layout {
+            Layout::String => cmd.arg(RecordString(record)),
+            Layout::Hash => cmd.arg(MetaJson(meta)).arg(record.value().as_ref()),
+        };
+        cmd.arg(record.key().as_str());
         cmd
     }
 
@@ -242,27 +378,19 @@ impl Backend for RedisBackend {
         self.run_put(record).await.map_err(self.tag(Operation::Put))
     }
 
+    /// Read in the configured layout first, and in the other when Redis answers
+    /// `WRONGTYPE` (a record written before a change of layout, or by a node on the
+    /// other one).
     async fn get(&self, key: &Key) -> Result<Option<Record>> {
-        let tag = self.tag(Operation::Get);
-        // `v`, `m` and `val`: the reply carries no field names, and each field arrives as
-        // a buffer of its own, which is moved into the record.
-        let reply = self.hmget(key, &READ).await.map_err(&tag)?;
-        let Some([v, m, val]) = layout::fields_of(key, reply).map_err(&tag)? else {
-            return Ok(None);
-        };
-        if let Some(meta) = layout::current_meta(key, &v, &m).map_err(&tag)? {
-            let value = Bytes::from(val.unwrap_or_default());
-            return Record::from_parts(key.clone(), value, meta)
-                .map(Some)
-                .map_err(tag);
+        let mut layout = self.config.layout;
+        for _ in 0..LAYOUT_TRIES {
+            match self.get_in(key, layout).await {
+                Ok(Some(found)) => return Ok(found),
+                Ok(None) => layout = layout.other(),
+                Err(e) => return Err(self.tag(Operation::Get)(e)),
+            }
         }
-        // The old layout, or an `m` that does not hold `v`'s version: every field, in one
-        // read, for `layout::meta` to decide.
-        let reply = self.hmget(key, &FIELDS).await.map_err(&tag)?;
-        match layout::fields_of(key, reply).map_err(&tag)? {
-            None => Ok(None), // purged in between
-            Some(fields) => layout::decode(key.clone(), fields).map(Some).map_err(tag),
-        }
+        Err(self.tag(Operation::Get)(changing_layout()))
     }
 
     async fn list(&self, request: &ListRequest) -> Result<ListPage> {
@@ -311,40 +439,36 @@ impl Backend for RedisBackend {
                 _ => break,
             }
         }
-        // Fetch the metadata (not the values) of the page in one pipeline.
-        let mut pipe = redis::pipe();
-        for k in &keys {
-            pipe.cmd("HMGET")
-                .arg(self.record_key(k.as_str()))
-                .arg(&LIST)
-                .cmd("HSTRLEN")
-                .arg(self.record_key(k.as_str()))
-                .arg("val");
+        // The metadata (not the values) of the page: one pipeline, and one more for any
+        // record kept in the other layout.
+        let mut found: Vec<Option<(Metadata, u64)>> = vec![None; keys.len()];
+        let mut pending: Vec<usize> = (0..keys.len()).collect();
+        let mut layout = self.config.layout;
+        for _ in 0..LAYOUT_TRIES {
+            if pending.is_empty() {
+                break;
+            }
+            let asked: Vec<&Key> = pending.iter().map(|&i| &keys[i]).collect();
+            let fetched = self.list_in(&asked, layout).await.map_err(&tag)?;
+            let mut again = Vec::new();
+            for (i, f) in pending.into_iter().zip(fetched) {
+                match f {
+                    Fetched::Entry(meta, size) => found[i] = Some((meta, size)),
+                    Fetched::Gone => {} // purged since the index was read
+                    Fetched::OtherLayout => again.push(i),
+                }
+            }
+            pending = again;
+            layout = layout.other();
         }
-        let replies: Vec<Value> = if keys.is_empty() {
-            Vec::new()
-        } else {
-            pipe.query_async(&mut conn)
-                .await
-                .map_err(|e| tag(map_err(e)))?
-        };
+        if !pending.is_empty() {
+            return Err(tag(changing_layout()));
+        }
         let mut page = ListPage::default();
-        let mut replies = replies.into_iter();
-        for k in keys {
-            let (Some(fields), Some(size)) = (replies.next(), replies.next()) else {
-                return Err(tag(Error::new(
-                    ErrorKind::Corrupt,
-                    "Redis answered fewer replies than the listing asked for",
-                )));
-            };
-            let Some([v, m, t, ct, tags, crc]) = layout::fields_of(&k, fields).map_err(&tag)?
-            else {
-                continue; // purged since the index was read
-            };
-            let size: u64 = redis::from_redis_value(size).map_err(|e| tag(parse_err(e)))?;
-            // The metadata alone: listings do not fetch values.
-            let meta = layout::meta(&k, v, m, [t, ct, tags, crc]).map_err(&tag)?;
-            page.entries.push(ListEntry { key: k, meta, size });
+        for (key, found) in keys.into_iter().zip(found) {
+            if let Some((meta, size)) = found {
+                page.entries.push(ListEntry { key, meta, size });
+            }
         }
         if more {
             page.next_cursor = page.entries.last().map(|e| e.key.clone());
@@ -393,6 +517,36 @@ impl Backend for RedisBackend {
             .map_err(|e| self.tag(Operation::Health)(map_err(e)))?;
         Ok(())
     }
+}
+
+/// What a listing found of one record in one layout.
+enum Fetched {
+    /// Its metadata and the size of its value.
+    Entry(Metadata, u64),
+    /// Removed since the index was read.
+    Gone,
+    /// Kept in the other layout (`WRONGTYPE`).
+    OtherLayout,
+}
+
+/// How many times a read tries a layout: the configured one, the other, and the
+/// configured one again for a record a write converted in between.
+const LAYOUT_TRIES: usize = 3;
+
+/// Whether Redis refused a command for the key's type: the record is in the other layout.
+fn wrong_type(e: &redis::RedisError) -> bool {
+    e.code() == Some("WRONGTYPE")
+}
+
+/// A record that kept changing layout between a read's tries (writes converting it back
+/// and forth: nodes configured with different layouts writing it at that moment).
+fn changing_layout() -> Error {
+    Error::new(
+        ErrorKind::Unavailable,
+        "the record changed between Redis layouts while it was read (nodes writing it with \
+         different `layout` settings); retry, and give every node the same layout",
+    )
+    .temporary()
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub const DEFAULT_MAX_VALUE_SIZE: usize = 64 << 20;
 /// url = "redis://:secret@redis.example:6379/0"   # rediss:// for TLS
 /// ca_file = "/etc/mux/redis-ca.pem"   # optional, rediss:// only: trust this CA
 /// namespace = "mux"
+/// layout = "string"   # or "hash": see `Layout`
 /// response_timeout_ms = 5000
 /// connection_timeout_ms = 2000
 /// ```
@@ -36,6 +37,10 @@ pub struct RedisConfig {
     /// Prefix of every Redis key mux writes (`<namespace>:r:…`, `<namespace>:idx`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
+    /// How records are written (both are always read): one string each (the default),
+    /// or the hash an older mux wrote, for a rolling upgrade (see [`Layout`]).
+    #[serde(default)]
+    pub layout: Layout,
     /// How long to wait for a response before the call fails as a timeout (kept by a
     /// shared coarse timer: the call fails up to an eighth later, at most a second).
     #[serde(
@@ -51,6 +56,32 @@ pub struct RedisConfig {
         deserialize_with = "millis"
     )]
     pub connection_timeout: Duration,
+}
+
+/// How a record is written to Redis. Either is read whatever this says, and a write
+/// converts a record kept in the other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Layout {
+    /// One string per record: the metadata as one JSON line, then the value. A read is
+    /// one `GET`.
+    #[default]
+    String,
+    /// One hash per record with fields `v`, `m` and `val`, as mux wrote before strings.
+    /// A node that only knows hashes fails with `WRONGTYPE` on a string: keep every node
+    /// on `hash` until all of them read strings, then drop the setting.
+    Hash,
+}
+
+impl Layout {
+    /// The other layout (the one a `WRONGTYPE` reply points to).
+    pub(crate) fn other(self) -> Layout {
+        match self {
+            Layout::String => Layout::Hash,
+            Layout::Hash => Layout::String,
+        }
+    }
 }
 
 fn default_namespace() -> String {
@@ -76,6 +107,7 @@ impl RedisConfig {
             url: url.into(),
             ca_file: None,
             namespace: default_namespace(),
+            layout: Layout::default(),
             response_timeout: default_response_timeout(),
             connection_timeout: default_connection_timeout(),
         }
@@ -84,6 +116,12 @@ impl RedisConfig {
     /// Trusts the CA certificates in `path` (PEM) for a `rediss://` URL.
     pub fn with_ca_file(mut self, path: impl Into<std::path::PathBuf>) -> RedisConfig {
         self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Sets how records are written (see [`Layout`]).
+    pub fn with_layout(mut self, layout: Layout) -> RedisConfig {
+        self.layout = layout;
         self
     }
 
@@ -114,6 +152,7 @@ impl fmt::Debug for RedisConfig {
             .field("url", &redact(&self.url))
             .field("ca_file", &self.ca_file)
             .field("namespace", &self.namespace)
+            .field("layout", &self.layout)
             .field("response_timeout", &self.response_timeout)
             .field("connection_timeout", &self.connection_timeout)
             .finish()
@@ -139,7 +178,13 @@ mod tests {
     fn deserializes_from_toml_with_defaults() {
         let c: RedisConfig = toml::from_str(r#"url = "redis://127.0.0.1""#).unwrap();
         assert_eq!(c.namespace, "mux");
+        assert_eq!(c.layout, Layout::String);
         assert_eq!(c.response_timeout, Duration::from_secs(5));
+        let c: RedisConfig = toml::from_str("url = \"redis://h\"\nlayout = \"hash\"").unwrap();
+        assert_eq!(c.layout, Layout::Hash);
+        let e =
+            toml::from_str::<RedisConfig>("url = \"redis://h\"\nlayout = \"list\"").unwrap_err();
+        assert!(e.to_string().contains("unknown variant `list`"), "{e}");
         let c: RedisConfig = toml::from_str(
             "url = \"redis://127.0.0.1\"\nnamespace = \"n\"\nresponse_timeout_ms = 250",
         )

@@ -5,7 +5,7 @@ use mux_core::{Key, Record, Result};
 
 use crate::layout::{self, FIELDS, Fields};
 
-/// The hash fields the put script stores for `record` (a seed for the fuzzer).
+/// The hash fields the put script of the hash layout stores for `record` (a seed for the fuzzer).
 pub fn stored(record: &Record) -> Vec<(String, Vec<u8>)> {
     layout::stored(record)
 }
@@ -20,4 +20,14 @@ pub fn decode(key: Key, fields: &[(String, Vec<u8>)]) -> Result<Record> {
         }
     }
     layout::decode(key, read)
+}
+
+/// The string a put stores for `record` in the string layout (a seed for the fuzzer).
+pub fn stored_string(record: &Record) -> Vec<u8> {
+    crate::string_layout::encode(record)
+}
+
+/// Decodes a record's string as a read does.
+pub fn decode_string(key: Key, bytes: &[u8]) -> Result<Record> {
+    crate::string_layout::decode(key, bytes.to_vec())
 }

@@ -1,4 +1,5 @@
-//! How a record is kept in its Redis hash, and the scripts that write and remove it.
+//! How a record is kept in a Redis hash ([`crate::Layout::Hash`]; the default is one
+//! string, see [`crate::string_layout`]).
 //!
 //! A hash `<namespace>:r:<key>` has three fields:
 //! - `v`: the version, fixed-width hex, so it compares as text (the scripts compare it);
@@ -13,8 +14,8 @@
 //! still read: `v` decides. `m` counts only when it holds `v`'s version; otherwise (no
 //! `m`, or an older mux wrote the old fields over a newer hash during a rolling upgrade)
 //! the read asks again for every field and decodes the old ones; with no old fields, `v`
-//! was set by hand and gives the version, `m` the rest. The next write through
-//! [`PUT_SCRIPT`] removes the old fields.
+//! was set by hand and gives the version, `m` the rest. The next write removes the old
+//! fields (or turns the hash into a string).
 
 use std::fmt;
 
@@ -23,34 +24,6 @@ use mux_core::{Error, ErrorKind, Key, Metadata, Record, Result, Version};
 use redis::Value;
 
 use crate::error::map_err;
-
-/// Compare-and-set: write the record only if its version is higher than the stored one.
-/// KEYS: record hash, index. ARGV: version, metadata JSON, value, key. Returns nil when
-/// applied, else the stored version.
-///
-/// The index entry is added only with a new hash: the hash and its entry are created
-/// here together and removed together by [`PURGE_SCRIPT`], so an update (most writes)
-/// leaves the index alone. `t` marks a hash in the old layout, whose fields go.
-pub(crate) const PUT_SCRIPT: &str = r"
-local found = redis.call('HMGET', KEYS[1], 'v', 't')
-local stored = found[1]
-if stored and stored >= ARGV[1] then return stored end
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'm', ARGV[2], 'val', ARGV[3])
-if found[2] then redis.call('HDEL', KEYS[1], 't', 'ct', 'tags', 'crc') end
-if not stored then redis.call('ZADD', KEYS[2], 0, ARGV[4]) end
-return false
-";
-
-/// Remove the record if its stored version is at most ARGV[1]. KEYS: hash, index.
-pub(crate) const PURGE_SCRIPT: &str = r"
-local stored = redis.call('HGET', KEYS[1], 'v')
-if stored and stored <= ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[2])
-  return 1
-end
-return 0
-";
 
 /// Every field a hash may hold, in the order of [`Fields`]: the three a read asks for
 /// first ([`READ`]), then the old layout's metadata.
@@ -77,8 +50,8 @@ impl redis::ToRedisArgs for MetaJson<'_> {
     }
 }
 
-/// The fields a put stores for `record`, as [`PUT_SCRIPT`] writes them (the fuzz
-/// targets' seed).
+/// The fields a put stores for `record` in the hash layout, as
+/// [`crate::scripts::PUT_HASH`] writes them (the fuzz targets' seed).
 #[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn stored(record: &Record) -> Vec<(String, Vec<u8>)> {
     let meta = record.meta();

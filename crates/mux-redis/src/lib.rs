@@ -4,20 +4,24 @@
 //! itself (`redis::aio::ConnectionManager`).
 //!
 //! ## Layout (readable with `redis-cli`)
-//! - one hash per record at `<namespace>:r:<key>` with fields `v` (the version, fixed-width
-//!   hex, so it compares as text), `m` (the metadata as one JSON object: version,
-//!   tombstone, checksum, content type and tags) and `val` (the value); hashes in the
-//!   earlier six-field layout are read as well and rewritten by their next write;
+//! - one string per record at `<namespace>:r:<key>`: the metadata as one line of JSON
+//!   (version first, tombstone, checksum, content type and tags), a newline, then the
+//!   value. A read is one `GET`;
+//! - or, with `layout = "hash"` ([`Layout::Hash`], for a rolling upgrade from a mux that
+//!   wrote hashes), one hash per record with fields `v` (the version, fixed-width hex,
+//!   so it compares as text), `m` (the same JSON) and `val` (the value). Both layouts,
+//!   and the earlier six-field hash, are always read; a write converts a record to the
+//!   configured layout;
 //! - one sorted set `<namespace>:idx` holding every key with score 0, so keys list in
 //!   byte order with `ZRANGEBYLEX` (never `SCAN`).
 //!
 //! ```text
-//! $ redis-cli HGETALL mux:r:tenantconfig/acme/limits
+//! $ redis-cli GET mux:r:tenantconfig/acme/limits
 //! $ redis-cli ZRANGEBYLEX mux:idx "[tenantconfig/" "+" LIMIT 0 10
 //! ```
 //!
-//! Writes run a Lua script that compares the stored version and writes the hash and the
-//! index entry only if the new version is higher: atomic on the server. `put_batch`
+//! Writes run a Lua script that compares the stored version and writes the record and
+//! the index entry only if the new version is higher: atomic on the server. `put_batch`
 //! sends one pipeline (one round trip).
 //!
 //! [`RedisFeed`] is a `mux_core::ChangeFeed` on a Redis Stream (see [`RedisFeedConfig`]).
@@ -32,11 +36,13 @@ mod feed;
 #[doc(hidden)]
 pub mod fuzz;
 mod layout;
+mod scripts;
+mod string_layout;
 
 use std::sync::Arc;
 
 pub use backend::RedisBackend;
-pub use config::{DEFAULT_MAX_VALUE_SIZE, RedisConfig};
+pub use config::{DEFAULT_MAX_VALUE_SIZE, Layout, RedisConfig};
 pub use feed::{PREV_FIELD, RedisFeed, RedisFeedConfig};
 
 /// The `kind` of this store in a mux configuration (`kind = "redis"`).
